@@ -1,0 +1,42 @@
+# shahihooks — a newcomer's Makefile. `make demo` and `make test` set everything up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: all install test lint format typecheck mypy demo redis clean
+
+all: lint typecheck test
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+redis: ## make sure a Redis answers at SHAHIHOOKS_REDIS_URL (starts the machine's one if it is down)
+	@$(BIN)/python scripts/ensure_redis.py
+
+test: install redis
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check shahihooks tests celeryconfig.py scripts
+	$(BIN)/ruff format --check shahihooks tests celeryconfig.py scripts
+
+format: install
+	$(BIN)/ruff format shahihooks tests celeryconfig.py scripts
+	$(BIN)/ruff check --fix shahihooks tests celeryconfig.py scripts
+
+typecheck: install
+	$(BIN)/mypy
+
+mypy: typecheck
+
+demo: install redis
+	$(BIN)/python scripts/demo.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,5 @@
+"""`python -m shahihooks`."""
+
+from shahihooks.cli import main
+
+main()

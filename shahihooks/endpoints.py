@@ -1,0 +1,123 @@
+"""Endpoints: the configured URLs, the `webhook_urls` filter, and the runtime store in Redis.
+
+A URL is an endpoint's identity. The runtime store (`shahihooks endpoints add ...`) may give
+an endpoint its own events, secrets, rate limit and enabled flag; a URL in both the settings
+and the store takes the store's values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+from shahihooks.errors import ConfigurationError
+from shahihooks.events import check_name
+from shahihooks.hooks import ACTION_SCHEME, Hooks
+from shahihooks.keys import Keys
+from shahihooks.safety import check_target
+from shahihooks.settings import Settings
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    events: tuple[str, ...] | None = None  # None: every event
+    secrets: tuple[str, ...] = ()  # empty: the global secret
+    rate_limit: int | None = None  # None: SHAHIHOOKS_RATE_LIMIT
+    enabled: bool = True
+    description: str = ""
+
+    def wants(self, event: str) -> bool:
+        return self.enabled and (self.events is None or event in self.events)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Endpoint:
+        data: dict[str, Any] = json.loads(raw)
+        events = data.get("events")
+        return cls(
+            url=data["url"],
+            events=tuple(events) if events is not None else None,
+            secrets=tuple(data.get("secrets") or ()),
+            rate_limit=data.get("rate_limit"),
+            enabled=bool(data.get("enabled", True)),
+            description=data.get("description", ""),
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """The endpoint as shown to people and scripts: secrets counted, never shown."""
+        shown = asdict(self)
+        shown["secrets"] = f"{len(self.secrets)} own" if self.secrets else "global"
+        return shown
+
+
+class EndpointStore:
+    """The runtime endpoints, one Redis hash: url -> JSON."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.key = Keys(settings.prefix).endpoints
+
+    def all(self) -> list[Endpoint]:
+        raw = self.client.hgetall(self.key)
+        return sorted((Endpoint.from_json(v) for v in raw.values()), key=lambda e: e.url)
+
+    def get(self, url: str) -> Endpoint | None:
+        raw = self.client.hget(self.key, url)
+        return Endpoint.from_json(raw) if raw else None
+
+    def add(self, endpoint: Endpoint) -> Endpoint:
+        check_target(endpoint.url, self.settings)
+        for event in endpoint.events or ():
+            check_name(event)
+        if endpoint.rate_limit is not None and endpoint.rate_limit < 0:
+            raise ConfigurationError(f"rate limit {endpoint.rate_limit} must not be negative")
+        if not endpoint.secrets and not self.settings.secret:
+            raise ConfigurationError(
+                f"endpoint {endpoint.url!r} has no secret and SHAHIHOOKS_SECRET is not set: "
+                "give it --secret or set the global secret"
+            )
+        self.client.hset(self.key, endpoint.url, endpoint.to_json())
+        return endpoint
+
+    def remove(self, url: str) -> bool:
+        return bool(self.client.hdel(self.key, url))
+
+    def set_enabled(self, url: str, enabled: bool) -> Endpoint:
+        found = self.get(url)
+        if found is None:
+            raise ConfigurationError(f"no endpoint {url!r} in the store (see: endpoints list)")
+        changed = Endpoint(**{**asdict(found), "enabled": enabled})
+        self.client.hset(self.key, url, changed.to_json())
+        return changed
+
+
+def resolve(event: str, settings: Settings, stored: list[Endpoint], hooks: Hooks) -> list[Endpoint]:
+    """The endpoints that receive `event`, each checked as a safe target; actions last."""
+    by_url = {e.url: e for e in stored}
+    selected = settings.events is None or event in settings.events
+    urls = list(settings.urls) if selected else []
+    urls = hooks.filter_urls(urls, event)
+    chosen: dict[str, Endpoint] = {}
+    for url in urls:
+        chosen.setdefault(url, by_url.get(url) or Endpoint(url))
+    for endpoint in stored:
+        chosen.setdefault(endpoint.url, endpoint)
+    targets = [e for e in chosen.values() if e.wants(event)]
+    for endpoint in targets:
+        check_target(endpoint.url, settings)
+        if not endpoint.secrets and not settings.secret:
+            raise ConfigurationError(
+                f"no secret for {endpoint.url!r}: set SHAHIHOOKS_SECRET or the endpoint's own"
+            )
+    return targets + [Endpoint(t, rate_limit=0) for t in hooks.action_targets(event)]
+
+
+def is_action(url: str) -> bool:
+    return url.startswith(ACTION_SCHEME)

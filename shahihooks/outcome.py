@@ -1,0 +1,84 @@
+"""What to do after an attempt: pure decisions, testable without a network or Redis.
+
+2xx                      delivered
+anything else            retried after the schedule's next delay (60, 300, 1800 s)
+  (3xx, 4xx, 5xx,          429/503 with Retry-After: no sooner than asked, capped
+   timeout, refused...)
+retries spent            dead-lettered, with the full body, replayable
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Kind
+    reason: str
+    delay_s: float = 0.0
+
+
+def retry_delay(attempt: int, schedule_s: tuple[float, ...]) -> float | None:
+    """Seconds before the attempt after `attempt` (1-based), or None when retries are spent."""
+    return schedule_s[attempt - 1] if 1 <= attempt <= len(schedule_s) else None
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds asked for by a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def reason_for(status: int | None, error: str | None, location: str | None = None) -> str:
+    if status is None:
+        return error or "no response"
+    if 300 <= status < 400:
+        where = f" to {location}" if location else ""
+        return f"HTTP {status} redirect{where} (redirects are not followed)"
+    return f"HTTP {status}"
+
+
+def classify(
+    *,
+    status: int | None,
+    error: str | None,
+    attempt: int,
+    schedule_s: tuple[float, ...],
+    retry_after: str | None = None,
+    retry_after_max_s: float = 3600,
+    location: str | None = None,
+    now: float = 0.0,
+) -> Outcome:
+    """The outcome of attempt number `attempt` (1 is the first send)."""
+    if status is not None and 200 <= status < 300:
+        return Outcome(Kind.DELIVERED, f"HTTP {status}")
+    reason = reason_for(status, error, location)
+    delay = retry_delay(attempt, schedule_s)
+    if delay is None:
+        tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")
+        return Outcome(Kind.DEAD, f"{reason}; gave up after {tries}")
+    if status in (429, 503):
+        asked = parse_retry_after(retry_after, now)
+        if asked is not None and math.isfinite(asked):
+            delay = max(delay, min(asked, retry_after_max_s))
+    return Outcome(Kind.RETRY, reason, delay)

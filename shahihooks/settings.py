@@ -1,0 +1,297 @@
+"""The settings: one frozen value, read from the environment (or Django/Flask) in one place.
+
+Every name is `SHAHIHOOKS_<NAME>` in the environment, `SHAHIHOOKS = {"<NAME>": ...}` in
+Django and `app.config["SHAHIHOOKS_<NAME>"]` in Flask. A bad value is a ConfigurationError
+naming the variable and the value, raised when the settings are loaded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from shahihooks.errors import ConfigurationError, EventError, UnsafeTargetError
+from shahihooks.events import check_name
+from shahihooks.payload import MAX_BODY_BYTES
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """At most one delivery of `event` per value of `data[field]` per `window_s` seconds."""
+
+    event: str
+    field: str
+    window_s: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything shahihooks reads from its configuration; units are in the names."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = ""
+    enabled: bool = True
+    urls: tuple[str, ...] = ()
+    events: tuple[str, ...] | None = None  # None: every registered event
+    secret: str | None = None
+    old_secrets: tuple[str, ...] = ()
+    site_url: str = ""
+    retry_schedule_s: tuple[float, ...] = (60, 300, 1800)
+    retry_after_max_s: float = 3600
+    rate_limit: int = 10
+    rate_window_s: int = 3600
+    timeout_s: float = 15
+    allow_http: bool = False
+    allow_networks: tuple[Network, ...] = ()
+    ca_bundle: str = ""  # a CA file to trust instead of the system's (internal CAs, tests)
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_response_bytes: int = 65_536
+    idempotency_ttl_s: int = 7 * 86_400
+    throttles: tuple[Throttle, ...] = (Throttle("article.viewed", "article_id", 3600),)
+    log_max_len: int = 100_000
+    stats_retention_s: int = 8 * 86_400
+    queue: str = "shahihooks"
+    prefix: str = "shahihooks"
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.broker_url:
+            object.__setattr__(self, "broker_url", self.redis_url)
+        for url in self.urls:
+            check_url(url, self)
+        if self.urls and not self.secret:
+            raise ConfigurationError(
+                "SHAHIHOOKS_URLS is set but SHAHIHOOKS_SECRET is not: every delivery is "
+                "signed, so set a secret (there is no fallback secret)"
+            )
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The global secrets, newest first (the first signs the page's header)."""
+        return ((self.secret,) if self.secret else ()) + self.old_secrets
+
+    @property
+    def longest_delay_s(self) -> float:
+        """The longest a delivery waits in a countdown: a retry or a rate-limit deferral."""
+        return max((*self.retry_schedule_s, self.retry_after_max_s, self.rate_window_s))
+
+    @property
+    def tls_verify(self) -> bool | str:
+        """What requests' `verify=` gets: the CA bundle if one is set, else the system's."""
+        return self.ca_bundle or True
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `SHAHIHOOKS_*` environment variables."""
+        env = os.environ if environ is None else environ
+        prefix = "SHAHIHOOKS_"
+        return cls.from_mapping(
+            {k[len(prefix) :]: v for k, v in env.items() if k.startswith(prefix)}
+        )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "SHAHIHOOKS_") -> Settings:
+        """Settings from a mapping of names without the prefix (`{"URLS": ..., ...}`)."""
+        unknown = sorted(set(values) - set(_READERS))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown setting {source}{unknown[0]}: known settings are "
+                + ", ".join(source + n for n in sorted(_READERS))
+            )
+        kwargs: dict[str, Any] = {}
+        for name, raw in values.items():
+            attr, reader = _READERS[name]
+            try:
+                kwargs[attr] = reader(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigurationError(f"{source}{name}={raw!r} is not valid: {exc}") from None
+        return cls(**kwargs)
+
+
+def check_url(url: str, settings: Settings) -> str:
+    """Return `url` if it may be a webhook target under `settings`, else raise."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a webhook URL must be a string, got {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(f"{url!r} is not an absolute https:// URL")
+    if parts.scheme == "http" and not settings.allow_http:
+        raise UnsafeTargetError(
+            f"webhook URLs must be https:// URLs, got {url!r} "
+            "(set SHAHIHOOKS_ALLOW_HTTP=1 for local development only)"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigurationError(f"{url!r} has an invalid port") from None
+    return url
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
+def _words(raw: Any, sep: str = r"[\s,]+") -> tuple[str, ...]:
+    if isinstance(raw, str):
+        return tuple(w for w in re.split(sep, raw.strip()) if w)
+    return tuple(str(w).strip() for w in raw if str(w).strip())
+
+
+def _urls(raw: Any) -> tuple[str, ...]:
+    return _words(raw, r"\s+")
+
+
+def _events(raw: Any) -> tuple[str, ...] | None:
+    names = _words(raw)
+    if not names or names == ("*",):
+        return None
+    for name in names:
+        try:
+            check_name(name)
+        except EventError as exc:
+            raise ValueError(str(exc)) from None
+    return names
+
+
+def _count(raw: Any) -> int:
+    value = int(str(raw).strip())
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _positive_int(raw: Any) -> int:
+    value = _count(raw)
+    if value == 0:
+        raise ValueError("must be positive")
+    return value
+
+
+def _seconds(raw: Any) -> float:
+    value = float(str(raw).strip())
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _schedule(raw: Any) -> tuple[float, ...]:
+    items = _words(raw, r"[\s,]+") if isinstance(raw, str) else tuple(raw)
+    out = []
+    for item in items:
+        try:
+            value = float(str(item).strip())
+        except ValueError:
+            raise ValueError(f"{item!r} is not a number of seconds") from None
+        if value < 0 or value != value or value == float("inf"):
+            raise ValueError(f"{item!r} is not a non-negative number of seconds")
+        out.append(value)
+    return tuple(out)
+
+
+def _networks(raw: Any) -> tuple[Network, ...]:
+    out = []
+    for item in _words(raw):
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a CIDR network such as 127.0.0.0/8") from None
+    return tuple(out)
+
+
+def _secret(raw: Any) -> str | None:
+    text = str(raw).strip()
+    return text or None
+
+
+def _throttles(raw: Any) -> tuple[Throttle, ...]:
+    out = []
+    for item in _words(raw, r"[\s,]+"):
+        parts = item.split(":")
+        if len(parts) != 3:
+            raise ValueError(
+                f"{item!r} is not event:field:seconds (e.g. article.viewed:article_id:3600)"
+            )
+        event, data_field, window = parts
+        try:
+            check_name(event)
+        except EventError as exc:
+            raise ValueError(str(exc)) from None
+        out.append(Throttle(event, data_field, _positive_int(window)))
+    return tuple(out)
+
+
+def _text(raw: Any) -> str:
+    return str(raw).strip()
+
+
+_READERS: dict[str, tuple[str, Any]] = {
+    "REDIS_URL": ("redis_url", _text),
+    "BROKER_URL": ("broker_url", _text),
+    "ENABLED": ("enabled", _bool),
+    "URLS": ("urls", _urls),
+    "EVENTS": ("events", _events),
+    "SECRET": ("secret", _secret),
+    "OLD_SECRETS": ("old_secrets", _words),
+    "SITE_URL": ("site_url", _text),
+    "RETRY_SCHEDULE": ("retry_schedule_s", _schedule),
+    "RETRY_AFTER_MAX": ("retry_after_max_s", _seconds),
+    "RATE_LIMIT": ("rate_limit", _count),
+    "RATE_WINDOW": ("rate_window_s", _positive_int),
+    "TIMEOUT": ("timeout_s", _seconds),
+    "ALLOW_HTTP": ("allow_http", _bool),
+    "ALLOW_NETWORKS": ("allow_networks", _networks),
+    "CA_BUNDLE": ("ca_bundle", _text),
+    "MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
+    "MAX_RESPONSE_BYTES": ("max_response_bytes", _positive_int),
+    "IDEMPOTENCY_TTL": ("idempotency_ttl_s", _positive_int),
+    "THROTTLE": ("throttles", _throttles),
+    "LOG_MAX_LEN": ("log_max_len", _positive_int),
+    "QUEUE": ("queue", _text),
+    "PREFIX": ("prefix", _text),
+}
+
+
+_current: Settings | None = None
+_listeners: list[Callable[[Settings], None]] = []
+
+
+def current() -> Settings:
+    """The process's settings: those given to `configure()`, else the environment's."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+def configure(settings: Settings | None = None, **changes: Any) -> Settings:
+    """Replace the process's settings (Django, Flask and tests call this)."""
+    global _current
+    base = settings if settings is not None else current()
+    _current = base.with_(**changes) if changes else base
+    for listener in _listeners:
+        listener(_current)
+    return _current
+
+
+def on_configure(listener: Callable[[Settings], None]) -> None:
+    _listeners.append(listener)

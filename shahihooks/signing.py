@@ -1,0 +1,171 @@
+"""Signing outgoing bodies and verifying received ones, in both schemes.
+
+- The help page's scheme: `X-Shahi-Assist-Signature: sha256=<hex HMAC-SHA256(secret, body)>`.
+- Standard Webhooks: `webhook-signature: v1,<base64 HMAC-SHA256(key, "id.timestamp.body")>`,
+  with `webhook-id` and `webhook-timestamp`; a `whsec_` secret is base64 of the key.
+
+During a rotation several secrets are active: `webhook-signature` carries one signature per
+secret (space-separated, as the standard says); the page's header carries the first secret's
+only, because the page's receivers compare the header against a single value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shahihooks.errors import (
+    ConfigurationError,
+    InvalidSignature,
+    MissingSignature,
+    TimestampOutOfRange,
+    VerificationError,
+)
+
+SIGNATURE_HEADER = "X-Shahi-Assist-Signature"
+EVENT_HEADER = "X-Shahi-Assist-Event"
+DELIVERY_HEADER = "X-Shahi-Assist-Delivery"
+ATTEMPT_HEADER = "X-Shahi-Assist-Attempt"
+DEFAULT_TOLERANCE_S = 300
+
+Secrets = str | bytes | Sequence[str | bytes]
+
+
+def secret_key(secret: str | bytes) -> bytes:
+    """The HMAC key of a secret: a `whsec_` secret is base64 of the key, others are UTF-8."""
+    if isinstance(secret, bytes):
+        return secret
+    if not isinstance(secret, str) or not secret:
+        raise ConfigurationError("a webhook secret must be a non-empty string")
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret[len("whsec_") :], validate=True)
+        except binascii.Error:
+            raise ConfigurationError(
+                "a secret starting with 'whsec_' must be followed by base64 "
+                "(the Standard Webhooks form); this one is not valid base64"
+            ) from None
+    return secret.encode("utf-8")
+
+
+def _keys(secrets: Secrets) -> list[bytes]:
+    items = [secrets] if isinstance(secrets, str | bytes) else list(secrets)
+    if not items:
+        raise ConfigurationError("no secret given: at least one webhook secret is needed")
+    return [secret_key(s) for s in items]
+
+
+def page_signature(body: bytes, secret: str | bytes) -> str:
+    """`sha256=<hex>`: the help page's signature of the exact body bytes."""
+    return "sha256=" + hmac.new(secret_key(secret), body, hashlib.sha256).hexdigest()
+
+
+def standard_signature(body: bytes, msg_id: str, timestamp: int, secret: str | bytes) -> str:
+    """`v1,<base64>`: the Standard Webhooks signature of `id.timestamp.body`."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    mac = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode("ascii")
+
+
+def sign_headers(
+    body: bytes,
+    *,
+    delivery_id: str,
+    event: str,
+    secrets: Secrets,
+    attempt: int = 1,
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    """Every header a delivery carries, signed with each active secret."""
+    keys = _keys(secrets)
+    ts = int(time.time()) if timestamp is None else timestamp
+    standard = " ".join(standard_signature(body, delivery_id, ts, k) for k in keys)
+    return {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: page_signature(body, keys[0]),
+        EVENT_HEADER: event,
+        DELIVERY_HEADER: delivery_id,
+        ATTEMPT_HEADER: str(attempt),
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": standard,
+    }
+
+
+def verify(
+    body: bytes | str,
+    headers: Mapping[str, str],
+    secret: Secrets,
+    *,
+    tolerance_s: int = DEFAULT_TOLERANCE_S,
+    now: float | None = None,
+) -> Any:
+    """Check a received delivery and return its parsed JSON body.
+
+    Standard Webhooks headers are checked when present (with the timestamp within
+    `tolerance_s` of now); otherwise the page's `X-Shahi-Assist-Signature`. Any of several
+    secrets may match (rotation). Raises a VerificationError subclass on a bad delivery.
+    """
+    raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    lower = {k.lower(): v for k, v in headers.items()}
+    keys = _keys(secret)
+    if "webhook-signature" in lower:
+        _verify_standard(raw, lower, keys, tolerance_s, time.time() if now is None else now)
+    elif SIGNATURE_HEADER.lower() in lower:
+        _verify_page(raw, lower[SIGNATURE_HEADER.lower()], keys)
+    else:
+        raise MissingSignature(
+            f"no signature: expected a {SIGNATURE_HEADER} or webhook-signature header "
+            f"(got headers: {', '.join(sorted(lower)) or 'none'})"
+        )
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise VerificationError(f"the signature matches but the body is not JSON: {exc}") from None
+
+
+def _verify_page(body: bytes, header: str, keys: list[bytes]) -> None:
+    offered = [s.strip() for s in header.replace(",", " ").split() if s.strip()]
+    for key in keys:
+        expected = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+        if any(hmac.compare_digest(expected.encode(), s.encode()) for s in offered):
+            return
+    raise InvalidSignature(
+        f"{SIGNATURE_HEADER} {header[:80]!r} does not match the body under any of the "
+        f"{len(keys)} secret(s) given"
+    )
+
+
+def _verify_standard(
+    body: bytes, headers: dict[str, str], keys: list[bytes], tolerance_s: int, now: float
+) -> None:
+    msg_id = headers.get("webhook-id", "")
+    raw_ts = headers.get("webhook-timestamp", "")
+    if not msg_id or not raw_ts:
+        raise MissingSignature("webhook-signature needs webhook-id and webhook-timestamp too")
+    try:
+        ts = int(raw_ts)
+    except ValueError:
+        raise TimestampOutOfRange(f"webhook-timestamp {raw_ts!r} is not a number") from None
+    if abs(now - ts) > tolerance_s:
+        age = int(now - ts)
+        raise TimestampOutOfRange(
+            f"webhook-timestamp {ts} is {abs(age)} s in the "
+            f"{'past' if age > 0 else 'future'}, outside the ±{tolerance_s} s tolerance"
+        )
+    offered = [p.partition(",")[2] for p in headers["webhook-signature"].split() if "," in p]
+    signed = f"{msg_id}.{raw_ts}.".encode() + body
+    for key in keys:
+        mac = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+        if any(hmac.compare_digest(mac, s.encode()) for s in offered):
+            return
+    raise InvalidSignature(
+        f"webhook-signature for webhook-id {msg_id!r} does not match the body under any "
+        f"of the {len(keys)} secret(s) given"
+    )

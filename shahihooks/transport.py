@@ -1,0 +1,182 @@
+"""One HTTPS POST: TLS verified, redirects not followed, bounded in time and in bytes read.
+
+Each worker thread has its own `requests.Session` (created lazily, so after a fork), whose
+connections check the address they actually connected to (see `safety`). Proxies and
+`.netrc` from the environment are ignored: a webhook goes straight to its target.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from shahihooks.errors import UnsafeTargetError
+from shahihooks.safety import check_address
+from shahihooks.settings import Network, Settings
+from shahihooks.version import __version__
+
+USER_AGENT = f"shahihooks/{__version__} (+https://pypi.org/project/shahihooks/)"
+_CONNECT_TIMEOUT_MAX_S = 5.0
+
+
+@dataclass(frozen=True)
+class Response:
+    """What one attempt produced: a status, or an error saying why there is none."""
+
+    status: int | None
+    duration_s: float
+    body: str = ""
+    retry_after: str | None = None
+    location: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def _guarded(base: type[HTTPConnection], allow: tuple[Network, ...]) -> type[HTTPConnection]:
+    class Guarded(base):  # type: ignore[valid-type,misc]
+        def _new_conn(self) -> socket.socket:
+            sock: socket.socket = super()._new_conn()
+            try:
+                check_address(sock.getpeername()[0], allow, self.host)
+            except UnsafeTargetError:
+                sock.close()
+                raise
+            return sock
+
+    return Guarded
+
+
+class GuardedAdapter(HTTPAdapter):
+    """An adapter whose connections refuse private addresses outside `allow`."""
+
+    def __init__(self, allow: tuple[Network, ...], **kwargs: Any) -> None:
+        self._allow = allow
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        https = type(
+            "GuardedHTTPSPool",
+            (HTTPSConnectionPool,),
+            {"ConnectionCls": _guarded(HTTPSConnection, self._allow)},
+        )
+        http = type(
+            "GuardedHTTPPool",
+            (HTTPConnectionPool,),
+            {"ConnectionCls": _guarded(HTTPConnection, self._allow)},
+        )
+        self.poolmanager.pool_classes_by_scheme = {"http": http, "https": https}
+        self.poolmanager.key_fn_by_scheme = dict(self.poolmanager.key_fn_by_scheme)
+
+
+class _Local(threading.local):
+    session: requests.Session | None = None
+    pid: int = 0
+    key: tuple[Any, ...] = ()
+
+
+_local = _Local()
+
+
+def session_for(settings: Settings) -> requests.Session:
+    """This thread's Session for `settings` (a new one after a fork or a settings change)."""
+    verify = settings.tls_verify
+    key = (settings.allow_networks, verify)
+    if _local.session is None or _local.pid != os.getpid() or _local.key != key:
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = verify
+        session.max_redirects = 0
+        adapter = GuardedAdapter(settings.allow_networks, pool_connections=16, pool_maxsize=16)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers["User-Agent"] = USER_AGENT
+        _local.session, _local.pid, _local.key = session, os.getpid(), key
+    return _local.session
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    settings: Settings,
+) -> Response:
+    """POST `body` to `url` once; never raises for what the network or the peer does."""
+    session = session_for(settings)
+    timeout = (min(settings.timeout_s, _CONNECT_TIMEOUT_MAX_S), settings.timeout_s)
+    start = time.monotonic()
+    try:
+        with session.post(
+            url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
+        ) as resp:
+            text = _read_bounded(resp, settings.max_response_bytes, start + settings.timeout_s)
+            return Response(
+                status=resp.status_code,
+                duration_s=time.monotonic() - start,
+                body=text,
+                retry_after=resp.headers.get("Retry-After"),
+                location=resp.headers.get("Location"),
+            )
+    except UnsafeTargetError as exc:
+        return Response(None, time.monotonic() - start, error=f"refused: {exc}")
+    except requests.RequestException as exc:
+        return Response(None, time.monotonic() - start, error=describe_error(exc))
+
+
+def _read_bounded(resp: requests.Response, limit: int, deadline: float) -> str:
+    """Up to `limit` bytes of the body, stopping at the deadline; the rest is never read."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in resp.raw.stream(8192, decode_content=True):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit or time.monotonic() > deadline:
+                break
+    except (urllib3.exceptions.HTTPError, OSError):
+        pass  # the status is what counts; a broken body does not change it
+    return b"".join(chunks)[:limit].decode("utf-8", "replace")
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, log-friendly cause: timeout, refused, reset, TLS, DNS..."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "tls error: " + _innermost(exc)
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(exc, requests.exceptions.ReadTimeout | requests.exceptions.Timeout):
+        return "read timeout"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        inner = _innermost(exc)
+        if isinstance(exc.__context__, UnsafeTargetError) or "refused:" in text:
+            return inner
+        return "connection error: " + inner
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def _innermost(exc: BaseException) -> str:
+    seen = exc
+    while True:
+        nxt = seen.__cause__ or seen.__context__
+        if nxt is None or nxt is seen:
+            break
+        seen = nxt
+        if isinstance(seen, UnsafeTargetError):
+            return f"refused: {seen}"
+    reason = getattr(seen, "reason", None)
+    text = str(reason or seen)
+    return text[:300]

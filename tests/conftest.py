@@ -1,0 +1,123 @@
+"""Fixtures: a real Redis, a real HTTPS receiver, a real Celery worker (threads pool)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import trustme
+
+import shahihooks
+from shahihooks.settings import Settings
+from tests.receiver import Receiver, start_receiver
+
+REDIS_URL = os.environ.get("SHAHIHOOKS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+SECRET = "test-secret-0123456789"
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+RUN = uuid.uuid4().hex[:8]
+
+
+def wait_until(check: Callable[[], object], timeout: float = 20.0, what: str = "") -> object:
+    """Poll `check` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    return client
+
+
+@pytest.fixture(scope="session")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, str]:
+    authority = trustme.CA()
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    authority.cert_pem.write_to_path(str(path))
+    return authority, str(path)
+
+
+@pytest.fixture(scope="session")
+def receiver_server(ca: tuple[trustme.CA, str]) -> Receiver:
+    return start_receiver(ca[0], ca[1], ("127.0.0.1", "localhost"))
+
+
+@pytest.fixture
+def receiver(receiver_server: Receiver) -> Iterator[Receiver]:
+    receiver_server.clear()
+    yield receiver_server
+    receiver_server.clear()
+
+
+def base_settings(ca_path: str, **changes: object) -> Settings:
+    values: dict[str, object] = {
+        "redis_url": REDIS_URL,
+        "secret": SECRET,
+        "allow_networks": LOOPBACK,
+        "ca_bundle": ca_path,
+        "retry_schedule_s": (1, 1, 1),
+        "retry_after_max_s": 10,
+        "rate_limit": 1000,
+        "rate_window_s": 30,
+        "timeout_s": 5,
+        "prefix": f"shtest{RUN}",
+        "queue": f"shtest{RUN}",
+    }
+    values.update(changes)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(
+    ca: tuple[trustme.CA, str], redis_client: redis.Redis
+) -> Iterator[Callable[..., Settings]]:
+    """Call it to configure shahihooks for a test: settings(urls=(...), rate_limit=3)."""
+    shahihooks.hooks.clear()
+
+    def make(**changes: object) -> Settings:
+        return shahihooks.configure(base_settings(ca[1], **changes))
+
+    make()
+    yield make
+    shahihooks.hooks.clear()
+    prefix = f"shtest{RUN}:"
+    names = list(redis_client.scan_iter(match=prefix + "*", count=1000))
+    if names:
+        redis_client.delete(*names)
+
+
+@pytest.fixture(scope="session")
+def worker(ca: tuple[trustme.CA, str]) -> Iterator[object]:
+    """One real Celery worker for the session, threads pool, on this run's own queue."""
+    from celery.contrib.testing.worker import start_worker
+
+    from shahihooks.app import app
+
+    shahihooks.configure(base_settings(ca[1]))
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=16,
+        perform_ping_check=False,
+        queues=[f"shtest{RUN}"],
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
