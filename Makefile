@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install test lint format typecheck mypy demo redis clean
+.PHONY: all install test lint format typecheck mypy demo flower bench soak redis clean
 
 all: lint typecheck test
 
@@ -37,6 +37,9 @@ mypy: typecheck
 
 demo: install redis
 	$(BIN)/python scripts/demo.py
+
+flower: install redis ## Flower on http://127.0.0.1:5555 (start workers with -E for task events)
+	$(BIN)/celery -A shahihooks.app flower --port=5555
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

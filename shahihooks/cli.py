@@ -193,5 +193,454 @@ def worker(ctx: click.Context) -> None:
     app.worker_main(argv + extra)
 
 
+def _duration(text: str | None) -> float | None:
+    from shahihooks.stats import parse_duration
+
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command()
+@click.option("--since", default="24h", show_default=True, help="Period: 90m, 24h, 7d...")
+@click.option("--url", default=None, help="Only this URL.")
+@click.option("--event", default=None, help="Only this event.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None:
+    """Per URL and event: count, success rate, average and p95 response time.
+
+    Read from hourly aggregates (the page's dashboard query), not by scanning the log.
+
+    \b
+    Example:
+      shahihooks stats --since 24h --event ticket.created
+    """
+    from shahihooks.stats import read_stats
+
+    rows = read_stats(_settings(), _duration(since) or 86_400, url, event)
+    data = [r.as_dict() for r in rows]
+    lines = [f"{'URL':<44} {'EVENT':<22} {'COUNT':>6} {'OK %':>6} {'AVG ms':>8} {'P95 ms':>8}"]
+    for r in rows:
+        p95 = (
+            "-"
+            if r.p95_ms is None
+            else (f"≤{r.p95_ms:g}" if r.p95_ms != float("inf") else ">30000")
+        )
+        lines.append(
+            f"{r.url[:44]:<44} {r.event:<22} {r.count:>6} {100 * r.success_rate:>6.1f} "
+            f"{r.avg_ms:>8.1f} {p95:>8}"
+        )
+    if not rows:
+        lines.append(f"no attempts in the last {since}")
+    _out(data, as_json, "\n".join(lines))
+
+
+def _log_line(row: dict[str, str]) -> str:
+    when = time.strftime("%H:%M:%S", time.localtime(float(row.get("ts", "0"))))
+    mark = {"delivered": "✓", "retry": "↻", "dead": "✗"}.get(row.get("outcome", ""), "?")
+    status = row.get("status") or "---"
+    tail = f"  {row['error']}" if row.get("error") else ""
+    if row.get("next_s"):
+        tail += f" (retry in {row['next_s']} s)"
+    return (
+        f"{when} {mark} {status:>3} {row.get('ms', '0'):>6} ms  {row.get('event', ''):<22} "
+        f"{row.get('url', '')}  #{row.get('attempt')}  {row.get('id')}{tail}"
+    )
+
+
+@main.command()
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new attempts.")
+@click.option("--url", default=None, help="Only this URL.")
+@click.option("--event", default=None, help="Only this event.")
+@click.option("--failed", is_flag=True, help="Only failed attempts.")
+@click.option("--limit", "-n", default=50, show_default=True, help="How many recent attempts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per line).")
+def log(
+    follow: bool, url: str | None, event: str | None, failed: bool, limit: int, as_json: bool
+) -> None:
+    """Recent delivery attempts: status, duration, error.
+
+    \b
+    Examples:
+      shahihooks log --failed
+      shahihooks log --follow --url https://myapp.example/webhook
+    """
+    from shahihooks.stats import follow_log, read_log
+
+    settings = _settings()
+    rows = read_log(settings, limit, url, event, failed)
+    for row in rows:
+        click.echo(json.dumps(row) if as_json else _log_line(row))
+    if not rows and not follow and not as_json:
+        click.echo("no attempts logged")
+    if follow:
+        try:
+            for row in follow_log(settings, url, event, failed):
+                click.echo(json.dumps(row) if as_json else _log_line(row))
+        except KeyboardInterrupt:
+            pass
+
+
+@main.group()
+def dead() -> None:
+    """Dead letters: deliveries whose retries are spent, kept with their full body.
+
+    \b
+    Examples:
+      shahihooks dead list
+      shahihooks dead show evt_0c1d...-a1b2c3d4e5f6
+      shahihooks dead replay --all
+    """
+
+
+def _dead_row(letter: Any) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "url": letter.url,
+        "event": letter.event,
+        "attempts": letter.attempts,
+        "reason": letter.reason,
+        "died_at": letter.died_at,
+        "bytes": len(letter.body),
+    }
+
+
+@dead.command("list")
+@click.option("--since", default=None, help="Only those dead within this period (24h, 7d...).")
+@click.option("--url", default=None, help="Only this URL.")
+@click.option("--limit", default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def dead_list(since: str | None, url: str | None, limit: int, as_json: bool) -> None:
+    """List dead letters, oldest first.
+
+    \b
+    Example:
+      shahihooks dead list --since 24h
+    """
+    from shahihooks import dead as dead_letters
+
+    settings = _settings()
+    letters = _select_dead(settings, (), False, since, url, limit)
+    rows = [_dead_row(d) for d in letters]
+    lines = [
+        f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(r['died_at']))}  {r['id']}  "
+        f"{r['event']:<22} {r['url']}  ({r['attempts']} attempts: {r['reason']})"
+        for r in rows
+    ] or ["no dead letters"]
+    _out(rows, as_json, "\n".join(lines))
+    del dead_letters
+
+
+@dead.command("show")
+@click.argument("delivery_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def dead_show(delivery_id: str, as_json: bool) -> None:
+    """Show one dead letter with its full body.
+
+    \b
+    Example:
+      shahihooks dead show evt_0c1d...-a1b2c3d4e5f6
+    """
+    from shahihooks import dead as dead_letters
+
+    letter = dead_letters.get(delivery_id, _settings())
+    if letter is None:
+        raise click.ClickException(f"no dead letter {delivery_id!r} (see: shahihooks dead list)")
+    row = {
+        **_dead_row(letter),
+        "body": letter.body.decode("utf-8", "replace"),
+        "response": letter.response,
+        "status": letter.status,
+    }
+    text = "\n".join(f"{k:>9}: {v}" for k, v in row.items())
+    _out(row, as_json, text)
+
+
+def _select_dead(
+    settings: Settings,
+    ids: tuple[str, ...],
+    everything: bool,
+    since: str | None,
+    url: str | None,
+    limit: int = 1_000_000,
+) -> list[Any]:
+    from shahihooks import dead as dead_letters
+
+    if ids:
+        found = [dead_letters.get(i, settings) for i in ids]
+        missing = [i for i, f in zip(ids, found, strict=True) if f is None]
+        if missing:
+            raise click.ClickException(f"no dead letter {missing[0]!r} (see: shahihooks dead list)")
+        return [f for f in found if f is not None]
+    since_s = _duration(since)
+    start = time.time() - since_s if since_s is not None else 0
+    letters = [dead_letters.get(i, settings) for i in dead_letters.list_ids(settings, start, limit)]
+    return [d for d in letters if d is not None and (url is None or d.url == url)]
+
+
+@dead.command("replay")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Replay every dead letter.")
+@click.option("--since", default=None, help="Those dead within this period (24h, 7d...).")
+@click.option("--url", default=None, help="Those for this URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def dead_replay(
+    ids: tuple[str, ...], everything: bool, since: str | None, url: str | None, as_json: bool
+) -> None:
+    """Send dead letters again: same delivery id and body, a fresh attempt count.
+
+    A replayed delivery that fails again is dead-lettered again, not lost.
+
+    \b
+    Examples:
+      shahihooks dead replay evt_0c1d...-a1b2c3d4e5f6
+      shahihooks dead replay --url https://myapp.example/webhook --since 24h
+    """
+    from shahihooks import dead as dead_letters
+
+    if not (ids or everything or since or url):
+        raise click.UsageError("name delivery ids, or choose --all, --since or --url")
+    settings = _settings()
+    letters = _select_dead(settings, ids, everything, since, url)
+    replayed: list[str] = []
+
+    def replay_all(items: Any) -> None:
+        for letter in items:
+            if dead_letters.replay(letter.id, settings):
+                replayed.append(letter.id)
+
+    if len(letters) > 20:
+        with click.progressbar(letters, label="replaying", file=sys.stderr, show_pos=True) as bar:
+            replay_all(bar)
+    else:
+        replay_all(letters)
+    _out({"replayed": replayed}, as_json, f"replayed {len(replayed)} dead letter(s)")
+
+
+@main.group()
+def endpoints() -> None:
+    """The runtime endpoint store (in Redis), beside SHAHIHOOKS_URLS.
+
+    \b
+    Examples:
+      shahihooks endpoints add https://myapp.example/webhook --event ticket.created
+      shahihooks endpoints disable https://myapp.example/webhook
+      shahihooks endpoints list
+    """
+
+
+def _store() -> Any:
+    from shahihooks.connections import redis_client
+    from shahihooks.endpoints import EndpointStore
+
+    settings = _settings()
+    return EndpointStore(redis_client(settings.redis_url), settings)
+
+
+def _endpoint_rows() -> list[dict[str, Any]]:
+    settings = _settings()
+    rows = [
+        {
+            "url": u,
+            "events": list(settings.events) if settings.events else "all",
+            "source": "SHAHIHOOKS_URLS",
+            "enabled": True,
+            "secrets": "global",
+        }
+        for u in settings.urls
+    ]
+    for e in _store().all():
+        shown = e.redacted()
+        shown["events"] = list(e.events) if e.events else "all"
+        rows.append({**shown, "source": "store"})
+    return rows
+
+
+@endpoints.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def endpoints_list(as_json: bool) -> None:
+    """List endpoints: SHAHIHOOKS_URLS and the store (secrets are never shown)."""
+    rows = _endpoint_rows()
+    lines = [
+        f"{'on ' if r['enabled'] else 'off'} {r['url']}  events: "
+        f"{r['events'] if isinstance(r['events'], str) else ','.join(r['events'])}  "
+        f"secret: {r['secrets']}  ({r['source']})"
+        for r in rows
+    ] or ["no endpoints: set SHAHIHOOKS_URLS or use `shahihooks endpoints add URL`"]
+    _out(rows, as_json, "\n".join(lines))
+
+
+@endpoints.command("add")
+@click.argument("url")
+@click.option(
+    "--event", "events", multiple=True, help="Event to receive (repeatable; default all)."
+)
+@click.option(
+    "--secret", "secrets", multiple=True, help="Its own secret (repeatable, newest first)."
+)
+@click.option("--rate-limit", type=int, default=None, help="Attempts per window (0: no limit).")
+@click.option("--description", default="", help="A note for people.")
+def endpoints_add(
+    url: str,
+    events: tuple[str, ...],
+    secrets: tuple[str, ...],
+    rate_limit: int | None,
+    description: str,
+) -> None:
+    """Add (or replace) an endpoint in the store."""
+    from shahihooks.endpoints import Endpoint
+
+    try:
+        _store().add(Endpoint(url, events or None, secrets, rate_limit, True, description))
+    except ShahihooksError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"added {url}")
+
+
+@endpoints.command("remove")
+@click.argument("url")
+def endpoints_remove(url: str) -> None:
+    """Remove an endpoint from the store."""
+    if not _store().remove(url):
+        raise click.ClickException(f"no endpoint {url!r} in the store (see: endpoints list)")
+    click.echo(f"removed {url}")
+
+
+@endpoints.command("enable")
+@click.argument("url")
+def endpoints_enable(url: str) -> None:
+    """Enable a stored endpoint."""
+    try:
+        _store().set_enabled(url, True)
+    except ShahihooksError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"enabled {url}")
+
+
+@endpoints.command("disable")
+@click.argument("url")
+def endpoints_disable(url: str) -> None:
+    """Disable a stored endpoint: it receives nothing until enabled again."""
+    try:
+        _store().set_enabled(url, False)
+    except ShahihooksError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"disabled {url}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", "-p", default=8000, show_default=True)
+@click.option("--secret", "secrets", multiple=True, help="Verify with this (repeatable).")
+@click.option("--status", default=200, show_default=True, help="Answer this (500 to fail).")
+@click.option("--tls-cert", default=None, help="Serve HTTPS with this certificate (PEM).")
+@click.option("--tls-key", default=None, help="Its private key (PEM), if not in --tls-cert.")
+@click.option(
+    "--self-signed",
+    "self_signed",
+    is_flag=True,
+    help="Serve HTTPS with a fresh test CA (needs trustme); prints its CA file.",
+)
+@click.option("--count", default=0, help="Stop after this many requests (0: never).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per request.")
+def listen(
+    host: str,
+    port: int,
+    secrets: tuple[str, ...],
+    status: int,
+    tls_cert: str | None,
+    tls_key: str | None,
+    self_signed: bool,
+    count: int,
+    as_json: bool,
+) -> None:
+    """A local receiver that verifies and prints each delivery.
+
+    Deliveries that do not verify get 401, as the page's handlers answer.
+
+    \b
+    Examples:
+      shahihooks listen --port 8000 --secret "$SHAHIHOOKS_SECRET" --self-signed
+      shahihooks listen --status 500      # fail on purpose, to watch retries
+    """
+    import threading
+
+    from shahihooks.listen import Listener, serve
+
+    done = threading.Event()
+
+    def show(heard: Any, n: int) -> None:
+        click.echo(json.dumps(heard.as_dict()) if as_json else heard.line(n))
+        if count and n >= count:
+            done.set()
+
+    if self_signed:
+        tls_cert, tls_key = _self_signed(host)
+    listener = Listener(list(secrets or _settings().secrets), status, show)
+    server = serve(listener, host, port, tls_cert, tls_key)
+    scheme = "https" if tls_cert else "http"
+    click.echo(
+        f"listening on {scheme}://{host}:{server.server_address[1]}/ "
+        f"({'verifying' if listener.secrets else 'NOT verifying'}; answering {status})",
+        err=True,
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        valid = sum(1 for h in listener.heard if h.valid)
+        click.echo(f"{len(listener.heard)} received, {valid} verified", err=True)
+
+
+def _self_signed(host: str) -> tuple[str, str]:
+    import os
+    import tempfile
+
+    try:
+        import trustme
+    except ImportError:
+        raise click.ClickException(
+            "--self-signed needs trustme: pip install 'shahihooks[test]'"
+        ) from None
+    folder = tempfile.mkdtemp(prefix="shahihooks-listen-")
+    ca = trustme.CA()
+    cert = ca.issue_cert(host, "localhost", "127.0.0.1")
+    ca.cert_pem.write_to_path(os.path.join(folder, "ca.pem"))
+    cert.private_key_and_cert_chain_pem.write_to_path(os.path.join(folder, "server.pem"))
+    click.echo(
+        f"test CA: {folder}/ca.pem (senders: SHAHIHOOKS_CA_BUNDLE={folder}/ca.pem)", err=True
+    )
+    return os.path.join(folder, "server.pem"), os.path.join(folder, "server.pem")
+
+
+@main.command()
+@click.option("--no-worker-check", is_flag=True, help="Skip pinging workers.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def doctor(no_worker_check: bool, as_json: bool) -> None:
+    """Run the page's troubleshooting checklist against the live configuration.
+
+    Webhooks enabled, events selected, secret set, Redis reachable, a worker alive, and
+    for each endpoint: https, public address, TCP, TLS certificate (and expiry), recent
+    failures. Exits 1 if anything is wrong.
+
+    \b
+    Example:
+      shahihooks doctor
+    """
+    from shahihooks import doctor as checklist
+
+    checks = checklist.run(_settings(), ping_workers=not no_worker_check)
+    _out([c.as_dict() for c in checks], as_json, "\n".join(c.line() for c in checks))
+    sys.exit(0 if all(c.ok for c in checks) else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

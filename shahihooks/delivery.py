@@ -193,7 +193,7 @@ def _finish(
         "status": "" if response.status is None else str(response.status),
         "ms": str(ms),
         "error": "" if outcome.kind is Kind.DELIVERED else outcome.reason,
-        "next_s": f"{outcome.delay_s:.0f}" if outcome.kind is Kind.RETRY else "",
+        "next_s": f"{outcome.delay_s:g}" if outcome.kind is Kind.RETRY else "",
     }
     dead: dict[str, Any] = {}
     if outcome.kind is Kind.DEAD:
@@ -247,7 +247,7 @@ def _finish(
         attempt,
         outcome.reason,
         ms,
-        f", next in {outcome.delay_s:.0f} s" if outcome.kind is Kind.RETRY else "",
+        f", next in {outcome.delay_s:g} s" if outcome.kind is Kind.RETRY else "",
     )
 
 

@@ -114,6 +114,7 @@ def worker(ca: tuple[trustme.CA, str]) -> Iterator[object]:
         queues=[f"shtest{RUN}"],
         shutdown_timeout=30,
         loglevel="WARNING",
+        task_events=True,  # as `shahihooks worker -E`: Flower's tests watch these
     ) as running:
         yield running
 

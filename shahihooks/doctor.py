@@ -1,0 +1,174 @@
+"""The page's troubleshooting checklist, run against the live configuration.
+
+Each check returns a line: passed or not, what was found, and what to do about it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from shahihooks.connections import redis_client
+from shahihooks.endpoints import Endpoint, EndpointStore
+from shahihooks.errors import ShahihooksError
+from shahihooks.safety import check_target, redact_url
+from shahihooks.settings import Settings
+from shahihooks.stats import read_log
+
+_CONNECT_TIMEOUT_S = 5.0
+_EXPIRY_WARNING_DAYS = 14
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    what: str
+    fix: str = ""
+
+    def line(self) -> str:
+        return f"{'✓' if self.ok else '✗'} {self.what}" + (
+            f"\n    → {self.fix}" if self.fix else ""
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "what": self.what, "fix": self.fix}
+
+
+def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
+    checks = [
+        Check(
+            settings.enabled,
+            "webhooks enabled",
+            "" if settings.enabled else "set SHAHIHOOKS_ENABLED=1",
+        ),
+        Check(
+            True,
+            "events selected: "
+            + ("all" if settings.events is None else ", ".join(settings.events)),
+        ),
+        Check(
+            bool(settings.secret),
+            "secret set" if settings.secret else "no global secret",
+            "" if settings.secret else "set SHAHIHOOKS_SECRET (or give each endpoint its own)",
+        ),
+    ]
+    redis_ok = _redis_check(settings)
+    checks.append(redis_ok)
+    if ping_workers:
+        checks.append(_worker_check(settings))
+    endpoints: list[Endpoint] = [Endpoint(u) for u in settings.urls]
+    if redis_ok.ok:
+        stored = EndpointStore(redis_client(settings.redis_url), settings).all()
+        known = {e.url for e in endpoints}
+        endpoints += [e for e in stored if e.url not in known]
+    if not endpoints:
+        checks.append(
+            Check(
+                False,
+                "no endpoint configured",
+                "set SHAHIHOOKS_URLS or use `shahihooks endpoints add URL`",
+            )
+        )
+    recent = read_log(settings, limit=1000) if redis_ok.ok else []
+    for endpoint in endpoints:
+        checks += check_endpoint(endpoint, settings, recent)
+    return checks
+
+
+def _redis_check(settings: Settings) -> Check:
+    try:
+        redis_client(settings.redis_url).ping()
+    except Exception as exc:
+        return Check(
+            False,
+            f"Redis at {redact_url(settings.redis_url)} does not answer: {exc}",
+            "start Redis or fix SHAHIHOOKS_REDIS_URL",
+        )
+    return Check(True, f"Redis reachable at {redact_url(settings.redis_url)}")
+
+
+def _worker_check(settings: Settings) -> Check:
+    from shahihooks.app import app
+
+    try:
+        replies = app.control.ping(timeout=1.0)
+    except Exception as exc:
+        return Check(False, f"cannot ask workers: {exc}", "check SHAHIHOOKS_BROKER_URL")
+    if not replies:
+        return Check(False, "no worker answers", "start one: shahihooks worker")
+    return Check(True, f"{len(replies)} worker(s) alive")
+
+
+def check_endpoint(
+    endpoint: Endpoint, settings: Settings, recent: list[dict[str, str]]
+) -> list[Check]:
+    url = endpoint.url
+    shown = redact_url(url)
+    out = []
+    if not endpoint.enabled:
+        out.append(Check(False, f"{shown}: disabled", f"shahihooks endpoints enable {shown}"))
+    try:
+        check_target(url, settings)
+    except ShahihooksError as exc:
+        return [*out, Check(False, f"{shown}: {exc}", "use a public https:// URL")]
+    out.append(Check(True, f"{shown}: https, resolves to a public (or allowed) address"))
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        sock = socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_S)
+    except OSError as exc:
+        return [
+            *out,
+            Check(
+                False,
+                f"{shown}: TCP connect to {host}:{port} failed: {exc}",
+                "check the firewall and that the receiver is running",
+            ),
+        ]
+    with sock:
+        out.append(Check(True, f"{shown}: TCP connects to {host}:{port}"))
+        if parts.scheme == "https":
+            out.append(_tls_check(sock, host, shown, settings))
+    failures = [r for r in recent if r.get("url") == shown and r.get("outcome") != "delivered"]
+    tried = [r for r in recent if r.get("url") == shown]
+    if failures:
+        last = failures[-1]
+        out.append(
+            Check(
+                False,
+                f"{shown}: {len(failures)} of the last {len(tried)} attempts failed "
+                f"(last: {last.get('error')})",
+                f"shahihooks log --url {shown} --failed",
+            )
+        )
+    elif tried:
+        out.append(Check(True, f"{shown}: last {len(tried)} attempts delivered"))
+    return out
+
+
+def _tls_check(sock: socket.socket, host: str, shown: str, settings: Settings) -> Check:
+    context = ssl.create_default_context(cafile=settings.ca_bundle or None)
+    try:
+        with context.wrap_socket(sock, server_hostname=host) as tls:
+            cert = tls.getpeercert() or {}
+    except ssl.SSLError as exc:
+        return Check(
+            False,
+            f"{shown}: TLS certificate invalid: {exc.reason or exc}",
+            "fix the certificate (Let's Encrypt), or SHAHIHOOKS_CA_BUNDLE for an internal CA",
+        )
+    not_after = cert.get("notAfter")
+    if not isinstance(not_after, str):
+        return Check(True, f"{shown}: TLS certificate valid")
+    expires = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), dt.UTC)
+    days = (expires - dt.datetime.now(dt.UTC)).days
+    if days < _EXPIRY_WARNING_DAYS:
+        return Check(
+            False,
+            f"{shown}: TLS certificate expires in {days} days ({expires:%Y-%m-%d})",
+            "renew the certificate",
+        )
+    return Check(True, f"{shown}: TLS certificate valid until {expires:%Y-%m-%d} ({days} days)")

@@ -1,0 +1,176 @@
+"""The delivery log and the hourly stats, read back for the CLI and for apps.
+
+Stats come from hourly aggregates (count, successes, total ms and a latency histogram per
+URL and event), so "the last day" is 24 hash reads in one pipelined round trip, whatever
+the traffic; p95 is read off the histogram (the upper edge of the bucket it falls in).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from shahihooks.connections import redis_client
+from shahihooks.delivery import LATENCY_BUCKETS_MS
+from shahihooks.keys import Keys
+from shahihooks.settings import Settings
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90s', '30m', '24h', '7d', '2w' or a plain number of seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 30m, 24h or 7d")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Row:
+    url: str
+    event: str
+    count: int
+    ok: int
+    total_ms: int
+    p95_ms: float | None
+
+    @property
+    def success_rate(self) -> float:
+        return self.ok / self.count if self.count else 0.0
+
+    @property
+    def avg_ms(self) -> float:
+        return self.total_ms / self.count if self.count else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "event": self.event,
+            "count": self.count,
+            "ok": self.ok,
+            "success_rate": round(self.success_rate, 4),
+            "avg_ms": round(self.avg_ms, 1),
+            "p95_ms": self.p95_ms,
+        }
+
+
+def p95_from_histogram(buckets: dict[str, int]) -> float | None:
+    """The upper edge of the latency bucket holding the 95th percentile (inf: over 30 s)."""
+    total = sum(buckets.values())
+    if not total:
+        return None
+    need = 0.95 * total
+    seen = 0
+    for upper in LATENCY_BUCKETS_MS:
+        seen += buckets.get(f"le{upper}", 0)
+        if seen >= need:
+            return float(upper)
+    return float("inf")
+
+
+def read_stats(
+    settings: Settings,
+    since_s: float = 86_400,
+    url: str | None = None,
+    event: str | None = None,
+    now: float | None = None,
+) -> list[Row]:
+    """Per URL and event over the last `since_s` seconds (whole hours, the current included)."""
+    now = time.time() if now is None else now
+    keys = Keys(settings.prefix)
+    last = int(now // 3600)
+    first = int((now - since_s) // 3600) + 1 if since_s >= 3600 else last
+    pipe = redis_client(settings.redis_url).pipeline(transaction=False)
+    for hour in range(first, last + 1):
+        pipe.hgetall(keys.stats(hour))
+    totals: dict[tuple[str, str], dict[str, int]] = {}
+    for hourly in pipe.execute():
+        for raw_field, raw_value in hourly.items():
+            field = raw_field.decode()
+            row_url, row_event, name = field.rsplit(" ", 2)
+            if (url and row_url != url) or (event and row_event != event):
+                continue
+            cell = totals.setdefault((row_url, row_event), {})
+            cell[name] = cell.get(name, 0) + int(raw_value)
+    rows = []
+    for (row_url, row_event), cell in sorted(totals.items()):
+        buckets = {k: v for k, v in cell.items() if k.startswith("le") or k == "inf"}
+        rows.append(
+            Row(
+                row_url,
+                row_event,
+                cell.get("n", 0),
+                cell.get("ok", 0),
+                cell.get("ms", 0),
+                p95_from_histogram(buckets),
+            )
+        )
+    return rows
+
+
+def _entry(entry_id: Any, fields: Any) -> dict[str, str]:
+    row = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+    row["entry"] = entry_id.decode()
+    return row
+
+
+def _matches(row: dict[str, str], url: str | None, event: str | None, failed: bool) -> bool:
+    if url and row.get("url") != url:
+        return False
+    if event and row.get("event") != event:
+        return False
+    return not (failed and row.get("outcome") == "delivered")
+
+
+def read_log(
+    settings: Settings,
+    limit: int = 50,
+    url: str | None = None,
+    event: str | None = None,
+    failed: bool = False,
+) -> list[dict[str, str]]:
+    """The most recent attempts that match, oldest first."""
+    client = redis_client(settings.redis_url)
+    log_key = Keys(settings.prefix).log
+    found: list[dict[str, str]] = []
+    end = "+"
+    while len(found) < limit:
+        batch: Any = client.xrevrange(log_key, max=end, count=500)
+        if not batch:
+            break
+        for entry_id, fields in batch:
+            row = _entry(entry_id, fields)
+            if _matches(row, url, event, failed):
+                found.append(row)
+                if len(found) >= limit:
+                    break
+        end = "(" + batch[-1][0].decode()
+    return list(reversed(found))
+
+
+def follow_log(
+    settings: Settings,
+    url: str | None = None,
+    event: str | None = None,
+    failed: bool = False,
+    block_ms: int = 1000,
+    stop_after_s: float | None = None,
+) -> Iterator[dict[str, str]]:
+    """New attempts as they are logged (the `log --follow` tail)."""
+    client = redis_client(settings.redis_url)
+    log_key = Keys(settings.prefix).log
+    last = "$"
+    deadline = None if stop_after_s is None else time.monotonic() + stop_after_s
+    while deadline is None or time.monotonic() < deadline:
+        streams: Any = client.xread({log_key: last}, block=block_ms, count=100)
+        for _, entries in streams or []:
+            for entry_id, fields in entries:
+                last = entry_id.decode()
+                row = _entry(entry_id, fields)
+                if _matches(row, url, event, failed):
+                    yield row
