@@ -192,12 +192,14 @@ def test_hooks_run_after_attempts_failures_and_dead_letters(settings, receiver: 
     (path,) = paths("hooked")
     settings(urls=(receiver.url(path),), retry_schedule_s=(0.2,))
     receiver.rule(path, lambda n: 500)
-    seen: dict[str, list[int]] = {"sent": [], "failed": [], "dead": []}
-    shahihooks.hooks.on_sent(lambda a: seen["sent"].append(a.attempt))
-    shahihooks.hooks.on_failed(lambda a: seen["failed"].append(a.attempt))
-    shahihooks.hooks.on_dead(lambda a: seen["dead"].append(a.attempt))
-    shahihooks.emit("ticket.closed", {"ticket_id": 4})
-    wait_until(lambda: seen["dead"], what="dead hook")
+    seen: dict[str, list[tuple[str, int]]] = {"sent": [], "failed": [], "dead": []}
+    shahihooks.hooks.on_sent(lambda a: seen["sent"].append((a.delivery_id, a.attempt)))
+    shahihooks.hooks.on_failed(lambda a: seen["failed"].append((a.delivery_id, a.attempt)))
+    shahihooks.hooks.on_dead(lambda a: seen["dead"].append((a.delivery_id, a.attempt)))
+    (delivery,) = shahihooks.emit("ticket.closed", {"ticket_id": 4})
+    mine = delivery.id
+    wait_until(lambda: [d for d in seen["dead"] if d[0] == mine], what="dead hook")
+    seen = {k: [a for d, a in v if d == mine] for k, v in seen.items()}  # type: ignore[misc]
     assert seen == {"sent": [1, 2], "failed": [1, 2], "dead": [2]}
 
 
