@@ -23,12 +23,12 @@ test: install redis
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check shahihooks tests celeryconfig.py scripts
-	$(BIN)/ruff format --check shahihooks tests celeryconfig.py scripts
+	$(BIN)/ruff check shahihooks tests examples celeryconfig.py scripts
+	$(BIN)/ruff format --check shahihooks tests examples celeryconfig.py scripts
 
 format: install
-	$(BIN)/ruff format shahihooks tests celeryconfig.py scripts
-	$(BIN)/ruff check --fix shahihooks tests celeryconfig.py scripts
+	$(BIN)/ruff format shahihooks tests examples celeryconfig.py scripts
+	$(BIN)/ruff check --fix shahihooks tests examples celeryconfig.py scripts
 
 typecheck: install
 	$(BIN)/mypy

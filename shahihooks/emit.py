@@ -49,6 +49,41 @@ def delivery_id(msg_id: str, url: str) -> str:
     return f"{msg_id}-{url_tag(url)}"
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An event that passed every check that needs no Redis; `send()` enqueues it."""
+
+    event: str
+    data: Any
+    data_json: str
+    key: str | None
+    settings: Settings
+    throttle: Throttle | None
+    throttle_value: str
+
+    def send(self) -> list[Delivery]:
+        return _send(self)
+
+
+def prepare(
+    event: str,
+    data: Mapping[str, Any] | Any,
+    *,
+    key: str | None = None,
+    settings: Settings | None = None,
+) -> Prepared:
+    """Validate `event` and `data` (raising a ShahihooksError naming the problem)."""
+    settings = settings or current()
+    found = registry.get(event)
+    if key is not None and (not isinstance(key, str) or not key):
+        raise PayloadError(f"key must be a non-empty string, got {key!r}")
+    data_json = encode_data(data)
+    check_size(data_json, event, settings.site_url, settings.max_body_bytes)
+    throttle = _throttle_for(event, found.throttle_field, settings)
+    value = _throttle_value(event, data, throttle)
+    return Prepared(event, data, data_json, key, settings, throttle, value)
+
+
 def emit(
     event: str,
     data: Mapping[str, Any] | Any,
@@ -61,18 +96,14 @@ def emit(
     With `key`, emitting the same key again (within the idempotency TTL) enqueues nothing
     and returns the first emit's deliveries.
     """
-    settings = settings or current()
-    found = registry.get(event)
-    if key is not None and (not isinstance(key, str) or not key):
-        raise PayloadError(f"key must be a non-empty string, got {key!r}")
-    data_json = encode_data(data)
-    check_size(data_json, event, settings.site_url, settings.max_body_bytes)
+    return prepare(event, data, key=key, settings=settings).send()
+
+
+def _send(p: Prepared) -> list[Delivery]:
+    settings, event, key, throttle = p.settings, p.event, p.key, p.throttle
     if not settings.enabled:
         logger.info("webhooks are disabled (SHAHIHOOKS_ENABLED=0): %s not sent", event)
         return []
-    throttle = _throttle_for(event, found.throttle_field, settings)
-    throttle_value = _throttle_value(event, data, throttle)
-
     client = redis_client(settings.redis_url)
     keys = Keys(settings.prefix)
     stored = [Endpoint.from_json(v) for v in client.hvals(keys.endpoints)]
@@ -87,7 +118,7 @@ def emit(
     result = script(client, "emit")(
         keys=[
             keys.emitted(key) if key is not None else "",
-            keys.throttle(event, throttle_value) if throttle else "",
+            keys.throttle(event, p.throttle_value) if throttle else "",
             keys.body(msg_id),
         ],
         args=[
@@ -97,7 +128,7 @@ def emit(
             event,
             int(time.time()),
             settings.site_url,
-            data_json,
+            p.data_json,
             len(deliveries),
         ],
     )
@@ -106,12 +137,12 @@ def emit(
         logger.info("%s with key %r was emitted before: nothing enqueued", event, key)
         return [Delivery(i, u, event) for i, u in json.loads(result[1])]
     if verdict == "throttled":
-        logger.debug("%s throttled for %s=%r", event, throttle and throttle.field, throttle_value)
+        logger.debug("%s throttled for %s=%r", event, throttle and throttle.field, p.throttle_value)
         return []
     try:
         _publish(deliveries)
     except Exception:
-        _undo(client, keys, key, msg_id, throttle, event, throttle_value)
+        _undo(client, keys, key, msg_id, throttle, event, p.throttle_value)
         raise
     return deliveries
 

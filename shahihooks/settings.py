@@ -103,13 +103,16 @@ class Settings:
         )
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str = "SHAHIHOOKS_") -> Settings:
-        """Settings from a mapping of names without the prefix (`{"URLS": ..., ...}`)."""
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "SHAHIHOOKS_{}") -> Settings:
+        """Settings from a mapping of names without the prefix (`{"URLS": ..., ...}`).
+
+        `source` says how a name is written where the value came from, for error messages.
+        """
         unknown = sorted(set(values) - set(_READERS))
         if unknown:
             raise ConfigurationError(
-                f"unknown setting {source}{unknown[0]}: known settings are "
-                + ", ".join(source + n for n in sorted(_READERS))
+                f"unknown setting {source.format(unknown[0])}: known settings are "
+                + ", ".join(source.format(n) for n in sorted(_READERS))
             )
         kwargs: dict[str, Any] = {}
         for name, raw in values.items():
@@ -117,7 +120,8 @@ class Settings:
             try:
                 kwargs[attr] = reader(raw)
             except (ValueError, TypeError) as exc:
-                raise ConfigurationError(f"{source}{name}={raw!r} is not valid: {exc}") from None
+                where = source.format(name)
+                raise ConfigurationError(f"{where}={raw!r} is not valid: {exc}") from None
         return cls(**kwargs)
 
 

@@ -1,0 +1,94 @@
+"""Django: add `"shahihooks.contrib.django"` to INSTALLED_APPS and `SHAHIHOOKS = {...}`.
+
+from shahihooks.contrib.django import emit, webhook_receiver
+
+with transaction.atomic():
+    ticket = Ticket.objects.create(...)
+    emit("ticket.created", {"ticket_id": ticket.pk})   # sent after COMMIT, not before
+
+@csrf_exempt
+@webhook_receiver()                                    # 401 on a bad signature
+def hook(request):                                     # duplicates never get here
+    handle(request.webhook)                            # the verified payload
+    return JsonResponse({"status": "success"})
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+try:
+    from django.db import transaction
+    from django.http import HttpRequest, HttpResponse, JsonResponse
+except ImportError:  # pragma: no cover - exercised without Django installed
+    raise ImportError(
+        "shahihooks.contrib.django needs Django: pip install 'shahihooks[django]'"
+    ) from None
+
+from shahihooks.emit import prepare
+from shahihooks.errors import VerificationError
+from shahihooks.receiving import Seen, check, delivery_id_of, redis_seen, secrets_for
+
+View = Callable[..., HttpResponse]
+
+
+def emit(event: str, data: Any, *, key: str | None = None, using: str | None = None) -> None:
+    """Validate now, enqueue when the surrounding transaction commits (now, if none).
+
+    A rolled-back transaction sends nothing; a committed one is never delivered before its
+    rows exist. Bad input raises here, at the call, not at commit.
+    """
+    prepared = prepare(event, data, key=key)
+    transaction.on_commit(prepared.send, using=using)
+
+
+def cache_seen(alias: str = "default", ttl_s: int = 7 * 86_400) -> Seen:
+    """Delivery ids remembered in a Django cache (`cache.add` is atomic on Redis/memcached)."""
+    from django.core.cache import caches
+
+    cache = caches[alias]
+
+    def add(delivery_id: str) -> bool:
+        return bool(cache.add(f"shahihooks:received:{delivery_id}", 1, ttl_s))
+
+    def forget(delivery_id: str) -> None:
+        cache.delete(f"shahihooks:received:{delivery_id}")
+
+    return Seen(add, forget)
+
+
+def webhook_receiver(
+    secret: str | Sequence[str] | None = None, seen: Seen | None = None
+) -> Callable[[View], View]:
+    """Verify each delivery (either scheme), answer 401 to a bad one, drop duplicates.
+
+    The view gets the verified payload as `request.webhook`. A delivery whose view fails
+    (raises or answers 4xx/5xx) is forgotten, so the sender's retry is processed.
+    """
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                payload = check(request.body, dict(request.headers), secrets_for(secret))
+            except VerificationError as exc:
+                return JsonResponse({"error": "Invalid signature", "detail": str(exc)}, status=401)
+            remember = seen or redis_seen()
+            delivery_id = delivery_id_of(dict(request.headers), payload)
+            if delivery_id and not remember.first(delivery_id):
+                return JsonResponse({"status": "duplicate", "id": delivery_id})
+            request.webhook = payload
+            try:
+                response = view(request, *args, **kwargs)
+            except Exception:
+                remember.forget(delivery_id)
+                raise
+            if response.status_code >= 400 and delivery_id:
+                remember.forget(delivery_id)
+            return response
+
+        return wrapper
+
+    return decorate

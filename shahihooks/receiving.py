@@ -1,0 +1,68 @@
+"""What a receiving app does with a delivery: verify it, and drop one it has seen before.
+
+Framework adapters (contrib/django.py, contrib/flask.py) are thin shells around these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shahihooks.connections import redis_client
+from shahihooks.errors import ConfigurationError
+from shahihooks.settings import Settings, current
+from shahihooks.signing import verify
+
+DEDUPE_TTL_S = 7 * 86_400
+
+
+@dataclass(frozen=True)
+class Seen:
+    """Remembers delivery ids; `first(id)` is true once per id (atomically)."""
+
+    add: Callable[[str], bool]  # True if the id was not there yet
+    forget: Callable[[str], None]
+
+    def first(self, delivery_id: str) -> bool:
+        return self.add(delivery_id)
+
+
+def redis_seen(settings: Settings | None = None, ttl_s: int = DEDUPE_TTL_S) -> Seen:
+    """Delivery ids remembered in Redis (shared by every process of the receiving app)."""
+    settings = settings or current()
+    client = redis_client(settings.redis_url)
+    prefix = f"{settings.prefix}:received:"
+
+    def add(delivery_id: str) -> bool:
+        return bool(client.set(prefix + delivery_id, b"1", nx=True, ex=ttl_s))
+
+    def forget(delivery_id: str) -> None:
+        client.delete(prefix + delivery_id)
+
+    return Seen(add, forget)
+
+
+def secrets_for(secret: str | Sequence[str] | None) -> list[str]:
+    """The secrets a receiver checks: those given, else the configured ones."""
+    if secret:
+        return [secret] if isinstance(secret, str) else list(secret)
+    configured = list(current().secrets)
+    if not configured:
+        raise ConfigurationError(
+            "a webhook receiver needs a secret: pass secret=... or set SHAHIHOOKS_SECRET"
+        )
+    return configured
+
+
+def delivery_id_of(headers: Mapping[str, str], payload: Any) -> str:
+    lower = {k.lower(): v for k, v in headers.items()}
+    found = lower.get("webhook-id") or lower.get("x-shahi-assist-delivery")
+    if not found and isinstance(payload, dict):
+        found = str(payload.get("id") or "")
+    return found or ""
+
+
+def check(body: bytes, headers: Mapping[str, str], secrets: list[str]) -> Any:
+    """The verified payload (raises VerificationError)."""
+    return verify(body, headers, secrets)
