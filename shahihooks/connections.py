@@ -13,7 +13,7 @@ from shahihooks.errors import ConfigurationError
 
 _lock = threading.Lock()
 _clients: dict[tuple[int, str], redis.Redis] = {}
-_scripts: dict[tuple[int, str, str], Any] = {}
+_scripts: dict[tuple[int, str], Any] = {}
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -40,7 +40,7 @@ def redis_client(url: str) -> redis.Redis:
 
 def script(client: redis.Redis, name: str) -> Any:
     """The registered Lua script `lua/<name>.lua` (EVALSHA, loaded on first use)."""
-    key = (os.getpid(), repr(client.connection_pool), name)
+    key = (id(client), name)  # clients live as long as the process (see redis_client)
     found = _scripts.get(key)
     if found is None:
         source = resources.files("shahihooks").joinpath(f"lua/{name}.lua").read_text()

@@ -77,7 +77,7 @@ def _text(value: Any) -> str:
 
 def replay(delivery_id: str, settings: Settings | None = None) -> bool:
     """Send a dead letter again: same delivery id and body, a fresh attempt count."""
-    from shahihooks.emit import Delivery, _publish
+    from shahihooks.publish import Job, publish
 
     settings = settings or current()
     client = redis_client(settings.redis_url)
@@ -94,7 +94,7 @@ def replay(delivery_id: str, settings: Settings | None = None) -> bool:
     pipe.zrem(keys.dead_index, keys.dead(delivery_id))
     pipe.execute()
     try:
-        _publish([Delivery(delivery_id, letter.url, letter.event)])
+        publish([Job(delivery_id, letter.url, letter.event)])
     except Exception:
         _restore(client, keys, letter)
         raise

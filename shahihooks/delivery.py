@@ -110,20 +110,21 @@ def run_attempt(
         now=time.time(),
     )
     _finish(delivery_id, url, event_name, attempt, response, outcome, settings, token, body)
-    hooks.run(
-        Attempt(
-            delivery_id,
-            url,
-            event_name,
-            attempt,
-            body,
-            response.status,
-            response.error,
-            response.duration_s,
-            outcome.kind.value,
-            response.body,
+    if hooks.any_attempt_hooks():
+        hooks.run(
+            Attempt(
+                delivery_id,
+                url,
+                event_name,
+                attempt,
+                body,
+                response.status,
+                response.error,
+                response.duration_s,
+                outcome.kind.value,
+                response.body,
+            )
         )
-    )
     if outcome.kind is Kind.RETRY:
         return Step(False, attempt + 1, outcome.reason, outcome.delay_s)
     return Step(True, attempt, outcome.reason)

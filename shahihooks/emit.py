@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from shahihooks.connections import redis_client, script
-from shahihooks.endpoints import Endpoint, resolve
+from shahihooks.endpoints import resolve, stored_endpoints
 from shahihooks.errors import PayloadError
 from shahihooks.events import registry
 from shahihooks.hooks import hooks
 from shahihooks.keys import Keys, url_tag
 from shahihooks.payload import check_size, encode_data
+from shahihooks.publish import Job, direct_queue, publish, task_messages
 from shahihooks.settings import Settings, Throttle, current
 
 logger = logging.getLogger("shahihooks.emit")
@@ -106,20 +107,23 @@ def _send(p: Prepared) -> list[Delivery]:
         return []
     client = redis_client(settings.redis_url)
     keys = Keys(settings.prefix)
-    stored = [Endpoint.from_json(v) for v in client.hvals(keys.endpoints)]
-    targets = resolve(event, settings, stored, hooks)
+    targets = resolve(event, settings, stored_endpoints(client, settings), hooks)
     if not targets:
         logger.debug("no endpoint subscribes to %s", event)
         return []
 
     msg_id = message_id(key)
     deliveries = [Delivery(delivery_id(msg_id, t.url), t.url, event) for t in targets]
+    jobs = [Job(d.id, d.url, d.event) for d in deliveries]
     listed = json.dumps([[d.id, d.url] for d in deliveries])
+    queue = _same_redis_queue(settings)
+    messages = task_messages(_app(), jobs, queue) if queue else []
     result = script(client, "emit")(
         keys=[
             keys.emitted(key) if key is not None else "",
             keys.throttle(event, p.throttle_value) if throttle else "",
             keys.body(msg_id),
+            queue or "",
         ],
         args=[
             listed,
@@ -130,6 +134,7 @@ def _send(p: Prepared) -> list[Delivery]:
             settings.site_url,
             p.data_json,
             len(deliveries),
+            *messages,
         ],
     )
     verdict = result[0].decode() if isinstance(result[0], bytes) else result[0]
@@ -139,12 +144,28 @@ def _send(p: Prepared) -> list[Delivery]:
     if verdict == "throttled":
         logger.debug("%s throttled for %s=%r", event, throttle and throttle.field, p.throttle_value)
         return []
+    if queue:
+        return deliveries  # the Lua call pushed the tasks too
     try:
-        _publish(deliveries)
+        publish(jobs)
     except Exception:
         _undo(client, keys, key, msg_id, throttle, event, p.throttle_value)
         raise
     return deliveries
+
+
+def _app() -> Any:
+    from shahihooks.app import app
+
+    return app
+
+
+def _same_redis_queue(settings: Settings) -> str | None:
+    """The queue to push onto inside the emit script: only if the broker is this Redis."""
+    app = _app()
+    if str(app.conf.broker_url) != settings.redis_url:
+        return None
+    return direct_queue(app)
 
 
 def _throttle_for(event: str, default_field: str | None, settings: Settings) -> Throttle | None:
@@ -165,22 +186,6 @@ def _throttle_value(event: str, data: Any, throttle: Throttle | None) -> str:
             f"{throttle.field!r} field (got: {got})"
         )
     return str(value)
-
-
-def _publish(deliveries: list[Delivery]) -> None:
-    """Publish every task of one emit through one producer, in one pipelined batch."""
-    from shahihooks.app import app
-    from shahihooks.tasks import deliver, describe
-
-    with app.producer_or_acquire() as producer, producer.batch():
-        for d in deliveries:
-            options: dict[str, Any] = {
-                "argsrepr": describe(d.event, d.url, 1),
-                "kwargsrepr": "{}",
-            }
-            deliver.apply_async(
-                (d.id, d.url, d.event, 1), task_id=d.id, producer=producer, **options
-            )
 
 
 def _undo(

@@ -8,6 +8,7 @@ and the store takes the store's values.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -56,6 +57,30 @@ class Endpoint:
         return shown
 
 
+CACHE_S = 1.0
+_cache: dict[tuple[int, str], tuple[float, list[Endpoint]]] = {}
+
+
+def stored_endpoints(client: redis.Redis, settings: Settings) -> list[Endpoint]:
+    """The runtime endpoints, read at most once a second per process (emit's hot path).
+
+    Changes made in this process are seen at once; changes from another process (the CLI)
+    within `CACHE_S`.
+    """
+    key = (id(client), Keys(settings.prefix).endpoints)
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and now - hit[0] < CACHE_S:
+        return hit[1]
+    found = [Endpoint.from_json(v) for v in client.hvals(key[1])]
+    _cache[key] = (now, found)
+    return found
+
+
+def forget_cached() -> None:
+    _cache.clear()
+
+
 class EndpointStore:
     """The runtime endpoints, one Redis hash: url -> JSON."""
 
@@ -84,10 +109,13 @@ class EndpointStore:
                 "give it --secret or set the global secret"
             )
         self.client.hset(self.key, endpoint.url, endpoint.to_json())
+        forget_cached()
         return endpoint
 
     def remove(self, url: str) -> bool:
-        return bool(self.client.hdel(self.key, url))
+        removed = bool(self.client.hdel(self.key, url))
+        forget_cached()
+        return removed
 
     def set_enabled(self, url: str, enabled: bool) -> Endpoint:
         found = self.get(url)
@@ -95,6 +123,7 @@ class EndpointStore:
             raise ConfigurationError(f"no endpoint {url!r} in the store (see: endpoints list)")
         changed = Endpoint(**{**asdict(found), "enabled": enabled})
         self.client.hset(self.key, url, changed.to_json())
+        forget_cached()
         return changed
 
 

@@ -128,6 +128,9 @@ class Hooks:
             urls = list(func(list(urls), event))
         return urls
 
+    def any_attempt_hooks(self) -> bool:
+        return bool(self.sent or self.failed or self.dead)
+
     def run(self, attempt: Attempt) -> None:
         """Call the hooks that apply to `attempt`; a hook that raises is only logged."""
         chosen = list(self.sent)

@@ -8,6 +8,7 @@ check and the connection cannot reach an internal service).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import time
@@ -68,6 +69,7 @@ def check_target(url: str, settings: Settings) -> None:
         check_address(address, settings.allow_networks, host)
 
 
+@functools.lru_cache(maxsize=4096)
 def redact_url(url: str) -> str:
     """`url` with any password replaced, for logs, stats and dead-letter listings."""
     parts = urlsplit(url)

@@ -8,13 +8,8 @@ from shahihooks.app import app
 from shahihooks.delivery import run_attempt
 from shahihooks.errors import DeliveryError
 from shahihooks.hooks import hooks
-from shahihooks.safety import redact_url
+from shahihooks.publish import describe
 from shahihooks.settings import current
-
-
-def describe(event: str, url: str, attempt: int) -> str:
-    """How a delivery reads in Flower and the worker log: no secret, no body."""
-    return f"{event} → {redact_url(url)} (attempt {attempt})"
 
 
 @app.task(

@@ -86,6 +86,7 @@ class _Local(threading.local):
     session: requests.Session | None = None
     pid: int = 0
     key: tuple[Any, ...] = ()
+    templates: dict[str, requests.PreparedRequest]
 
 
 _local = _Local()
@@ -105,7 +106,23 @@ def session_for(settings: Settings) -> requests.Session:
         session.mount("http://", adapter)
         session.headers["User-Agent"] = USER_AGENT
         _local.session, _local.pid, _local.key = session, os.getpid(), key
+        _local.templates = {}
     return _local.session
+
+
+def _prepare(session: requests.Session, url: str, body: bytes, headers: dict[str, str]) -> Any:
+    """A POST to `url`, from a per-thread template: the URL is parsed once, not per send."""
+    template = _local.templates.get(url)
+    if template is None:
+        template = session.prepare_request(requests.Request("POST", url))
+        if len(_local.templates) > 10_000:
+            _local.templates.clear()
+        _local.templates[url] = template
+    request = template.copy()
+    request.headers.update(headers)
+    request.headers["Content-Length"] = str(len(body))
+    request.body = body
+    return request
 
 
 def post(
@@ -119,9 +136,8 @@ def post(
     timeout = (min(settings.timeout_s, _CONNECT_TIMEOUT_MAX_S), settings.timeout_s)
     start = time.monotonic()
     try:
-        with session.post(
-            url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
-        ) as resp:
+        request = _prepare(session, url, body, headers)
+        with session.send(request, timeout=timeout, allow_redirects=False, stream=True) as resp:
             text = _read_bounded(resp, settings.max_response_bytes, start + settings.timeout_s)
             return Response(
                 status=resp.status_code,

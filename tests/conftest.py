@@ -14,6 +14,7 @@ import redis
 import trustme
 
 import shahihooks
+from shahihooks.endpoints import forget_cached
 from shahihooks.settings import Settings
 from tests.receiver import Receiver, start_receiver
 
@@ -96,6 +97,7 @@ def settings(
     names = list(redis_client.scan_iter(match=prefix + "*", count=1000))
     if names:
         redis_client.delete(*names)
+    forget_cached()
 
 
 @pytest.fixture(scope="session")

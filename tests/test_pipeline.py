@@ -159,12 +159,10 @@ def test_two_copies_running_at_once_post_once(settings, receiver: Receiver) -> N
     (path,) = paths("race")
     settings(urls=(receiver.url(path),))
     receiver.rule(path, lambda n: (time.sleep(0.5), 200)[1])
-    from shahihooks.app import app
-    from shahihooks.emit import _publish
+    from shahihooks.publish import Job, publish
 
     (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 9})
-    with app.connection_for_write():
-        _publish([delivery, delivery, delivery])
+    publish([Job(delivery.id, delivery.url, delivery.event)] * 3)
     receiver.wait_for(path, 1)
     time.sleep(2.0)
     assert len(receiver.requests_to(path)) == 1
