@@ -13,12 +13,18 @@ from typing import Any
 from shahihooks.errors import ConfigurationError
 from shahihooks.settings import Settings
 
-VISIBILITY_MARGIN_S = 300
+VISIBILITY_MARGIN_MAX_S = 300
 
 
 def visibility_timeout_s(settings: Settings) -> int:
-    """How long Redis waits before redelivering an unacknowledged delivery."""
-    return int(settings.longest_delay_s + settings.timeout_s + VISIBILITY_MARGIN_S)
+    """How long Redis waits before redelivering an unacknowledged delivery.
+
+    The longest countdown plus one request, plus a margin for the spread of deferred
+    deliveries and clock skew between workers: a tenth of the wait, 10 s to 5 min.
+    """
+    longest = settings.longest_delay_s
+    margin = min(VISIBILITY_MARGIN_MAX_S, max(10.0, longest / 10))
+    return int(longest + settings.timeout_s + margin)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -29,6 +35,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # a task that raises met an outage (Redis down): it is requeued, never acked away
+        "task_acks_on_failure_or_timeout": False,
         "task_ignore_result": True,
         "result_backend": None,
         "task_serializer": "json",

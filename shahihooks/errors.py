@@ -6,6 +6,7 @@
     ├── EventError                an event name is malformed, unknown or not selected
     ├── PayloadError              data is not JSON, or the body is over the size limit
     │   └── PayloadTooLarge
+    ├── UnavailableError          Redis (state or broker) cannot be reached: nothing enqueued
     ├── VerificationError         a received delivery does not verify
     │   ├── MissingSignature
     │   ├── InvalidSignature
@@ -40,6 +41,10 @@ class PayloadError(ShahihooksError):
 
 class PayloadTooLarge(PayloadError):
     """The serialised body is over the size limit (1 MB by default)."""
+
+
+class UnavailableError(ShahihooksError):
+    """Redis (the state or the broker) cannot be reached; nothing was enqueued."""
 
 
 class VerificationError(ShahihooksError):

@@ -19,8 +19,10 @@ from typing import Any
 
 from celery import Celery
 
-from shahihooks.connections import redis_client
+from shahihooks.connections import redis_client, script
+from shahihooks.keys import Keys
 from shahihooks.safety import redact_url
+from shahihooks.settings import Settings
 
 TASK_NAME = "shahihooks.deliver"
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -34,6 +36,7 @@ class Job:
     url: str
     event: str
     attempt: int = 1
+    countdown_s: float | None = None
 
 
 def describe(event: str, url: str, attempt: int) -> str:
@@ -71,6 +74,8 @@ def task_messages(app: Celery, jobs: Sequence[Job], queue: str) -> list[str]:
             TASK_NAME,
             (job.delivery_id, job.url, job.event, job.attempt),
             {},
+            countdown=job.countdown_s,
+            retries=job.attempt - 1,
             argsrepr=repr_args,
             kwargsrepr="{}",
             ignore_result=True,
@@ -119,6 +124,8 @@ def publish(jobs: Sequence[Job]) -> None:
             options: dict[str, Any] = {
                 "argsrepr": describe(job.event, job.url, job.attempt),
                 "kwargsrepr": "{}",
+                "retries": job.attempt - 1,
+                "countdown": job.countdown_s,
             }
             deliver.apply_async(
                 (job.delivery_id, job.url, job.event, job.attempt),
@@ -126,6 +133,32 @@ def publish(jobs: Sequence[Job]) -> None:
                 producer=producer,
                 **options,
             )
+
+
+def reschedule(job: Job, finished_attempt: int | None, settings: Settings) -> None:
+    """Queue the next attempt (with its countdown); then mark `finished_attempt` done.
+
+    The mark is what lets a stale copy of a finished attempt be dropped, so it is written
+    only once the successor is queued: in the same Lua call when the broker is the state
+    Redis, else right after the publish.
+    """
+    from shahihooks.app import app
+
+    queue = direct_queue(app)
+    done_key = Keys(settings.prefix).done(job.delivery_id)
+    mark = "" if finished_attempt is None else str(finished_attempt)
+    if queue is not None and str(app.conf.broker_url) == settings.redis_url:
+        (message,) = task_messages(app, [job], queue)
+        client = redis_client(settings.redis_url)
+        script(client, "reschedule")(
+            keys=[queue, done_key], args=[message, mark, settings.idempotency_ttl_s]
+        )
+        return
+    publish([job])
+    if mark:
+        script(redis_client(settings.redis_url), "reschedule_mark")(
+            keys=[done_key], args=[mark, settings.idempotency_ttl_s]
+        )
 
 
 def _pid() -> int:

@@ -4,6 +4,7 @@
 -- ARGV: attempt, token, lease_ms, default_limit, rate_ttl_s, url, window_left_s, body_ttl_s
 local done = redis.call('GET', KEYS[1])
 if done == 'ok' then return {'done'} end
+if done == 'dead' then return {'stale'} end
 if done and tonumber(done) >= tonumber(ARGV[1]) then return {'stale'} end
 
 local endpoint = redis.call('HGET', KEYS[5], ARGV[6])
