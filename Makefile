@@ -23,12 +23,12 @@ test: install redis
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check shahihooks tests examples celeryconfig.py scripts
-	$(BIN)/ruff format --check shahihooks tests examples celeryconfig.py scripts
+	$(BIN)/ruff check shahihooks tests examples bench celeryconfig.py scripts
+	$(BIN)/ruff format --check shahihooks tests examples bench celeryconfig.py scripts
 
 format: install
-	$(BIN)/ruff format shahihooks tests examples celeryconfig.py scripts
-	$(BIN)/ruff check --fix shahihooks tests examples celeryconfig.py scripts
+	$(BIN)/ruff format shahihooks tests examples bench celeryconfig.py scripts
+	$(BIN)/ruff check --fix shahihooks tests examples bench celeryconfig.py scripts
 
 typecheck: install
 	$(BIN)/mypy
@@ -40,6 +40,12 @@ demo: install redis
 
 flower: install redis ## Flower on http://127.0.0.1:5555 (start workers with -E for task events)
 	$(BIN)/celery -A shahihooks.app flower --port=5555
+
+bench: install redis ## speed and memory against a naive Celery sender (several minutes)
+	$(BIN)/python -m bench.run
+
+soak: install redis ## thousands of deliveries with failures and a worker restart, then the ledger
+	$(BIN)/python scripts/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

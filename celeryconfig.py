@@ -15,11 +15,14 @@ broker_url = _conf["broker_url"]
 # Redis redelivers an unacknowledged message after visibility_timeout. Countdown retries
 # (up to 30 min) and rate-limit deferrals (up to the 1 h window) wait unacknowledged in a
 # worker, so this must outlast the longest wait plus one request, or they would run twice.
+# Orphaned messages (a killed worker's) are looked for every tenth of it (1 to 10 s).
 broker_transport_options = _conf["broker_transport_options"]
 broker_connection_retry_on_startup = True
 # Acknowledge after the attempt, and give a killed worker's deliveries back to the queue.
 task_acks_late = True
 task_reject_on_worker_lost = True
+# A task that raises met an outage (Redis down): requeued, never acknowledged away.
+task_acks_on_failure_or_timeout = False
 # Outcomes live in shahihooks' own log and stats; Celery results would only cost memory.
 task_ignore_result = True
 result_backend = None

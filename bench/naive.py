@@ -14,8 +14,12 @@ import requests
 from celery import Celery
 
 app = Celery("naive", broker=os.environ["BENCH_BROKER"])
-app.conf.update(task_ignore_result=True, worker_prefetch_multiplier=4,
-                worker_hijack_root_logger=False, task_default_queue="naive")
+app.conf.update(
+    task_ignore_result=True,
+    worker_prefetch_multiplier=4,
+    worker_hijack_root_logger=False,
+    task_default_queue="naive",
+)
 session = requests.Session()
 SECRET = b"bench-secret"
 
@@ -25,9 +29,12 @@ def send(self, url: str, event: str, data: dict) -> None:  # type: ignore[no-unt
     body = json.dumps({"event": event, "data": data}).encode()
     signature = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
     try:
-        resp = session.post(url, data=body, timeout=15,
-                            headers={"Content-Type": "application/json",
-                                     "X-Shahi-Assist-Signature": signature})
+        resp = session.post(
+            url,
+            data=body,
+            timeout=15,
+            headers={"Content-Type": "application/json", "X-Shahi-Assist-Signature": signature},
+        )
         resp.raise_for_status()
     except requests.RequestException as exc:
         raise self.retry(exc=exc, countdown=int(os.environ.get("BENCH_COUNTDOWN", "60"))) from exc

@@ -46,10 +46,18 @@ class Http(asyncio.Protocol):
     def answer(self, request_line: list[bytes]) -> None:
         method, path = request_line[0], request_line[1]
         if method == b"GET" and path == b"/_stats":
-            body = json.dumps({"count": Stats.count, "first": Stats.first, "last": Stats.last,
-                               "failed": Stats.failed}).encode()
-            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"  # type: ignore[attr-defined]
-                                 % (len(body), body))
+            body = json.dumps(
+                {
+                    "count": Stats.count,
+                    "first": Stats.first,
+                    "last": Stats.last,
+                    "failed": Stats.failed,
+                }
+            ).encode()
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"  # type: ignore[attr-defined]
+                % (len(body), body)
+            )
             return
         if method == b"GET" and path == b"/_reset":
             Stats.count, Stats.first, Stats.last, Stats.failed = 0, 0.0, 0.0, 0

@@ -68,13 +68,29 @@ class Bench:
 
     # -- services -------------------------------------------------------------------------
     def start(self) -> None:
-        self.procs.append(subprocess.Popen(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.tmp], stdout=subprocess.DEVNULL))
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    self.tmp,
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        )
         self.redis = redis.Redis.from_url(self.redis_url)
         wait(self._pings, 10, "redis")
-        self.procs.append(subprocess.Popen([PY, "-m", "bench.receiver", str(self.http_port)],
-                                           cwd=ROOT))
+        self.procs.append(
+            subprocess.Popen([PY, "-m", "bench.receiver", str(self.http_port)], cwd=ROOT)
+        )
         wait(lambda: self.receiver("/_stats") is not None, 10, "receiver")
 
     def _pings(self) -> bool:
@@ -91,31 +107,40 @@ class Bench:
 
     def receiver(self, path: str) -> dict[str, Any] | None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}",  # noqa: S310
-                                        timeout=2) as resp:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}{path}",
+                timeout=2,
+            ) as resp:
                 return json.loads(resp.read() or b"{}")  # type: ignore[no-any-return]
         except OSError:
             return None
 
     def env(self, **extra: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("SHAHIHOOKS_", "DJANGO"))}
-        base.update({
-            "BENCH_BROKER": self.redis_url,
-            "SHAHIHOOKS_REDIS_URL": self.redis_url,
-            "SHAHIHOOKS_SECRET": SECRET,
-            "SHAHIHOOKS_ALLOW_HTTP": "1",
-            "SHAHIHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
-            "SHAHIHOOKS_RATE_LIMIT": "1000000000",
-            "SHAHIHOOKS_LOG_MAX_LEN": "100000",
-            "PYTHONPATH": str(ROOT),
-        })
+        base.update(
+            {
+                "BENCH_BROKER": self.redis_url,
+                "SHAHIHOOKS_REDIS_URL": self.redis_url,
+                "SHAHIHOOKS_SECRET": SECRET,
+                "SHAHIHOOKS_ALLOW_HTTP": "1",
+                "SHAHIHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
+                "SHAHIHOOKS_RATE_LIMIT": "1000000000",
+                "SHAHIHOOKS_LOG_MAX_LEN": "100000",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         base.update(extra)
         return base
 
     def worker(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = open(os.path.join(self.tmp, "worker.log"), "ab")  # noqa: SIM115
-        proc = subprocess.Popen([CELERY, *args, "--loglevel", "ERROR", "--without-gossip",
-                                 "--without-mingle"], env=env, cwd=ROOT, stdout=log, stderr=log)
+        proc = subprocess.Popen(
+            [CELERY, *args, "--loglevel", "ERROR", "--without-gossip", "--without-mingle"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+        )
         return proc
 
     @staticmethod
@@ -131,8 +156,14 @@ class Bench:
         return int(self.redis.llen(queue)) + int(self.redis.hlen("unacked"))
 
     # -- measurements ---------------------------------------------------------------------
-    def drain(self, enqueue: Callable[[], None], worker_args: list[list[str]],
-              env: dict[str, str], queue: str, count_at_receiver: bool = True) -> float:
+    def drain(
+        self,
+        enqueue: Callable[[], None],
+        worker_args: list[list[str]],
+        env: dict[str, str],
+        queue: str,
+        count_at_receiver: bool = True,
+    ) -> float:
         """Deliveries (or tasks) per second for `self.n` pre-enqueued items."""
         self.redis.flushall()
         self.receiver("/_reset")
@@ -140,12 +171,17 @@ class Bench:
         workers = [self.worker(a, env) for a in worker_args]
         try:
             if count_at_receiver:
-                wait(lambda: (self.receiver("/_stats") or {}).get("count", 0) >= self.n,
-                     600, "deliveries", every=0.05)
+                wait(
+                    lambda: (self.receiver("/_stats") or {}).get("count", 0) >= self.n,
+                    600,
+                    "deliveries",
+                    every=0.05,
+                )
                 stats = self.receiver("/_stats") or {}
                 return (self.n - 1) / (stats["last"] - stats["first"])
-            start = wait(lambda: self.pending(queue) < self.n and time.monotonic(), 60, "start",
-                         every=0.002)
+            start = wait(
+                lambda: self.pending(queue) < self.n and time.monotonic(), 60, "start", every=0.002
+            )
             wait(lambda: self.pending(queue) == 0, 600, "drain", every=0.005)
             return self.n / (time.monotonic() - start)
         finally:
@@ -154,11 +190,19 @@ class Bench:
 
     def repeat(self, name: str, once: Callable[[], float], unit: str) -> dict[str, Any]:
         values = [once() for _ in range(self.runs)]
-        row = {"median": statistics.median(values), "min": min(values), "max": max(values),
-               "values": values, "unit": unit}
+        row = {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "values": values,
+            "unit": unit,
+        }
         self.results[name] = row
-        print(f"  {name:<44} {row['median']:>10.1f} {unit}  "
-              f"(min {row['min']:.1f}, max {row['max']:.1f})", flush=True)
+        print(
+            f"  {name:<44} {row['median']:>10.1f} {unit}  "
+            f"(min {row['min']:.1f}, max {row['max']:.1f})",
+            flush=True,
+        )
         return row
 
     # -- the two baselines --------------------------------------------------------------------
@@ -171,8 +215,9 @@ class Bench:
             url = f"http://127.0.0.1:{self.http_port}{path}"
             with naive.app.producer_or_acquire() as producer:
                 for i in range(count or self.n):
-                    naive.send.apply_async((url, "ticket.created", {**DATA_1KB, "ticket_id": i}),
-                                           producer=producer)
+                    naive.send.apply_async(
+                        (url, "ticket.created", {**DATA_1KB, "ticket_id": i}), producer=producer
+                    )
 
         return enqueue
 
@@ -190,10 +235,12 @@ class Bench:
         from shahihooks.settings import Settings
 
         env = self.env(SHAHIHOOKS_URLS=" ".join(urls))
-        values = {k[len("SHAHIHOOKS_"):]: v for k, v in env.items() if k.startswith("SHAHIHOOKS_")}
+        values = {k[len("SHAHIHOOKS_") :]: v for k, v in env.items() if k.startswith("SHAHIHOOKS_")}
         return shahihooks.configure(Settings.from_mapping(values).with_(**changes))
 
-    def shahihooks_enqueue(self, path: str = "/hook", count: int | None = None) -> Callable[[], None]:
+    def shahihooks_enqueue(
+        self, path: str = "/hook", count: int | None = None
+    ) -> Callable[[], None]:
         def enqueue() -> None:
             import shahihooks
 
@@ -205,8 +252,17 @@ class Bench:
 
 
 def shahihooks_worker(pool: str, concurrency: int, events: bool = False) -> list[str]:
-    args = ["-A", "shahihooks.app", "worker", "-Q", "shahihooks", "-P", pool, "-c",
-            str(concurrency)]
+    args = [
+        "-A",
+        "shahihooks.app",
+        "worker",
+        "-Q",
+        "shahihooks",
+        "-P",
+        pool,
+        "-c",
+        str(concurrency),
+    ]
     return args + (["-E"] if events else [])
 
 
@@ -220,15 +276,23 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def measure(b: Bench) -> dict[str, Any]:
-    print(f"\nshahihooks bench: {b.n:,} deliveries per run, {b.runs} runs, "
-          f"{os.cpu_count()} cores\n", flush=True)
+    print(
+        f"\nshahihooks bench: {b.n:,} deliveries per run, {b.runs} runs, {os.cpu_count()} cores\n",
+        flush=True,
+    )
     receiver_ceiling(b)
     naive_env = b.env()
     prefork2 = ["-A", "bench.naive", "worker", "-Q", "naive", "-P", "prefork", "-c", "2"]
-    base_n = b.repeat("baseline N: naive task, prefork 2", lambda: b.drain(
-        b.naive_enqueue(), [prefork2], naive_env, "naive"), "deliveries/s")
-    base_c = b.repeat("baseline C: no-op tasks, prefork 2", lambda: b.drain(
-        b.noop_enqueue, [prefork2], naive_env, "naive", count_at_receiver=False), "tasks/s")
+    base_n = b.repeat(
+        "baseline N: naive task, prefork 2",
+        lambda: b.drain(b.naive_enqueue(), [prefork2], naive_env, "naive"),
+        "deliveries/s",
+    )
+    base_c = b.repeat(
+        "baseline C: no-op tasks, prefork 2",
+        lambda: b.drain(b.noop_enqueue, [prefork2], naive_env, "naive", count_at_receiver=False),
+        "tasks/s",
+    )
     env = b.env()
     setups = {
         "threads 1x16": [shahihooks_worker("threads", 16)],
@@ -240,16 +304,25 @@ def measure(b: Bench) -> dict[str, Any]:
     pool_rates = {}
     for label, workers in setups.items():
         saved_runs, b.runs = b.runs, 1
-        pool_rates[label] = b.repeat(f"shahihooks pool trial: {label}", lambda w=workers: b.drain(
-            b.shahihooks_enqueue(), w, env, "shahihooks"), "deliveries/s")["median"]
+        pool_rates[label] = b.repeat(
+            f"shahihooks pool trial: {label}",
+            lambda w=workers: b.drain(b.shahihooks_enqueue(), w, env, "shahihooks"),
+            "deliveries/s",
+        )["median"]
         b.runs = saved_runs
     best = max(pool_rates, key=pool_rates.__getitem__)
     b.results["recommended_setup"] = best
-    ours = b.repeat(f"shahihooks end to end ({best})", lambda: b.drain(
-        b.shahihooks_enqueue(), setups[best], env, "shahihooks"), "deliveries/s")
-    events_workers = [w + ["-E"] for w in setups[best]]
-    ours_e = b.repeat(f"shahihooks with task events ({best} -E)", lambda: b.drain(
-        b.shahihooks_enqueue(), events_workers, env, "shahihooks"), "deliveries/s")
+    ours = b.repeat(
+        f"shahihooks end to end ({best})",
+        lambda: b.drain(b.shahihooks_enqueue(), setups[best], env, "shahihooks"),
+        "deliveries/s",
+    )
+    events_workers = [[*w, "-E"] for w in setups[best]]
+    ours_e = b.repeat(
+        f"shahihooks with task events ({best} -E)",
+        lambda: b.drain(b.shahihooks_enqueue(), events_workers, env, "shahihooks"),
+        "deliveries/s",
+    )
     round_trips(b, setups[best], env)
     emit_figures(b)
     memory(b, prefork2, setups[best][0], env)
@@ -279,8 +352,10 @@ def receiver_ceiling(b: Bench) -> None:
     procs = [subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE) for _ in range(4)]
     total = sum(int(p.communicate()[0]) for p in procs)
     b.results["receiver_ceiling_per_s"] = total / 3
-    print(f"  {'receiver ceiling (4 clients, keep-alive)':<44} {total / 3:>10.1f} requests/s",
-          flush=True)
+    print(
+        f"  {'receiver ceiling (4 clients, keep-alive)':<44} {total / 3:>10.1f} requests/s",
+        flush=True,
+    )
 
 
 def round_trips(b: Bench, workers: list[list[str]], env: dict[str, str]) -> None:
@@ -296,15 +371,37 @@ def round_trips(b: Bench, workers: list[list[str]], env: dict[str, str]) -> None
     # Our own client calls: the Lua steps (emit, begin, finish) and the endpoint read at emit.
     # Commands run inside a script are listed by Redis too, but cost no round trip.
     ours = {k: per.get(k, 0.0) for k in ("evalsha", "eval", "hvals", "script|load")}
-    in_scripts = {"get", "set", "hmget", "hget", "incr", "expire", "xadd", "hincrby", "zadd",
-                  "hset", "del", "exists", "pttl", "lpush"}  # lpush: emit's push of its tasks
+    in_scripts = {
+        "get",
+        "set",
+        "hmget",
+        "hget",
+        "incr",
+        "expire",
+        "xadd",
+        "hincrby",
+        "zadd",
+        "hset",
+        "del",
+        "exists",
+        "pttl",
+        "lpush",
+    }  # lpush: emit's push of its tasks
     celery = {k: v for k, v in per.items() if k not in ours and k not in in_scripts and v}
-    b.results["round_trips_per_delivery"] = {"ours": ours, "celery_and_kombu": celery,
-                                             "ours_total": sum(ours.values())}
-    print(f"  {'our Redis round trips per delivery':<44} {sum(ours.values()):>10.2f} "
-          f"({', '.join(f'{k} {v:.2f}' for k, v in ours.items() if v)}; target ≤ 3)")
-    print(f"  {'Celery/kombu commands per delivery':<44} {sum(celery.values()):>10.2f} "
-          f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(celery.items()))})", flush=True)
+    b.results["round_trips_per_delivery"] = {
+        "ours": ours,
+        "celery_and_kombu": celery,
+        "ours_total": sum(ours.values()),
+    }
+    print(
+        f"  {'our Redis round trips per delivery':<44} {sum(ours.values()):>10.2f} "
+        f"({', '.join(f'{k} {v:.2f}' for k, v in ours.items() if v)}; target ≤ 3)"
+    )
+    print(
+        f"  {'Celery/kombu commands per delivery':<44} {sum(celery.values()):>10.2f} "
+        f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(celery.items()))})",
+        flush=True,
+    )
 
 
 def emit_figures(b: Bench) -> None:
@@ -348,17 +445,27 @@ def emit_figures(b: Bench) -> None:
     for name, label in (("ours", "emit to 10 endpoints"), ("plain", "plain apply_async loop")):
         rates = [r for r, _ in rows[name]]
         lat = [x for _, ls in rows[name] for x in ls]
-        b.results[f"emit_{name}"] = {"deliveries_per_s": statistics.median(rates),
-                                     "min": min(rates), "max": max(rates),
-                                     "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99)}
-        print(f"  {label:<44} {statistics.median(rates):>10.1f} enqueued/s  "
-              f"(min {min(rates):.1f}, max {max(rates):.1f}; one call p50 "
-              f"{pct(lat, 0.5):.2f} ms, p99 {pct(lat, 0.99):.2f} ms)", flush=True)
+        b.results[f"emit_{name}"] = {
+            "deliveries_per_s": statistics.median(rates),
+            "min": min(rates),
+            "max": max(rates),
+            "p50_ms": pct(lat, 0.5),
+            "p99_ms": pct(lat, 0.99),
+        }
+        print(
+            f"  {label:<44} {statistics.median(rates):>10.1f} enqueued/s  "
+            f"(min {min(rates):.1f}, max {max(rates):.1f}; one call p50 "
+            f"{pct(lat, 0.5):.2f} ms, p99 {pct(lat, 0.99):.2f} ms)",
+            flush=True,
+        )
     o, p = b.results["emit_ours"], b.results["emit_plain"]
     ratio(b, "emit fan-out / apply_async loop", o["deliveries_per_s"] / p["deliveries_per_s"], 2.5)
     b.results.setdefault("ratios", {})["emit p99 / apply_async p99"] = o["p99_ms"] / p["p99_ms"]
-    print(f"  {'emit p99 / apply_async p99':<44} {o['p99_ms'] / p['p99_ms']:>10.2f}x"
-          f"  (target ≤ 3: {'met' if o['p99_ms'] / p['p99_ms'] <= 3 else 'MISSED'})", flush=True)
+    print(
+        f"  {'emit p99 / apply_async p99':<44} {o['p99_ms'] / p['p99_ms']:>10.2f}x"
+        f"  (target ≤ 3: {'met' if o['p99_ms'] / p['p99_ms'] <= 3 else 'MISSED'})",
+        flush=True,
+    )
     b.redis.flushall()
 
 
@@ -374,8 +481,12 @@ def memory(b: Bench, naive_args: list[str], ours_args: list[str], env: dict[str,
             time.sleep(4)  # started and idle
             before = rss_kb(proc.pid)
             enqueue()
-            wait(lambda: (b.receiver("/_stats") or {}).get("failed", 0) >= held, 600, "failures",
-                 every=0.1)
+            wait(
+                lambda: (b.receiver("/_stats") or {}).get("failed", 0) >= held,
+                600,
+                "failures",
+                every=0.1,
+            )
             wait(lambda: b.redis.llen("naive") + b.redis.llen("shahihooks") == 0, 60, "queue")
             time.sleep(2)
             return (rss_kb(proc.pid) - before) * 1024 / held
@@ -384,11 +495,16 @@ def memory(b: Bench, naive_args: list[str], ours_args: list[str], env: dict[str,
 
     naive_per = statistics.median(
         measure(naive_args, b.naive_enqueue("/fail", held), {"BENCH_COUNTDOWN": "3600"})
-        for _ in range(b.runs))
+        for _ in range(b.runs)
+    )
     ours_per = statistics.median(
-        measure(ours_args, b.shahihooks_enqueue("/fail", held),
-                {"SHAHIHOOKS_RETRY_SCHEDULE": "3600", "SHAHIHOOKS_URLS": ""})
-        for _ in range(b.runs))
+        measure(
+            ours_args,
+            b.shahihooks_enqueue("/fail", held),
+            {"SHAHIHOOKS_RETRY_SCHEDULE": "3600", "SHAHIHOOKS_URLS": ""},
+        )
+        for _ in range(b.runs)
+    )
     b.results["held_retry_bytes"] = {"naive": naive_per, "ours": ours_per}
     print(f"  {'held retry, naive task (1 KB body)':<44} {naive_per / 1024:>10.1f} KB each")
     print(f"  {'held retry, shahihooks (1 KB body)':<44} {ours_per / 1024:>10.1f} KB each")

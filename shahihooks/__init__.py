@@ -16,6 +16,7 @@ from shahihooks.errors import (
     PayloadTooLarge,
     ShahihooksError,
     TimestampOutOfRange,
+    UnavailableError,
     UnsafeTargetError,
     VerificationError,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Settings",
     "ShahihooksError",
     "TimestampOutOfRange",
+    "UnavailableError",
     "UnsafeTargetError",
     "VerificationError",
     "__version__",

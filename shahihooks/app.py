@@ -44,4 +44,12 @@ def _check_on_worker_start(sender: Any = None, **_: Any) -> None:
         check_celery_config(app.conf, current())
 
 
+@signals.worker_ready.connect
+def _start_sweeper(sender: Any = None, **_: Any) -> None:
+    if getattr(sender, "app", None) is app:
+        from shahihooks.sweep import start_sweeper
+
+        start_sweeper()
+
+
 import shahihooks.tasks  # noqa: E402,F401  - registers shahihooks.deliver on the app

@@ -27,11 +27,29 @@ def visibility_timeout_s(settings: Settings) -> int:
     return int(longest + settings.timeout_s + margin)
 
 
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's Redis options: how soon an orphaned delivery is found and given back.
+
+    kombu scans for messages older than the visibility timeout every interval × throttle
+    seconds (100 s by default); shahihooks scans every tenth of the timeout (1 to 10 s),
+    so recovery after a killed worker is bounded by the timeout, not by the scan.
+    """
+    visibility = visibility_timeout_s(settings)
+    return {
+        "visibility_timeout": visibility,
+        "unacked_restore_interval": min(10.0, max(1.0, visibility / 10)),
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 60,  # a worker killed mid-scan blocks scans this long
+        "socket_connect_timeout": 5,
+        "socket_timeout": 30,  # a broker that vanishes without closing: fail, don't hang
+    }
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings shahihooks needs; `celeryconfig.py` shows them with reasons."""
     return {
         "broker_url": settings.broker_url,
-        "broker_transport_options": {"visibility_timeout": visibility_timeout_s(settings)},
+        "broker_transport_options": transport_options(settings),
         "broker_connection_retry_on_startup": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

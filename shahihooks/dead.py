@@ -92,6 +92,8 @@ def replay(delivery_id: str, settings: Settings | None = None) -> bool:
     pipe.expire(body_key, settings.idempotency_ttl_s)
     pipe.delete(keys.done(delivery_id), keys.dead(delivery_id))
     pipe.zrem(keys.dead_index, keys.dead(delivery_id))
+    pipe.hset(keys.pending, delivery_id, json.dumps([letter.url, letter.event, 1]))
+    pipe.zadd(keys.pending_at, {delivery_id: time.time()})
     pipe.execute()
     try:
         publish([Job(delivery_id, letter.url, letter.event)])

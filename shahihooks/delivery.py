@@ -29,6 +29,8 @@ from shahihooks.transport import Response, post
 
 logger = logging.getLogger("shahihooks.delivery")
 
+# An attempt holds its lease for one request plus this; a killed worker's lease expires.
+LEASE_MARGIN_S = 10
 LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
 
@@ -69,16 +71,19 @@ def run_attempt(
             keys.rate(url, window),
             keys.body(message_id_of(delivery_id)),
             keys.endpoints,
+            keys.pending_at,
         ],
         args=[
             attempt,
             token,
-            int((2 * settings.timeout_s + 30) * 1000),
+            int((settings.timeout_s + LEASE_MARGIN_S) * 1000),
             0 if is_action(url) else settings.rate_limit,
             2 * settings.rate_window_s,
             url,
             (window + 1) * settings.rate_window_s - now,
             settings.idempotency_ttl_s,
+            delivery_id,
+            f"{now:.3f}",
         ],
     )
     status = _text(begun[0])
@@ -221,6 +226,8 @@ def _finish(
             keys.stats(int(now // 3600)),
             keys.dead_index,
             keys.dead(delivery_id),
+            keys.pending,
+            keys.pending_at,
         ],
         args=[
             outcome.kind.value,
@@ -233,6 +240,7 @@ def _finish(
             ms,
             latency_bucket(ms),
             f"{now:.3f}",
+            delivery_id,
             len(log),
             *flat_log,
             *flat_dead,

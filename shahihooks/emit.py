@@ -17,14 +17,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from shahihooks.connections import redis_client, script
 from shahihooks.endpoints import resolve, stored_endpoints
-from shahihooks.errors import PayloadError
+from shahihooks.errors import PayloadError, UnavailableError
 from shahihooks.events import registry
 from shahihooks.hooks import hooks
 from shahihooks.keys import Keys, url_tag
 from shahihooks.payload import check_size, encode_data
 from shahihooks.publish import Job, direct_queue, publish, task_messages
+from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, Throttle, current
 
 logger = logging.getLogger("shahihooks.emit")
@@ -101,6 +104,16 @@ def emit(
 
 
 def _send(p: Prepared) -> list[Delivery]:
+    try:
+        return _enqueue(p)
+    except redis.RedisError as exc:
+        raise UnavailableError(
+            f"Redis at {redact_url(p.settings.redis_url)} is unreachable "
+            f"({type(exc).__name__}: {exc}); nothing was enqueued for {p.event}"
+        ) from exc
+
+
+def _enqueue(p: Prepared) -> list[Delivery]:
     settings, event, key, throttle = p.settings, p.event, p.key, p.throttle
     if not settings.enabled:
         logger.info("webhooks are disabled (SHAHIHOOKS_ENABLED=0): %s not sent", event)
@@ -124,6 +137,8 @@ def _send(p: Prepared) -> list[Delivery]:
             keys.throttle(event, p.throttle_value) if throttle else "",
             keys.body(msg_id),
             queue or "",
+            keys.pending,
+            keys.pending_at,
         ],
         args=[
             listed,

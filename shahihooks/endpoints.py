@@ -18,7 +18,7 @@ from shahihooks.errors import ConfigurationError
 from shahihooks.events import check_name
 from shahihooks.hooks import ACTION_SCHEME, Hooks
 from shahihooks.keys import Keys
-from shahihooks.safety import check_target
+from shahihooks.safety import check_target, redact_url
 from shahihooks.settings import Settings
 
 
@@ -53,6 +53,7 @@ class Endpoint:
     def redacted(self) -> dict[str, Any]:
         """The endpoint as shown to people and scripts: secrets counted, never shown."""
         shown = asdict(self)
+        shown["url"] = redact_url(self.url)
         shown["secrets"] = f"{len(self.secrets)} own" if self.secrets else "global"
         return shown
 

@@ -63,6 +63,18 @@ class Keys:
         return f"{self.prefix}:stats:{hour}"
 
     @property
+    def pending(self) -> str:
+        return f"{self.prefix}:pending"
+
+    @property
+    def pending_at(self) -> str:
+        return f"{self.prefix}:pending_at"
+
+    @property
+    def sweep_lock(self) -> str:
+        return f"{self.prefix}:sweep"
+
+    @property
     def dead_index(self) -> str:
         return f"{self.prefix}:dead"
 

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -145,20 +146,23 @@ def reschedule(job: Job, finished_attempt: int | None, settings: Settings) -> No
     from shahihooks.app import app
 
     queue = direct_queue(app)
-    done_key = Keys(settings.prefix).done(job.delivery_id)
+    keys = Keys(settings.prefix)
     mark = "" if finished_attempt is None else str(finished_attempt)
+    pending = json.dumps([job.url, job.event, job.attempt])
+    now = f"{time.time():.3f}"
+    client = redis_client(settings.redis_url)
     if queue is not None and str(app.conf.broker_url) == settings.redis_url:
         (message,) = task_messages(app, [job], queue)
-        client = redis_client(settings.redis_url)
         script(client, "reschedule")(
-            keys=[queue, done_key], args=[message, mark, settings.idempotency_ttl_s]
+            keys=[queue, keys.done(job.delivery_id), keys.pending, keys.pending_at],
+            args=[message, mark, settings.idempotency_ttl_s, job.delivery_id, pending, now],
         )
         return
     publish([job])
-    if mark:
-        script(redis_client(settings.redis_url), "reschedule_mark")(
-            keys=[done_key], args=[mark, settings.idempotency_ttl_s]
-        )
+    script(client, "reschedule_mark")(
+        keys=[keys.done(job.delivery_id), keys.pending, keys.pending_at],
+        args=[mark, settings.idempotency_ttl_s, job.delivery_id, pending, now],
+    )
 
 
 def _pid() -> int:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from shahihooks.connections import redis_client
-from shahihooks.errors import ConfigurationError
+from shahihooks.errors import ConfigurationError, VerificationError
 from shahihooks.settings import Settings, current
 from shahihooks.signing import verify
 
@@ -66,3 +66,49 @@ def delivery_id_of(headers: Mapping[str, str], payload: Any) -> str:
 def check(body: bytes, headers: Mapping[str, str], secrets: list[str]) -> Any:
     """The verified payload (raises VerificationError)."""
     return verify(body, headers, secrets)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with one received delivery: answer `reply` now, or run the handler."""
+
+    payload: Any
+    delivery_id: str
+    reply: tuple[int, dict[str, str]] | None
+    seen: Seen | None = None
+
+    def run(self, handler: Callable[[], T], status_of: Callable[[T], int]) -> T:
+        """Run the app's handler; forget the id if it fails, so the sender's retry counts."""
+        try:
+            result = handler()
+        except Exception:
+            self.forget()
+            raise
+        if status_of(result) >= 400:
+            self.forget()
+        return result
+
+    def forget(self) -> None:
+        if self.seen is not None and self.delivery_id:
+            self.seen.forget(self.delivery_id)
+
+
+def receive(
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: str | Sequence[str] | None,
+    seen: Seen | None,
+) -> Verdict:
+    """Verify a delivery (401 if bad) and drop a duplicate (200 "duplicate")."""
+    try:
+        payload = check(body, headers, secrets_for(secret))
+    except VerificationError as exc:
+        return Verdict(None, "", (401, {"error": "Invalid signature", "detail": str(exc)}))
+    delivery_id = delivery_id_of(headers, payload)
+    remember = seen or redis_seen()
+    if delivery_id and not remember.first(delivery_id):
+        return Verdict(payload, delivery_id, (200, {"status": "duplicate", "id": delivery_id}))
+    return Verdict(payload, delivery_id, None, remember)

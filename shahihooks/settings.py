@@ -68,7 +68,10 @@ class Settings:
         if not self.broker_url:
             object.__setattr__(self, "broker_url", self.redis_url)
         for url in self.urls:
-            check_url(url, self)
+            try:
+                check_url(url, self)
+            except ConfigurationError as exc:
+                raise type(exc)(f"SHAHIHOOKS_URLS: {exc}") from None
         if self.urls and not self.secret:
             raise ConfigurationError(
                 "SHAHIHOOKS_URLS is set but SHAHIHOOKS_SECRET is not: every delivery is "

@@ -45,4 +45,5 @@ def deliver(self: Any, delivery_id: str, url: str, event: str, attempt: int = 1)
     if step.done:
         return step.reason
     # the next attempt is queued already; this marks the task RETRY for Flower
-    raise Retry(step.reason, DeliveryError(step.reason), when=round(step.delay_s))
+    when: Any = round(step.delay_s)  # seconds (celery-types says Real, which int is)
+    raise Retry(step.reason, DeliveryError(step.reason), when=when)

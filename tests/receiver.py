@@ -27,6 +27,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    status: int = 0
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
@@ -82,12 +83,11 @@ def start_receiver(ca: trustme.CA, ca_path: str, hostnames: tuple[str, ...]) -> 
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             path = self.path
+            received = Received(
+                path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()
+            )
             with receiver.lock:
-                receiver.received.append(
-                    Received(
-                        path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()
-                    )
-                )
+                receiver.received.append(received)
                 counts[path] = counts.get(path, 0) + 1
                 n = counts[path]
             rule = receiver.rules.get(path, lambda _n: 200)
@@ -95,6 +95,7 @@ def start_receiver(ca: trustme.CA, ca_path: str, hostnames: tuple[str, ...]) -> 
             status, headers, payload = (
                 (answer, {}, b'{"status":"success"}') if isinstance(answer, int) else answer
             )
+            received.status = status
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)

@@ -25,8 +25,7 @@ except ImportError:  # pragma: no cover - exercised without Flask installed
 
 from shahihooks.emit import Delivery
 from shahihooks.emit import emit as _emit
-from shahihooks.errors import VerificationError
-from shahihooks.receiving import Seen, check, delivery_id_of, redis_seen, secrets_for
+from shahihooks.receiving import Seen, receive
 from shahihooks.settings import Settings, configure
 
 PREFIX = "SHAHIHOOKS_"
@@ -63,24 +62,13 @@ def webhook_receiver(
         @functools.wraps(route)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             request = flask.request
-            headers = dict(request.headers.items())
-            try:
-                payload = check(request.get_data(), headers, secrets_for(secret))
-            except VerificationError as exc:
-                return flask.jsonify(error="Invalid signature", detail=str(exc)), 401
-            remember = seen or redis_seen()
-            delivery_id = delivery_id_of(headers, payload)
-            if delivery_id and not remember.first(delivery_id):
-                return flask.jsonify(status="duplicate", id=delivery_id)
-            flask.g.webhook = payload
-            try:
-                response = flask.make_response(route(*args, **kwargs))
-            except Exception:
-                remember.forget(delivery_id)
-                raise
-            if response.status_code >= 400 and delivery_id:
-                remember.forget(delivery_id)
-            return response
+            verdict = receive(request.get_data(), dict(request.headers.items()), secret, seen)
+            if verdict.reply is not None:
+                return flask.jsonify(verdict.reply[1]), verdict.reply[0]
+            flask.g.webhook = verdict.payload
+            return verdict.run(
+                lambda: flask.make_response(route(*args, **kwargs)), lambda r: r.status_code
+            )
 
         return wrapper
 

@@ -1,7 +1,9 @@
 -- Before an attempt: skip a delivered (or stale) one, apply the URL's rate limit, take the
 -- in-flight lease, and hand back the body and the endpoint. One round trip.
--- KEYS: done, lease, rate, body, endpoints
--- ARGV: attempt, token, lease_ms, default_limit, rate_ttl_s, url, window_left_s, body_ttl_s
+-- KEYS: done, lease, rate, body, endpoints, pending_at
+-- ARGV: attempt, token, lease_ms, default_limit, rate_ttl_s, url, window_left_s, body_ttl_s,
+--       delivery_id, now_s
+redis.call('ZADD', KEYS[6], 'XX', ARGV[10], ARGV[9])  -- a sign of life, for the sweeper
 local done = redis.call('GET', KEYS[1])
 if done == 'ok' then return {'done'} end
 if done == 'dead' then return {'stale'} end

@@ -28,8 +28,7 @@ except ImportError:  # pragma: no cover - exercised without Django installed
     ) from None
 
 from shahihooks.emit import prepare
-from shahihooks.errors import VerificationError
-from shahihooks.receiving import Seen, check, delivery_id_of, redis_seen, secrets_for
+from shahihooks.receiving import Seen, receive
 
 View = Callable[..., HttpResponse]
 
@@ -71,23 +70,11 @@ def webhook_receiver(
     def decorate(view: View) -> View:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            try:
-                payload = check(request.body, dict(request.headers), secrets_for(secret))
-            except VerificationError as exc:
-                return JsonResponse({"error": "Invalid signature", "detail": str(exc)}, status=401)
-            remember = seen or redis_seen()
-            delivery_id = delivery_id_of(dict(request.headers), payload)
-            if delivery_id and not remember.first(delivery_id):
-                return JsonResponse({"status": "duplicate", "id": delivery_id})
-            request.webhook = payload
-            try:
-                response = view(request, *args, **kwargs)
-            except Exception:
-                remember.forget(delivery_id)
-                raise
-            if response.status_code >= 400 and delivery_id:
-                remember.forget(delivery_id)
-            return response
+            verdict = receive(request.body, dict(request.headers), secret, seen)
+            if verdict.reply is not None:
+                return JsonResponse(verdict.reply[1], status=verdict.reply[0])
+            request.webhook = verdict.payload
+            return verdict.run(lambda: view(request, *args, **kwargs), lambda r: r.status_code)
 
         return wrapper
 

@@ -1,0 +1,145 @@
+"""Nothing is lost under faults: killed workers, stopped workers, a restarted Redis.
+
+Real processes throughout: a private redis-server (append-only), workers and emitters as
+subprocesses, the HTTPS receiver. Every test ends with the ledger: each delivery id that
+emit returned is delivered or dead-lettered, and the receiver saw each delivered id.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from shahihooks.celeryconf import visibility_timeout_s
+from shahihooks.settings import Settings
+from tests.faults import World, halt
+from tests.receiver import Receiver
+
+
+@pytest.fixture
+def world(receiver: Receiver, ca: tuple[object, str]) -> Iterator[World]:
+    w = World(receiver, ca[1])
+    w.start_redis()
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def visibility_of(world: World) -> int:
+    env = {k: v for k, v in world.env().items() if k.startswith("SHAHIHOOKS_")}
+    return visibility_timeout_s(Settings.from_env(env))
+
+
+def test_worker_killed_mid_run_then_replaced_delivers_everything(
+    world: World, receiver: Receiver
+) -> None:
+    path = f"/kill-{uuid.uuid4().hex[:6]}"
+    receiver.rule(path, lambda n: (time.sleep(0.005), 200)[1])
+    ids = world.emit(1000, path)
+    first = world.worker()
+    deadline = time.monotonic() + 60
+    while len(receiver.requests_to(path)) < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    halt(first, signal.SIGKILL)
+    killed_at = time.monotonic()
+    at_kill = len(receiver.requests_to(path))
+    assert 0 < at_kill < 1000, "the kill must land mid-run"
+    world.worker()
+    visibility = visibility_of(world)
+    ledger = world.wait_ledger(ids, path, timeout=visibility + 60)
+    recovered_s = time.monotonic() - killed_at
+    print(
+        f"\nSIGKILL at {at_kill}/1000: {ledger}; all done {recovered_s:.1f} s after the kill "
+        f"(visibility timeout {visibility} s)"
+    )
+    assert ledger.missing == []
+    assert ledger.delivered == 1000
+    assert ledger.received_distinct == ledger.delivered
+    assert ledger.duplicates <= 8 * 5, "at most the killed worker's in-flight deliveries"
+    assert recovered_s <= visibility + 30
+
+
+def test_sigterm_gives_held_countdown_retries_back_at_once(
+    world: World, receiver: Receiver
+) -> None:
+    path = f"/held-{uuid.uuid4().hex[:6]}"
+    world.settings["SHAHIHOOKS_RETRY_SCHEDULE"] = "8"
+    receiver.rule(path, lambda n: 500)
+    ids = world.emit(50, path)
+    first = world.worker()
+    deadline = time.monotonic() + 30
+    while len(receiver.requests_to(path)) < 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the retries are queued and prefetched, waiting for their countdown
+    client = world.client
+    assert client.llen("faults") == 0
+    halt(first, signal.SIGTERM)
+    assert client.llen("faults") == 50, "held retries must be back in the queue at once"
+    receiver.rule(path, lambda n: 200)
+    world.worker()
+    ledger = world.wait_ledger(ids, path, timeout=40)
+    print(f"\nSIGTERM with 50 held retries: {ledger}")
+    assert ledger.missing == []
+    assert ledger.delivered == 50
+    assert ledger.received_distinct == 50
+
+
+def test_redis_restart_mid_run_no_hang_clear_errors_nothing_acknowledged_lost(
+    world: World, receiver: Receiver
+) -> None:
+    path = f"/restart-{uuid.uuid4().hex[:6]}"
+    world.worker()
+    emitter = world.emitter(300, path, pause_s=0.02)
+    time.sleep(2.0)
+    world.stop_redis()
+    time.sleep(1.5)
+    world.start_redis()
+    out, _ = emitter.communicate(timeout=180)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 300
+    failures = [r for r in rows if "error" in r]
+    acknowledged = [r["ok"] for r in rows if "ok" in r]
+    assert max(r["s"] for r in rows) < 15, "an emit must fail fast, never hang"
+    assert all(r["shahihooks"] and r["error"] == "UnavailableError" for r in failures), failures[:3]
+    assert all("nothing was enqueued" in r["message"] for r in failures)
+    assert failures, "the restart must land mid-run"
+    ledger = world.wait_ledger(acknowledged, path, timeout=visibility_of(world) + 60)
+    print(f"\nRedis restarted: {len(failures)} emits refused with UnavailableError; {ledger}")
+    assert ledger.missing == []
+    assert ledger.received_distinct == ledger.delivered
+
+
+def test_worker_processes_option_runs_and_stops_that_many_workers(world: World) -> None:
+    from celery import Celery
+
+    proc = world.worker(concurrency=4, processes=2)
+    probe = Celery("probe", broker=world.url)
+    deadline = time.monotonic() + 30
+    replies: list[object] = []
+    while len(replies) < 2 and time.monotonic() < deadline:
+        replies = probe.control.ping(timeout=1.0) or []
+    names = sorted(next(iter(r)) for r in replies)  # type: ignore[call-overload]
+    assert [n.split("@")[0] for n in names] == ["shahihooks1", "shahihooks2"]
+    halt(proc, signal.SIGTERM)
+    assert proc.returncode == 0
+    assert probe.control.ping(timeout=1.0) == []
+
+
+def test_lost_messages_are_found_by_the_sweeper_and_delivered(
+    world: World, receiver: Receiver
+) -> None:
+    path = f"/lost-{uuid.uuid4().hex[:6]}"
+    ids = world.emit(5, path)
+    world.client.delete("faults")  # the messages are gone; the pending ledger is not
+    world.worker()
+    ledger = world.wait_ledger(ids, path, timeout=visibility_of(world) + 45)
+    print(f"\nlost messages: {ledger}")
+    assert ledger.missing == []
+    assert ledger.delivered == 5
+    assert ledger.received_distinct == 5
