@@ -12,6 +12,9 @@ _conf = celery_config(current())
 
 # SHAHIHOOKS_BROKER_URL, else SHAHIHOOKS_REDIS_URL.
 broker_url = _conf["broker_url"]
+# kombu's Redis transport with one fix: Celery 5.7 workers otherwise exit when Redis restarts
+# (see shahihooks/broker.py).
+broker_transport = _conf["broker_transport"]
 # Redis redelivers an unacknowledged message after visibility_timeout. Countdown retries
 # (up to 30 min) and rate-limit deferrals (up to the 1 h window) wait unacknowledged in a
 # worker, so this must outlast the longest wait plus one request, or they would run twice.

@@ -47,8 +47,11 @@ def transport_options(settings: Settings) -> dict[str, Any]:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings shahihooks needs; `celeryconfig.py` shows them with reasons."""
+    redis_broker = settings.broker_url.startswith(("redis://", "rediss://", "unix://"))
     return {
         "broker_url": settings.broker_url,
+        # kombu's Redis transport with a fix that keeps workers alive across Redis restarts
+        "broker_transport": "shahihooks.broker:Transport" if redis_broker else None,
         "broker_transport_options": transport_options(settings),
         "broker_connection_retry_on_startup": True,
         "task_acks_late": True,

@@ -94,7 +94,7 @@ def test_redis_restart_mid_run_no_hang_clear_errors_nothing_acknowledged_lost(
     world: World, receiver: Receiver
 ) -> None:
     path = f"/restart-{uuid.uuid4().hex[:6]}"
-    world.worker()
+    worker = world.worker()
     emitter = world.emitter(300, path, pause_s=0.02)
     time.sleep(2.0)
     world.stop_redis()
@@ -110,6 +110,7 @@ def test_redis_restart_mid_run_no_hang_clear_errors_nothing_acknowledged_lost(
     assert all("nothing was enqueued" in r["message"] for r in failures)
     assert failures, "the restart must land mid-run"
     ledger = world.wait_ledger(acknowledged, path, timeout=visibility_of(world) + 60)
+    assert worker.poll() is None, "the worker must survive a Redis restart"
     print(f"\nRedis restarted: {len(failures)} emits refused with UnavailableError; {ledger}")
     assert ledger.missing == []
     assert ledger.received_distinct == ledger.delivered
