@@ -541,26 +541,26 @@ def endpoints_remove(url: str) -> None:
     click.echo(f"removed {url}")
 
 
+def _set_enabled(url: str, enabled: bool) -> None:
+    try:
+        _store().set_enabled(url, enabled)
+    except ShahihooksError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{'enabled' if enabled else 'disabled'} {url}")
+
+
 @endpoints.command("enable")
 @click.argument("url")
 def endpoints_enable(url: str) -> None:
     """Enable a stored endpoint."""
-    try:
-        _store().set_enabled(url, True)
-    except ShahihooksError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"enabled {url}")
+    _set_enabled(url, True)
 
 
 @endpoints.command("disable")
 @click.argument("url")
 def endpoints_disable(url: str) -> None:
     """Disable a stored endpoint: it receives nothing until enabled again."""
-    try:
-        _store().set_enabled(url, False)
-    except ShahihooksError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"disabled {url}")
+    _set_enabled(url, False)
 
 
 @main.command()
