@@ -151,8 +151,13 @@ def emit(event: str, data_arg: str, key: str | None, as_json: bool) -> None:
 
     raw = data_arg
     if raw.startswith("@"):
-        with open(raw[1:], encoding="utf-8") as fh:
-            raw = fh.read()
+        try:
+            with open(raw[1:], encoding="utf-8") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {raw[1:]!r}: {exc.strerror}", param_hint="--data"
+            ) from None
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -612,7 +617,10 @@ def listen(
     if self_signed:
         tls_cert, tls_key = _self_signed(host)
     listener = Listener(list(secrets or _settings().secrets), status, show)
-    server = serve(listener, host, port, tls_cert, tls_key)
+    try:
+        server = serve(listener, host, port, tls_cert, tls_key)
+    except OSError as exc:  # the port is taken, or the certificate cannot be read (SSLError)
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
     scheme = "https" if tls_cert else "http"
     click.echo(
         f"listening on {scheme}://{host}:{server.server_address[1]}/ "

@@ -165,3 +165,10 @@ def test_bad_environment_is_a_clear_error_not_a_traceback() -> None:
     assert "SHAHIHOOKS_RATE_LIMIT='-1' is not valid: must not be negative" in result.stderr
     assert "Traceback" not in result.stderr
     assert REDIS_URL
+
+
+def test_emit_command_names_a_missing_data_file(settings) -> None:
+    settings()
+    result = CliRunner().invoke(main, ["emit", "ticket.created", "--data", "@/nonexistent.json"])
+    assert result.exit_code == 2
+    assert "cannot read '/nonexistent.json'" in result.output

@@ -300,3 +300,12 @@ def test_operator_commands_have_help(command: list[str]) -> None:
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage:" in result.output
+
+
+def test_listen_names_a_bad_certificate_file(tmp_path) -> None:
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    result = CliRunner().invoke(
+        main, ["listen", "--port", "0", "--tls-cert", str(tmp_path / "bad.pem")]
+    )
+    assert result.exit_code == 1
+    assert "cannot listen on 127.0.0.1:0" in result.output
