@@ -78,12 +78,12 @@ def prepare(
 ) -> Prepared:
     """Validate `event` and `data` (raising a ShahihooksError naming the problem)."""
     settings = settings or current()
-    found = registry.get(event)
+    registry.get(event)
     if key is not None and (not isinstance(key, str) or not key):
         raise PayloadError(f"key must be a non-empty string, got {key!r}")
     data_json = encode_data(data)
     check_size(data_json, event, settings.site_url, settings.max_body_bytes)
-    throttle = _throttle_for(event, found.throttle_field, settings)
+    throttle = _throttle_for(event, settings)
     value = _throttle_value(event, data, throttle)
     return Prepared(event, data, data_json, key, settings, throttle, value)
 
@@ -183,7 +183,7 @@ def _same_redis_queue(settings: Settings) -> str | None:
     return direct_queue(app)
 
 
-def _throttle_for(event: str, default_field: str | None, settings: Settings) -> Throttle | None:
+def _throttle_for(event: str, settings: Settings) -> Throttle | None:
     for throttle in settings.throttles:
         if throttle.event == event:
             return throttle

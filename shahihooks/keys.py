@@ -74,6 +74,9 @@ class Keys:
     def sweep_lock(self) -> str:
         return f"{self.prefix}:sweep"
 
+    def received(self, delivery_id: str) -> str:
+        return f"{self.prefix}:received:{delivery_id}"
+
     @property
     def dead_index(self) -> str:
         return f"{self.prefix}:dead"

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from shahihooks.connections import redis_client
 from shahihooks.errors import ConfigurationError, VerificationError
+from shahihooks.keys import Keys
 from shahihooks.settings import Settings, current
 from shahihooks.signing import verify
 
@@ -32,13 +33,13 @@ def redis_seen(settings: Settings | None = None, ttl_s: int = DEDUPE_TTL_S) -> S
     """Delivery ids remembered in Redis (shared by every process of the receiving app)."""
     settings = settings or current()
     client = redis_client(settings.redis_url)
-    prefix = f"{settings.prefix}:received:"
+    keys = Keys(settings.prefix)
 
     def add(delivery_id: str) -> bool:
-        return bool(client.set(prefix + delivery_id, b"1", nx=True, ex=ttl_s))
+        return bool(client.set(keys.received(delivery_id), b"1", nx=True, ex=ttl_s))
 
     def forget(delivery_id: str) -> None:
-        client.delete(prefix + delivery_id)
+        client.delete(keys.received(delivery_id))
 
     return Seen(add, forget)
 

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - exercised without Django installed
     ) from None
 
 from shahihooks.emit import prepare
+from shahihooks.keys import Keys
 from shahihooks.receiving import Seen, receive
 
 View = Callable[..., HttpResponse]
@@ -48,12 +49,13 @@ def cache_seen(alias: str = "default", ttl_s: int = 7 * 86_400) -> Seen:
     from django.core.cache import caches
 
     cache = caches[alias]
+    keys = Keys()
 
     def add(delivery_id: str) -> bool:
-        return bool(cache.add(f"shahihooks:received:{delivery_id}", 1, ttl_s))
+        return bool(cache.add(keys.received(delivery_id), 1, ttl_s))
 
     def forget(delivery_id: str) -> None:
-        cache.delete(f"shahihooks:received:{delivery_id}")
+        cache.delete(keys.received(delivery_id))
 
     return Seen(add, forget)
 
