@@ -1,14 +1,23 @@
-"""The Celery app: shahihooks' settings (celeryconf.py), then CELERY_CONFIG_MODULE's."""
+"""The Celery app, wired in one place: shahihooks' settings (celeryconf.py), then
+CELERY_CONFIG_MODULE's; the startup check; the mover in every worker; the task module.
+
+Nothing is read at import: the configuration is loaded the first time Celery needs it, so
+`import shahihooks` never fails on a bad environment, and `configure()` (Django, Flask,
+tests) changes it later.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
+import threading
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 
 from shahihooks.celeryconf import celery_config, check_celery_config
+from shahihooks.mover import Mover
+from shahihooks.publish import Publisher
 from shahihooks.settings import Settings, current, on_configure
 
 
@@ -22,13 +31,13 @@ def user_config() -> dict[str, Any]:
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    settings = settings or current()
-    celery = Celery("shahihooks", set_as_current=False)
-    celery.conf.update({**celery_config(settings), **user_config()})
+    celery = Celery("shahihooks", set_as_current=False, include=["shahihooks.tasks"])
+    celery.add_defaults(lambda: {**celery_config(settings or current()), **user_config()})
     return celery
 
 
 app = create_app()
+publisher = Publisher(app)
 
 
 def _reconfigure(settings: Settings) -> None:
@@ -44,12 +53,19 @@ def _check_on_worker_start(sender: Any = None, **_: Any) -> None:
         check_celery_config(app.conf, current())
 
 
-@signals.worker_ready.connect
-def _start_sweeper(sender: Any = None, **_: Any) -> None:
-    if getattr(sender, "app", None) is app:
-        from shahihooks.sweep import start_sweeper
+class MoverStep(bootsteps.StartStopStep):
+    """The mover runs in every worker: started with it, stopped with it."""
 
-        start_sweeper()
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.stop_mover: threading.Event | None = None
+
+    def start(self, parent: Any) -> None:
+        self.stop_mover = Mover(publisher, current).start()
+
+    def stop(self, parent: Any) -> None:
+        if self.stop_mover is not None:
+            self.stop_mover.set()
 
 
-import shahihooks.tasks  # noqa: E402,F401  - registers shahihooks.deliver on the app
+app.steps["worker"].add(MoverStep)

@@ -1,9 +1,15 @@
-"""Celery settings for shahihooks, and the startup check that keeps deliveries from being lost.
+"""Celery settings for shahihooks, the timings of one attempt, and the startup check.
 
-Countdown retries and rate-limit deferrals wait inside a worker, unacknowledged. With a
-Redis broker an unacknowledged message comes back after `visibility_timeout`, so that
-timeout must outlast the longest wait plus one request, or a held delivery runs twice.
-Late acks and reject-on-worker-lost make a killed worker's deliveries come back at all.
+No worker ever holds a waiting delivery: retries and rate-limit waits live in Redis (the
+schedule and the backlogs, see state.py). A worker holds a delivery only for one attempt,
+so the timings follow from the request timeout:
+
+    attempt    at most SHAHIHOOKS_TIMEOUT, wall clock (15 s)
+    lease      the attempt plus a margin: then the schedule sends it again (25 s)
+    visibility the lease plus a margin: then Redis redelivers an unacknowledged message that
+               a killed worker had taken (45 s)
+    grace      visibility plus a margin: a message taken from the queue that has not begun
+               by then was lost, and is published again (60 s)
 """
 
 from __future__ import annotations
@@ -13,31 +19,40 @@ from typing import Any
 from shahihooks.errors import ConfigurationError
 from shahihooks.settings import Settings
 
-VISIBILITY_MARGIN_MAX_S = 300
+LEASE_MARGIN_S = 10.0
+VISIBILITY_MARGIN_S = 20.0
+GRACE_MARGIN_S = 15.0
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def lease_s(settings: Settings) -> float:
+    """How long one attempt holds its delivery before the schedule sends it again."""
+    return settings.timeout_s + LEASE_MARGIN_S
 
 
 def visibility_timeout_s(settings: Settings) -> int:
-    """How long Redis waits before redelivering an unacknowledged delivery.
+    """How long Redis waits before redelivering an unacknowledged message."""
+    return int(lease_s(settings) + VISIBILITY_MARGIN_S)
 
-    The longest countdown plus one request, plus a margin for the spread of deferred
-    deliveries and clock skew between workers: a tenth of the wait, 10 s to 5 min.
-    """
-    longest = settings.longest_delay_s
-    margin = min(VISIBILITY_MARGIN_MAX_S, max(10.0, longest / 10))
-    return int(longest + settings.timeout_s + margin)
+
+def restore_interval_s(settings: Settings) -> float:
+    return min(10.0, max(1.0, visibility_timeout_s(settings) / 10))
+
+
+def grace_s(settings: Settings) -> float:
+    """A message taken from the queue begins within this, or it was lost."""
+    return visibility_timeout_s(settings) + restore_interval_s(settings) + GRACE_MARGIN_S
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
-    """kombu's Redis options: how soon an orphaned delivery is found and given back.
+    """kombu's Redis options: how soon a killed worker's messages are given back.
 
     kombu scans for messages older than the visibility timeout every interval × throttle
-    seconds (100 s by default); shahihooks scans every tenth of the timeout (1 to 10 s),
-    so recovery after a killed worker is bounded by the timeout, not by the scan.
+    seconds (100 s by default); shahihooks scans every tenth of the timeout (1 to 10 s).
     """
-    visibility = visibility_timeout_s(settings)
     return {
-        "visibility_timeout": visibility,
-        "unacked_restore_interval": min(10.0, max(1.0, visibility / 10)),
+        "visibility_timeout": visibility_timeout_s(settings),
+        "unacked_restore_interval": restore_interval_s(settings),
         "unacked_restore_throttle": 1,
         "unacked_mutex_expire": 60,  # a worker killed mid-scan blocks scans this long
         "socket_connect_timeout": 5,
@@ -45,9 +60,13 @@ def transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def is_redis(url: str) -> bool:
+    return url.startswith(REDIS_SCHEMES)
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings shahihooks needs; `celeryconfig.py` shows them with reasons."""
-    redis_broker = settings.broker_url.startswith(("redis://", "rediss://", "unix://"))
+    redis_broker = is_redis(settings.broker_url)
     return {
         "broker_url": settings.broker_url,
         # kombu's Redis transport with a fix that keeps workers alive across Redis restarts
@@ -56,15 +75,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        # a task that raises met an outage (Redis down): it is requeued, never acked away
-        "task_acks_on_failure_or_timeout": False,
+        # a dead-lettered delivery's task fails (FAILURE in Flower): its message is done with
+        "task_acks_on_failure_or_timeout": True,
         "task_ignore_result": True,
         "result_backend": None,
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_default_queue": settings.queue,
         "task_routes": {"shahihooks.*": {"queue": settings.queue}},
-        "worker_prefetch_multiplier": 4,
+        # one message per execution slot: a reserved message starts at once, so nothing waits
+        # in a worker's buffer for longer than the visibility timeout
+        "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
         "broker_pool_limit": 16,
     }
@@ -82,16 +103,14 @@ def check_celery_config(conf: Any, settings: Settings) -> None:
             "task_reject_on_worker_lost is off: a delivery whose worker process is killed "
             "would be acknowledged and lost. Set task_reject_on_worker_lost=True"
         )
-    broker = str(conf.get("broker_url") or "")
-    if broker.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis(str(conf.get("broker_url") or "")):
         options = conf.get("broker_transport_options") or {}
         visibility = float(options.get("visibility_timeout", 3600))
-        needed = settings.longest_delay_s + settings.timeout_s
+        needed = lease_s(settings)
         if visibility <= needed:
             raise ConfigurationError(
-                f"broker visibility_timeout is {visibility:g} s, but a delivery can wait "
-                f"{settings.longest_delay_s:g} s in a countdown (longest retry, Retry-After "
-                f"cap or rate window) plus {settings.timeout_s:g} s sending: Redis would "
-                f"redeliver it and it would run twice. Set it above {needed:g} s "
-                f"(shahihooks uses {visibility_timeout_s(settings)} s)"
+                f"broker visibility_timeout is {visibility:g} s, but one attempt may hold its "
+                f"message {needed:g} s (SHAHIHOOKS_TIMEOUT {settings.timeout_s:g} s plus "
+                f"{LEASE_MARGIN_S:g} s): Redis would redeliver it mid-attempt. Set it above "
+                f"{needed:g} s (shahihooks uses {visibility_timeout_s(settings)} s)"
             )

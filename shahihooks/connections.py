@@ -1,19 +1,26 @@
-"""Redis connections and the Lua scripts, one client per process and URL."""
+"""Redis connections: one client per process and URL; what counts as an outage."""
 
 from __future__ import annotations
 
 import os
 import threading
-from importlib import resources
-from typing import Any
 
+import kombu.exceptions
 import redis
 
 from shahihooks.errors import ConfigurationError
 
+# Redis (state or broker) or the broker unreachable, or a Redis replica promoted mid-call:
+# an outage, after which the work is tried again; any other exception is a bug.
+OUTAGES = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ReadOnlyError,
+    kombu.exceptions.OperationalError,
+)
+
 _lock = threading.Lock()
 _clients: dict[tuple[int, str], redis.Redis] = {}
-_scripts: dict[tuple[int, str], Any] = {}
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -36,14 +43,3 @@ def redis_client(url: str) -> redis.Redis:
                     raise ConfigurationError(f"SHAHIHOOKS_REDIS_URL {url!r}: {exc}") from None
                 _clients[key] = client
     return client
-
-
-def script(client: redis.Redis, name: str) -> Any:
-    """The registered Lua script `lua/<name>.lua` (EVALSHA, loaded on first use)."""
-    key = (id(client), name)  # clients live as long as the process (see redis_client)
-    found = _scripts.get(key)
-    if found is None:
-        source = resources.files("shahihooks").joinpath(f"lua/{name}.lua").read_text()
-        found = client.register_script(source)
-        _scripts[key] = found
-    return found

@@ -1,51 +1,34 @@
 """One delivery attempt, start to finish: the work behind the `shahihooks.deliver` task.
 
-begin (1 Redis round trip)   delivered already? rate limit; in-flight lease; the body
-sign and POST                 or call the action, for `action:` targets
-classify                      a pure function (outcome.py)
-finish (1 Redis round trip)   lease released; outcome, log, stats, dead letter
-hooks                         sent / failed / dead
+begin (1 Redis round trip)   the live message of a queued delivery? its URL's window; the
+                             attempt holds the delivery; the URL, the body, the endpoint
+sign and POST                or call the action, for `action:` targets
+classify                     a pure function (outcome.py)
+finish (1 Redis round trip)  log and stats; delivered, dead letter, or the retry scheduled
+hooks                        sent / failed / dead
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import random
 import time
-import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from shahihooks.connections import redis_client, script
 from shahihooks.endpoints import Endpoint, is_action
 from shahihooks.hooks import Attempt, Hooks
-from shahihooks.keys import Keys
 from shahihooks.outcome import Kind, Outcome, classify
 from shahihooks.payload import envelope
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, check_url
 from shahihooks.signing import sign_headers
+from shahihooks.state import BUG_PAUSE_S, Finished, State, Verdict
+from shahihooks.state import Outcome as Recorded
 from shahihooks.transport import Response, post
 
 logger = logging.getLogger("shahihooks.delivery")
 
-# An attempt holds its lease for one request plus this; a killed worker's lease expires.
-LEASE_MARGIN_S = 10
 LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
-
-
-@dataclass(frozen=True)
-class Step:
-    """What the task does next: nothing, or run again after `delay_s` as `attempt`."""
-
-    done: bool
-    attempt: int
-    reason: str
-    delay_s: float = 0.0
-
-
-def message_id_of(delivery_id: str) -> str:
-    return delivery_id.rpartition("-")[0] or delivery_id
 
 
 def latency_bucket(ms: int) -> str:
@@ -56,229 +39,161 @@ def latency_bucket(ms: int) -> str:
     return "inf"
 
 
-def run_attempt(
-    delivery_id: str, url: str, event: str, attempt: int, settings: Settings, hooks: Hooks
-) -> Step:
-    client = redis_client(settings.redis_url)
-    keys = Keys(settings.prefix)
-    now = time.time()
-    window = int(now // settings.rate_window_s)
-    token = uuid.uuid4().hex
-    begun = script(client, "begin")(
-        keys=[
-            keys.done(delivery_id),
-            keys.lease(delivery_id),
-            keys.rate(url, window),
-            keys.body(message_id_of(delivery_id)),
-            keys.endpoints,
-            keys.pending_at,
-        ],
-        args=[
-            attempt,
-            token,
-            int((settings.timeout_s + LEASE_MARGIN_S) * 1000),
-            0 if is_action(url) else settings.rate_limit,
-            2 * settings.rate_window_s,
-            url,
-            (window + 1) * settings.rate_window_s - now,
-            settings.idempotency_ttl_s,
-            delivery_id,
-            f"{now:.3f}",
-        ],
-    )
-    status = _text(begun[0])
-    if status in ("done", "stale"):
-        return Step(True, attempt, f"already {'delivered' if status == 'done' else 'handled'}")
-    if status == "defer":
-        spread = random.uniform(0, min(60.0, settings.rate_window_s / 10))
-        delay = float(begun[1]) + spread
-        return Step(
-            False, attempt, f"rate limited: deferred {delay:.0f} s to the next window", delay
-        )
-    if status == "busy":
-        return Step(False, attempt, "in flight in another worker", int(begun[1]) / 1000 + 1)
-    if status == "gone":
-        return _finish_without_body(delivery_id, url, event, attempt, settings, token)
+@dataclass(frozen=True)
+class Job:
+    """One delivery through one attempt: what `begin` handed over."""
 
-    event_name, ts, site, data, raw_endpoint = (_text(v) for v in begun[1:6])
-    body = envelope(delivery_id, event_name, int(ts), site, data)
-    endpoint = Endpoint.from_json(raw_endpoint) if raw_endpoint else Endpoint(url)
-    response = _send(url, body, delivery_id, event_name, attempt, endpoint, settings, hooks)
-    outcome = classify(
-        status=response.status,
-        error=response.error,
-        attempt=attempt,
-        schedule_s=settings.retry_schedule_s,
-        retry_after=response.retry_after,
-        retry_after_max_s=settings.retry_after_max_s,
-        location=response.location,
-        now=time.time(),
-    )
-    _finish(delivery_id, url, event_name, attempt, response, outcome, settings, token, body)
+    delivery_id: str
+    token: int
+    url: str
+    event: str
+    attempt: int
+    body: bytes
+    endpoint: Endpoint | None
+
+    @property
+    def shown_url(self) -> str:
+        return redact_url(self.url)
+
+    def seen_by_hooks(self, response: Response, outcome: Outcome) -> Attempt:
+        return Attempt(
+            self.delivery_id,
+            self.url,
+            self.event,
+            self.attempt,
+            self.body,
+            response.status,
+            response.error,
+            response.duration_s,
+            outcome.kind.value,
+            response.body,
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one message: the task reports it to Celery (and Flower)."""
+
+    verdict: Verdict | Kind
+    reason: str
+    delay_s: float = 0.0
+
+
+def attempt(delivery_id: str, token: int, settings: Settings, hooks: Hooks, state: State) -> Result:
+    """Run the attempt that message (`delivery_id`, `token`) stands for."""
+    begun = state.begin(delivery_id, token)
+    if begun.verdict is not Verdict.GO:
+        return Result(begun.verdict, begun.reason or begun.verdict.value)
+    body = envelope(delivery_id, begun.event, begun.timestamp, begun.site, begun.data)
+    endpoint = Endpoint.from_json(begun.endpoint_json) if begun.endpoint_json else None
+    job = Job(delivery_id, token, begun.url, begun.event, begun.attempt, body, endpoint)
+    try:
+        response = send(job, settings, hooks)
+        outcome = classify(
+            status=response.status,
+            error=response.error,
+            attempt=job.attempt,
+            schedule_s=settings.retry_schedule_s,
+            retry_after=response.retry_after,
+            retry_after_max_s=settings.retry_after_max_s,
+            location=response.location,
+            now=time.time(),
+        )
+    except Exception as exc:
+        # a bug, not an outage: tried again a few times, then dead-lettered (state.py)
+        logger.exception("bug in the attempt of %s -> %s", delivery_id, job.shown_url)
+        reason = f"{type(exc).__name__}: {exc}"
+        state.finish(delivery_id, token, Recorded(Finished.BUG, BUG_PAUSE_S, reason=reason))
+        return Result(Kind.RETRY, reason, BUG_PAUSE_S)
+    finished = state.finish(delivery_id, token, recorded(job, response, outcome))
+    _log(job, response, outcome, finished)
     if hooks.any_attempt_hooks():
-        hooks.run(
-            Attempt(
-                delivery_id,
-                url,
-                event_name,
-                attempt,
-                body,
-                response.status,
-                response.error,
-                response.duration_s,
-                outcome.kind.value,
-                response.body,
-            )
-        )
-    if outcome.kind is Kind.RETRY:
-        return Step(False, attempt + 1, outcome.reason, outcome.delay_s)
-    return Step(True, attempt, outcome.reason)
+        hooks.run(job.seen_by_hooks(response, outcome))
+    return Result(outcome.kind, outcome.reason, outcome.delay_s)
 
 
-def _send(
-    url: str,
-    body: bytes,
-    delivery_id: str,
-    event: str,
-    attempt: int,
-    endpoint: Endpoint,
-    settings: Settings,
-    hooks: Hooks,
-) -> Response:
-    if is_action(url):
-        return _run_action(url, body, hooks)
-    secrets = endpoint.secrets or settings.secrets
+def send(job: Job, settings: Settings, hooks: Hooks) -> Response:
+    """Sign and POST the body, or call the action; never raises for what the peer does."""
+    if is_action(job.url):
+        return _run_action(job, hooks)
+    secrets = job.endpoint.secrets if job.endpoint and job.endpoint.secrets else settings.secrets
     if not secrets:
         return Response(None, 0.0, error="no secret: set SHAHIHOOKS_SECRET or the endpoint's")
     try:
-        check_url(url, settings)
+        check_url(job.url, settings)
     except Exception as exc:
         return Response(None, 0.0, error=f"refused: {exc}")
     headers = sign_headers(
-        body, delivery_id=delivery_id, event=event, secrets=secrets, attempt=attempt
+        job.body,
+        delivery_id=job.delivery_id,
+        event=job.event,
+        secrets=secrets,
+        attempt=job.attempt,
     )
-    return post(url, body, headers, settings)
+    return post(job.url, job.body, headers, settings)
 
 
-def _run_action(url: str, body: bytes, hooks: Hooks) -> Response:
-    import json
-
-    func = hooks.find_action(url)
+def _run_action(job: Job, hooks: Hooks) -> Response:
+    func = hooks.find_action(job.url)
     start = time.monotonic()
     if func is None:
-        return Response(None, 0.0, error=f"no action registered as {url!r} in this worker")
+        return Response(None, 0.0, error=f"no action registered as {job.url!r} in this worker")
     try:
-        func(json.loads(body))
+        func(json.loads(job.body))
     except Exception as exc:
         return Response(None, time.monotonic() - start, error=f"{type(exc).__name__}: {exc}")
     return Response(200, time.monotonic() - start)
 
 
-def _finish(
-    delivery_id: str,
-    url: str,
-    event: str,
-    attempt: int,
-    response: Response,
-    outcome: Outcome,
-    settings: Settings,
-    token: str,
-    body: bytes,
-) -> None:
-    keys = Keys(settings.prefix)
-    now = time.time()
+def recorded(job: Job, response: Response, outcome: Outcome) -> Recorded:
+    """What `finish` writes about the attempt: log entry, stats, dead letter or retry."""
     ms = int(response.duration_s * 1000)
-    shown_url = redact_url(url)
+    status = "" if response.status is None else str(response.status)
     log = {
-        "ts": f"{now:.3f}",
-        "id": delivery_id,
-        "url": shown_url,
-        "event": event,
-        "attempt": str(attempt),
+        "ts": f"{time.time():.3f}",
+        "id": job.delivery_id,
+        "url": job.shown_url,
+        "event": job.event,
+        "attempt": str(job.attempt),
         "outcome": outcome.kind.value,
-        "status": "" if response.status is None else str(response.status),
+        "status": status,
         "ms": str(ms),
         "error": "" if outcome.kind is Kind.DELIVERED else outcome.reason,
         "next_s": f"{outcome.delay_s:g}" if outcome.kind is Kind.RETRY else "",
     }
-    dead: dict[str, Any] = {}
-    if outcome.kind is Kind.DEAD:
-        dead = {
-            "id": delivery_id,
-            "url": url,
-            "event": event,
-            "attempts": str(attempt),
-            "reason": outcome.reason,
-            "status": log["status"],
-            "died_at": f"{now:.3f}",
-            "body": body,
-            "response": response.body[:2000],
-        }
-    flat_log = [x for pair in log.items() for x in pair]
-    flat_dead = [x for pair in dead.items() for x in pair]
-    client = redis_client(settings.redis_url)
-    script(client, "finish")(
-        keys=[
-            keys.done(delivery_id),
-            keys.lease(delivery_id),
-            keys.body(message_id_of(delivery_id)),
-            keys.log,
-            keys.stats(int(now // 3600)),
-            keys.dead_index,
-            keys.dead(delivery_id),
-            keys.pending,
-            keys.pending_at,
-        ],
-        args=[
-            outcome.kind.value,
-            attempt,
-            token,
-            settings.idempotency_ttl_s,
-            settings.log_max_len,
-            settings.stats_retention_s,
-            f"{shown_url} {event} ",
-            ms,
-            latency_bucket(ms),
-            f"{now:.3f}",
-            delivery_id,
-            len(log),
-            *flat_log,
-            *flat_dead,
-        ],
+    return Recorded(
+        kind=Finished(outcome.kind.value),
+        delay_s=outcome.delay_s,
+        status=status,
+        reason=outcome.reason,
+        response=response.body[:2000] if outcome.kind is Kind.DEAD else "",
+        stats_prefix=f"{job.shown_url} {job.event} ",
+        duration_ms=ms,
+        bucket=latency_bucket(ms),
+        log=log,
     )
+
+
+def _log(job: Job, response: Response, outcome: Outcome, finished: Finished) -> None:
+    if finished is Finished.STALE:
+        logger.warning(
+            "%s -> %s attempt %d ended after its lease ran out (%s): the delivery had been "
+            "handed on, so this outcome changes nothing",
+            job.delivery_id,
+            job.shown_url,
+            job.attempt,
+            outcome.reason,
+        )
+        return
     level = logging.INFO if outcome.kind is Kind.DELIVERED else logging.WARNING
     logger.log(
         level,
         "%s %s -> %s attempt %d: %s in %d ms%s",
         outcome.kind.value,
-        delivery_id,
-        shown_url,
-        attempt,
+        job.delivery_id,
+        job.shown_url,
+        job.attempt,
         outcome.reason,
-        ms,
+        int(response.duration_s * 1000),
         f", next in {outcome.delay_s:g} s" if outcome.kind is Kind.RETRY else "",
     )
-
-
-def _finish_without_body(
-    delivery_id: str, url: str, event: str, attempt: int, settings: Settings, token: str
-) -> Step:
-    reason = "the stored body is gone (expired after SHAHIHOOKS_IDEMPOTENCY_TTL, or Redis lost it)"
-    logger.error("dead %s -> %s: %s", delivery_id, redact_url(url), reason)
-    outcome = Outcome(Kind.DEAD, reason)
-    _finish(
-        delivery_id,
-        url,
-        event,
-        attempt,
-        Response(None, 0.0, error=reason),
-        outcome,
-        settings,
-        token,
-        b"",
-    )
-    return Step(True, attempt, reason)
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

@@ -2,44 +2,52 @@
 
 Everything that can be refused is refused here, before anything is enqueued: an unknown
 event, data that is not JSON, a body over the size limit, an unsafe target, a missing
-secret. Then one Redis round trip stores the body (and checks the `key` and the throttle),
-and one pipelined round trip publishes every task of the emit.
+secret. Then one Redis round trip stores the body, checks the `key` and the throttle, gives
+each delivery its record and its URL's rate-limit verdict, and — when the broker is that
+Redis — pushes the messages of the queued ones. With another broker, one pipelined round
+trip publishes them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from shahihooks.connections import redis_client, script
+from shahihooks.app import publisher
 from shahihooks.endpoints import resolve, stored_endpoints
 from shahihooks.errors import PayloadError, UnavailableError
 from shahihooks.events import registry
 from shahihooks.hooks import hooks
 from shahihooks.keys import Keys, url_tag
 from shahihooks.payload import check_size, encode_data
-from shahihooks.publish import Job, direct_queue, publish, task_messages
+from shahihooks.publish import Message
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, Throttle, current
+from shahihooks.state import Target, state_for
 
 logger = logging.getLogger("shahihooks.emit")
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """One enqueued delivery: its id (stable across retries) and where it goes."""
+    """One enqueued delivery: its id (stable across retries) and where it goes.
+
+    `status` says where emit put it: "queued", "deferred" (its URL's rate limit is reached:
+    it waits in the URL's backlog), "dead" (that backlog was full: dead-lettered, replayable)
+    or "duplicate" (an earlier emit with the same key made it).
+    """
 
     id: str
     url: str
     event: str
+    status: str = field(default="queued", compare=False)
 
 
 def message_id(key: str | None) -> str:
@@ -118,69 +126,65 @@ def _enqueue(p: Prepared) -> list[Delivery]:
     if not settings.enabled:
         logger.info("webhooks are disabled (SHAHIHOOKS_ENABLED=0): %s not sent", event)
         return []
-    client = redis_client(settings.redis_url)
-    keys = Keys(settings.prefix)
-    targets = resolve(event, settings, stored_endpoints(client, settings), hooks)
-    if not targets:
+    state = state_for(settings)
+    stored = stored_endpoints(state.client, settings)
+    endpoints = resolve(event, settings, stored, hooks)
+    if not endpoints:
         logger.debug("no endpoint subscribes to %s", event)
         return []
 
     msg_id = message_id(key)
-    deliveries = [Delivery(delivery_id(msg_id, t.url), t.url, event) for t in targets]
-    jobs = [Job(d.id, d.url, d.event) for d in deliveries]
-    listed = json.dumps([[d.id, d.url] for d in deliveries])
-    queue = _same_redis_queue(settings)
-    messages = task_messages(_app(), jobs, queue) if queue else []
-    result = script(client, "emit")(
-        keys=[
-            keys.emitted(key) if key is not None else "",
-            keys.throttle(event, p.throttle_value) if throttle else "",
-            keys.body(msg_id),
-            queue or "",
-            keys.pending,
-            keys.pending_at,
-        ],
-        args=[
-            listed,
-            settings.idempotency_ttl_s,
-            throttle.window_s if throttle else 0,
-            event,
-            int(time.time()),
-            settings.site_url,
-            p.data_json,
-            len(deliveries),
-            *messages,
-        ],
+    in_store = {e.url for e in stored}
+    targets = [
+        Target(
+            delivery_id(msg_id, e.url),
+            url_tag(e.url),
+            e.url,
+            redact_url(e.url),
+            settings.rate_limit if e.rate_limit is None else e.rate_limit,
+            e.url in in_store,
+        )
+        for e in endpoints
+    ]
+    messages = [Message(t.delivery_id, 1, event, t.shown_url) for t in targets]
+    queue = publisher.same_redis_queue(settings.redis_url)
+    emitted = state.emit(
+        msg_id=msg_id,
+        event=event,
+        timestamp=int(time.time()),
+        data_json=p.data_json,
+        targets=targets,
+        messages=publisher.encode(messages, queue) if queue else [],
+        queue=queue or "",
+        emitted_key=Keys(settings.prefix).emitted(key) if key is not None else "",
+        throttle_key=(Keys(settings.prefix).throttle(event, p.throttle_value) if throttle else ""),
+        throttle_s=throttle.window_s if throttle else 0,
     )
-    verdict = result[0].decode() if isinstance(result[0], bytes) else result[0]
-    if verdict == "duplicate":
+    if emitted.duplicate_of is not None:
         logger.info("%s with key %r was emitted before: nothing enqueued", event, key)
-        return [Delivery(i, u, event) for i, u in json.loads(result[1])]
-    if verdict == "throttled":
+        return [Delivery(i, u, event, "duplicate") for i, u in emitted.duplicate_of]
+    if emitted.throttled:
         logger.debug("%s throttled for %s=%r", event, throttle and throttle.field, p.throttle_value)
         return []
-    if queue:
-        return deliveries  # the Lua call pushed the tasks too
-    try:
-        publish(jobs)
-    except Exception:
-        _undo(client, keys, key, msg_id, throttle, event, p.throttle_value)
-        raise
-    return deliveries
-
-
-def _app() -> Any:
-    from shahihooks.app import app
-
-    return app
-
-
-def _same_redis_queue(settings: Settings) -> str | None:
-    """The queue to push onto inside the emit script: only if the broker is this Redis."""
-    app = _app()
-    if str(app.conf.broker_url) != settings.redis_url:
-        return None
-    return direct_queue(app)
+    queued = [m for m, placed in zip(messages, emitted.placed, strict=True) if placed == "queued"]
+    if not queue and queued:
+        try:
+            publisher.publish(queued)
+        except Exception as exc:
+            # the deliveries are safe in Redis: the workers' movers publish them when they can
+            state.unpublished([(m.delivery_id, m.token) for m in queued])
+            logger.warning(
+                "the broker did not take %d message(s) of %s (%s: %s): they will be "
+                "published by a worker as soon as the broker answers",
+                len(queued),
+                event,
+                type(exc).__name__,
+                exc,
+            )
+    return [
+        Delivery(t.delivery_id, t.url, event, placed.value)
+        for t, placed in zip(targets, emitted.placed, strict=True)
+    ]
 
 
 def _throttle_for(event: str, settings: Settings) -> Throttle | None:
@@ -201,24 +205,3 @@ def _throttle_value(event: str, data: Any, throttle: Throttle | None) -> str:
             f"{throttle.field!r} field (got: {got})"
         )
     return str(value)
-
-
-def _undo(
-    client: Any,
-    keys: Keys,
-    key: str | None,
-    msg_id: str,
-    throttle: Throttle | None,
-    event: str,
-    throttle_value: str,
-) -> None:
-    """Forget a half-done emit, so that emitting it again is not mistaken for a duplicate."""
-    names = [keys.body(msg_id)]
-    if key is not None:
-        names.append(keys.emitted(key))
-    if throttle is not None:
-        names.append(keys.throttle(event, throttle_value))
-    try:
-        client.delete(*names)
-    except Exception:
-        logger.exception("could not undo the emit of %s (%s)", event, msg_id)

@@ -17,7 +17,7 @@ import redis
 from shahihooks.errors import ConfigurationError
 from shahihooks.events import check_name
 from shahihooks.hooks import ACTION_SCHEME, Hooks
-from shahihooks.keys import Keys
+from shahihooks.keys import Keys, url_tag
 from shahihooks.safety import check_target, redact_url
 from shahihooks.settings import Settings
 
@@ -109,7 +109,12 @@ class EndpointStore:
                 f"endpoint {endpoint.url!r} has no secret and SHAHIHOOKS_SECRET is not set: "
                 "give it --secret or set the global secret"
             )
-        self.client.hset(self.key, endpoint.url, endpoint.to_json())
+        keys = Keys(self.settings.prefix)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.key, endpoint.url, endpoint.to_json())
+        # a changed limit applies at once: a waiting backlog is looked at now
+        pipe.zadd(keys.releases, {url_tag(endpoint.url): 0}, xx=True, lt=True)
+        pipe.execute()
         forget_cached()
         return endpoint
 

@@ -1,21 +1,33 @@
-"""Every Redis key shahihooks uses, built here and nowhere else, under one prefix.
+"""Every Redis key shahihooks uses, built here (and, with the same patterns, in lua/prelude.lua).
 
-{p}:body:{msg}          hash   one emitted event: event, ts, site, data, refs (deliveries
-                               still pending); deleted when refs reaches 0, else expires
-                               after the idempotency TTL
-{p}:done:{dlv}          string "ok" once delivered, else the last finished attempt
-                               number; lives for the idempotency TTL
-{p}:lease:{dlv}         string the in-flight lease of one attempt; lives timeout + margin
+{p}:body:{msg}          hash   one emitted event: event, ts, site, data, refs (deliveries of
+                               it not yet finished); deleted when refs reaches 0, never
+                               expires while a delivery needs it
+{p}:dlv:{dlv}           hash   one live delivery: message id, url tag, event, attempt, state,
+                               the fencing token of its live message, times; deleted when it
+                               is delivered or dead-lettered
+{p}:schedule            zset   every live delivery not in a backlog, scored by when it needs
+                               attention (ms): a retry's due time, a sending attempt's lease
+                               expiry, a queued message's check for loss
+{p}:backlog:{tag}       zset   deliveries over their URL's rate limit, scored by emit order
+{p}:releases            zset   url tag -> when its backlog may release more (ms)
+{p}:rate:{tag}:{win}    string attempts admitted to a URL in one fixed window; two windows
+{p}:urls                hash   url tag -> URL, and "{tag}:shown" -> the URL with credentials
+                               masked (for logs written inside Lua)
+{p}:retrying            hash   url tag -> deliveries waiting for a retry
+{p}:seq                 string emit counter: the order of backlogs
+{p}:watermark           string (ms) every message published before it has left the queue
+{p}:done:{dlv}          string "ok" once delivered, "dead" once dead-lettered; idempotency TTL
 {p}:emit:{key}          string the delivery list of an `emit(key=...)`; idempotency TTL
 {p}:throttle:{ev}:{v}   string one `article.viewed` per article per window; the window
-{p}:rate:{url}:{win}    string attempts to a URL in one fixed window; two windows
 {p}:endpoints           hash   url -> JSON endpoint (events, secrets, limit, enabled)
-{p}:log                 stream every attempt, capped (MAXLEN ~ log_max_len)
-{p}:stats:{hour}        hash   "url|event|field" -> count, ok, ms, and latency buckets;
-                               stats retention (8 days)
+{p}:log                 stream every attempt and deferral, capped (MAXLEN ~ log_max_len)
+{p}:stats:{hour}        hash   "url event field" -> count, ok, ms, deferrals and latency
+                               buckets; stats retention (8 days)
 {p}:dead                zset   dead delivery ids by time of death
-{p}:dead:{dlv}          hash   one dead letter: the full body and how it died; kept until
-                               replayed or purged
+{p}:dead:{dlv}          hash   one dead letter: the body's parts and how it died; kept until
+                               replayed
+{p}:received:{dlv}      string a receiving app's record of a delivery it has handled
 """
 
 from __future__ import annotations
@@ -33,53 +45,71 @@ def url_tag(url: str) -> str:
 class Keys:
     prefix: str = "shahihooks"
 
+    def _key(self, *parts: object) -> str:
+        return ":".join((self.prefix, *map(str, parts)))
+
     def body(self, msg_id: str) -> str:
-        return f"{self.prefix}:body:{msg_id}"
+        return self._key("body", msg_id)
+
+    def delivery(self, delivery_id: str) -> str:
+        return self._key("dlv", delivery_id)
+
+    def backlog(self, tag: str) -> str:
+        return self._key("backlog", tag)
+
+    def rate(self, tag: str, window: int) -> str:
+        return self._key("rate", tag, window)
 
     def done(self, delivery_id: str) -> str:
-        return f"{self.prefix}:done:{delivery_id}"
-
-    def lease(self, delivery_id: str) -> str:
-        return f"{self.prefix}:lease:{delivery_id}"
+        return self._key("done", delivery_id)
 
     def emitted(self, key: str) -> str:
-        return f"{self.prefix}:emit:{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
+        return self._key("emit", hashlib.sha256(key.encode("utf-8")).hexdigest())
 
     def throttle(self, event: str, value: object) -> str:
-        return f"{self.prefix}:throttle:{event}:{value}"
+        return self._key("throttle", event, value)
 
-    def rate(self, url: str, window: int) -> str:
-        return f"{self.prefix}:rate:{url_tag(url)}:{window}"
+    def stats(self, hour: int) -> str:
+        return self._key("stats", hour)
+
+    def dead(self, delivery_id: str) -> str:
+        return self._key("dead", delivery_id)
+
+    def received(self, delivery_id: str) -> str:
+        return self._key("received", delivery_id)
+
+    @property
+    def schedule(self) -> str:
+        return self._key("schedule")
+
+    @property
+    def releases(self) -> str:
+        return self._key("releases")
+
+    @property
+    def urls(self) -> str:
+        return self._key("urls")
+
+    @property
+    def retrying(self) -> str:
+        return self._key("retrying")
+
+    @property
+    def seq(self) -> str:
+        return self._key("seq")
+
+    @property
+    def watermark(self) -> str:
+        return self._key("watermark")
 
     @property
     def endpoints(self) -> str:
-        return f"{self.prefix}:endpoints"
+        return self._key("endpoints")
 
     @property
     def log(self) -> str:
-        return f"{self.prefix}:log"
-
-    def stats(self, hour: int) -> str:
-        return f"{self.prefix}:stats:{hour}"
-
-    @property
-    def pending(self) -> str:
-        return f"{self.prefix}:pending"
-
-    @property
-    def pending_at(self) -> str:
-        return f"{self.prefix}:pending_at"
-
-    @property
-    def sweep_lock(self) -> str:
-        return f"{self.prefix}:sweep"
-
-    def received(self, delivery_id: str) -> str:
-        return f"{self.prefix}:received:{delivery_id}"
+        return self._key("log")
 
     @property
     def dead_index(self) -> str:
-        return f"{self.prefix}:dead"
-
-    def dead(self, delivery_id: str) -> str:
-        return f"{self.prefix}:dead:{delivery_id}"
+        return self._key("dead")

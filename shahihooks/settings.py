@@ -50,6 +50,7 @@ class Settings:
     retry_after_max_s: float = 3600
     rate_limit: int = 10
     rate_window_s: int = 3600
+    backlog_max: int = 10_000
     timeout_s: float = 15
     allow_http: bool = False
     allow_networks: tuple[Network, ...] = ()
@@ -82,11 +83,6 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """The global secrets, newest first (the first signs the page's header)."""
         return ((self.secret,) if self.secret else ()) + self.old_secrets
-
-    @property
-    def longest_delay_s(self) -> float:
-        """The longest a delivery waits in a countdown: a retry or a rate-limit deferral."""
-        return max((*self.retry_schedule_s, self.retry_after_max_s, self.rate_window_s))
 
     @property
     def tls_verify(self) -> bool | str:
@@ -264,6 +260,7 @@ _READERS: dict[str, tuple[str, Any]] = {
     "RETRY_AFTER_MAX": ("retry_after_max_s", _seconds),
     "RATE_LIMIT": ("rate_limit", _count),
     "RATE_WINDOW": ("rate_window_s", _positive_int),
+    "BACKLOG_MAX": ("backlog_max", _positive_int),
     "TIMEOUT": ("timeout_s", _seconds),
     "ALLOW_HTTP": ("allow_http", _bool),
     "ALLOW_NETWORKS": ("allow_networks", _networks),

@@ -1,4 +1,11 @@
-"""The Celery task: a thin shell that runs one attempt and schedules the next."""
+"""The Celery task: a thin shell that runs one attempt and tells Celery (and Flower) how it went.
+
+delivered            SUCCESS
+waiting for a retry  RETRY (the retry waits in Redis's schedule, not in this message)
+dead-lettered        FAILURE, with the reason
+an outage            the message goes back to the queue (Redis or the broker unreachable)
+a copy or stale      ignored (the delivery is handled by its live message)
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,17 @@ import logging
 import time
 from typing import Any
 
-from celery.exceptions import Reject, Retry
+from celery.exceptions import Ignore, Reject, Retry
 
 from shahihooks.app import app
-from shahihooks.delivery import run_attempt
+from shahihooks.connections import OUTAGES
+from shahihooks.delivery import attempt
 from shahihooks.errors import DeliveryError
 from shahihooks.hooks import hooks
-from shahihooks.publish import Job, reschedule
+from shahihooks.outcome import Kind
+from shahihooks.publish import TASK_NAME
 from shahihooks.settings import current
+from shahihooks.state import Verdict, state_for
 
 logger = logging.getLogger("shahihooks.tasks")
 OUTAGE_PAUSE_S = 1.0
@@ -21,29 +31,27 @@ OUTAGE_PAUSE_S = 1.0
 
 @app.task(
     bind=True,
-    name="shahihooks.deliver",
+    name=TASK_NAME,
     max_retries=None,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
+    throws=(DeliveryError,),  # a dead letter is an expected failure: logged without a traceback
 )
-def deliver(self: Any, delivery_id: str, url: str, event: str, attempt: int = 1) -> str:
-    """Deliver `delivery_id` to `url` (attempt `attempt`), rescheduling itself if needed."""
+def deliver(self: Any, delivery_id: str, token: int = 1) -> str:
+    """Attempt delivery `delivery_id`, if this message (`token`) is still its live one."""
     settings = current()
     try:
-        step = run_attempt(delivery_id, url, event, attempt, settings, hooks)
-        if not step.done:
-            finished = attempt if step.attempt > attempt else None
-            job = Job(delivery_id, url, event, step.attempt, step.delay_s)
-            reschedule(job, finished, settings)
-    except Exception as exc:
-        # Only an outage gets here (Redis unreachable, say): the attempt's outcome is
-        # unknown, so the message goes back to the queue rather than being acknowledged.
+        result = attempt(delivery_id, int(token), settings, hooks, state_for(settings))
+    except OUTAGES as exc:  # the outcome is unknown: the message goes back to the queue
         logger.warning("requeued %s: %s: %s", delivery_id, type(exc).__name__, exc)
         time.sleep(OUTAGE_PAUSE_S)
         raise Reject(exc, requeue=True) from exc
-    if step.done:
-        return step.reason
-    # the next attempt is queued already; this marks the task RETRY for Flower
-    when: Any = round(step.delay_s)  # seconds (celery-types says Real, which int is)
-    raise Retry(step.reason, DeliveryError(step.reason), when=when)
+    if result.verdict in (Verdict.STALE, Verdict.BUSY):
+        raise Ignore()
+    if result.verdict in (Kind.DEAD, Verdict.DEAD):
+        raise DeliveryError(f"dead-lettered: {result.reason}")
+    if result.verdict is Kind.DELIVERED:
+        return result.reason
+    when: Any = round(result.delay_s)  # seconds (celery-types says Real, which int is)
+    raise Retry(result.reason, DeliveryError(result.reason), when=when)

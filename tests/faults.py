@@ -106,11 +106,10 @@ class World:
                 "SHAHIHOOKS_CA_BUNDLE": self.ca_path,
                 "SHAHIHOOKS_PREFIX": "faults",
                 "SHAHIHOOKS_QUEUE": "faults",
+                # the timings that recovery depends on (timeout, lease, visibility, grace)
+                # are the defaults; only retries are quick and the rate limit is off
                 "SHAHIHOOKS_RETRY_SCHEDULE": "1,1,1",
                 "SHAHIHOOKS_RATE_LIMIT": "0",
-                "SHAHIHOOKS_RATE_WINDOW": "5",
-                "SHAHIHOOKS_RETRY_AFTER_MAX": "5",
-                "SHAHIHOOKS_TIMEOUT": "3",
                 "PYTHONPATH": str(ROOT),
             }
         )
@@ -219,13 +218,14 @@ class World:
         return ledger
 
     def explain(self, delivery_id: str) -> dict[str, object]:
-        """Where a delivery stands: its marker, lease, and any message that carries it."""
+        """Where a delivery stands: its record, schedule entry, and any message carrying it."""
         client = self.client
         queued = [m for m in client.lrange("faults", 0, -1) if delivery_id.encode() in m]
         unacked = [m for m in client.hvals("unacked") if delivery_id.encode() in m]
         return {
             "done": client.get(self.keys.done(delivery_id)),
-            "lease_ms": client.pttl(self.keys.lease(delivery_id)),
+            "record": client.hgetall(self.keys.delivery(delivery_id)),
+            "due_ms": client.zscore(self.keys.schedule, delivery_id),
             "queued": len(queued),
             "unacked": len(unacked),
             "log": [

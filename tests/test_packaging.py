@@ -50,7 +50,6 @@ def test_readme_names_the_commands_and_every_variable(repo_root: Path) -> None:
 
 
 def test_make_demo_finishes_and_leaves_no_process(repo_root: Path) -> None:
-    before = _our_processes()
     # pytest-django sets DJANGO_SETTINGS_MODULE; Celery's Django fixup would then configure
     # the demo's worker from the test project's SHAHIHOOKS dict
     env = {
@@ -58,24 +57,23 @@ def test_make_demo_finishes_and_leaves_no_process(repo_root: Path) -> None:
         for k, v in os.environ.items()
         if not k.startswith("SHAHIHOOKS_") and k != "DJANGO_SETTINGS_MODULE"
     }
-    result = subprocess.run(
+    # its own session: whatever the demo starts stays in it, and only those are counted
+    demo = subprocess.Popen(
         [sys.executable, str(repo_root / "scripts" / "demo.py")],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
         env=env,
         cwd=repo_root,
+        start_new_session=True,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + "\n---\n" + result.stderr[-3000:]
-    assert result.stdout.count("✓ ") == 10
-    assert "gave up after 4 attempts" in result.stdout
-    assert _our_processes() == before
+    stdout, stderr = demo.communicate(timeout=120)
+    assert demo.returncode == 0, stdout[-3000:] + "\n---\n" + stderr[-3000:]
+    assert stdout.count("✓ ") == 10
+    assert "gave up after 4 attempts" in stdout
+    assert _session_processes(demo.pid) == []
 
 
-def _our_processes() -> set[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return {
-        line.split(None, 1)[0]
-        for line in out.splitlines()
-        if "shahihooks listen" in line or "shahihooks worker" in line
-    }
+def _session_processes(sid: int) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "sid=,args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.split(None, 1)[0] == str(sid)]

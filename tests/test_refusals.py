@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 
@@ -22,6 +23,11 @@ def queued_and_stored(client: redis.Redis, s: shahihooks.Settings) -> tuple[int,
     return client.llen(s.queue), len(bodies)
 
 
+def idle_queue() -> str:
+    """A queue no worker reads, this test's own (so it is empty unless this test fills it)."""
+    return f"shtest-idle-{uuid.uuid4().hex[:8]}"
+
+
 def test_http_url_is_refused_at_configuration(settings) -> None:
     with pytest.raises(UnsafeTargetError, match="got 'http://127.0.0.1:9/x'"):
         settings(urls=("http://127.0.0.1:9/x",))
@@ -31,7 +37,7 @@ def test_name_resolving_to_loopback_is_refused_at_emit_without_the_allowance(
     settings, receiver: Receiver, redis_client: redis.Redis
 ) -> None:
     s = settings(
-        urls=(receiver.url("/private", host="localhost"),), allow_networks=(), queue="shtest-idle"
+        urls=(receiver.url("/private", host="localhost"),), allow_networks=(), queue=idle_queue()
     )
     with pytest.raises(UnsafeTargetError, match=r"'localhost' resolves to 127\.0\.0\.1.*refused"):
         shahihooks.emit("ticket.created", {"ticket_id": 1})
@@ -39,14 +45,14 @@ def test_name_resolving_to_loopback_is_refused_at_emit_without_the_allowance(
 
 
 def test_body_over_one_megabyte_is_refused_at_emit(settings, redis_client: redis.Redis) -> None:
-    s = settings(urls=("https://127.0.0.1:9/x",), queue="shtest-idle")
+    s = settings(urls=("https://127.0.0.1:9/x",), queue=idle_queue())
     with pytest.raises(PayloadTooLarge, match="over the limit of 1,048,576 bytes"):
         shahihooks.emit("ticket.created", {"content": "x" * 1_048_576})
     assert queued_and_stored(redis_client, s) == (0, 0)
 
 
 def test_unknown_event_is_refused_at_emit(settings, redis_client: redis.Redis) -> None:
-    s = settings(urls=("https://127.0.0.1:9/x",), queue="shtest-idle")
+    s = settings(urls=("https://127.0.0.1:9/x",), queue=idle_queue())
     with pytest.raises(EventError, match="unknown event 'ticket.exploded'"):
         shahihooks.emit("ticket.exploded", {})
     assert queued_and_stored(redis_client, s) == (0, 0)
@@ -61,7 +67,7 @@ def test_custom_event_can_be_emitted_once_registered(settings, redis_client: red
 
 
 def test_throttled_event_without_its_field_is_refused(settings) -> None:
-    settings(urls=("https://127.0.0.1:9/x",), queue="shtest-idle")
+    settings(urls=("https://127.0.0.1:9/x",), queue=idle_queue())
     with pytest.raises(shahihooks.PayloadError, match="per 'article_id'.*got: \\['title'\\]"):
         shahihooks.emit("article.viewed", {"title": "x"})
 
@@ -78,6 +84,8 @@ def test_task_messages_read_well_in_flower_and_carry_no_secret(
     assert message["headers"]["id"] == delivery.id
     assert message["headers"]["task"] == "shahihooks.deliver"
     assert message["headers"]["argsrepr"] == "ticket.created → https://127.0.0.1:9/hook (attempt 1)"
+    args = json.loads(base64.b64decode(message["body"]))[0]
+    assert args == [delivery.id, 1], "a reference to the delivery, never its URL"
     assert SECRET not in raw.decode()
     assert "Hi" not in raw.decode(), "task messages carry a reference, not the body"
     assert s.secret == SECRET
@@ -86,13 +94,13 @@ def test_task_messages_read_well_in_flower_and_carry_no_secret(
 def test_startup_check_refuses_a_short_visibility_timeout(tmp_path, monkeypatch) -> None:
     (tmp_path / "shortvis.py").write_text(
         "broker_url = 'redis://127.0.0.1:6379/15'\n"
-        "broker_transport_options = {'visibility_timeout': 600}\n"
+        "broker_transport_options = {'visibility_timeout': 20}\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("CELERY_CONFIG_MODULE", "shortvis")
     settings = shahihooks.Settings()
     app = create_app(settings)
-    with pytest.raises(ConfigurationError, match=r"visibility_timeout is 600 s.*run twice"):
+    with pytest.raises(ConfigurationError, match=r"visibility_timeout is 20 s.*mid-attempt"):
         check_celery_config(app.conf, settings)
 
 

@@ -1,38 +1,51 @@
--- Before an attempt: skip a delivered (or stale) one, apply the URL's rate limit, take the
--- in-flight lease, and hand back the body and the endpoint. One round trip.
--- KEYS: done, lease, rate, body, endpoints, pending_at
--- ARGV: attempt, token, lease_ms, default_limit, rate_ttl_s, url, window_left_s, body_ttl_s,
---       delivery_id, now_s
-redis.call('ZADD', KEYS[6], 'XX', ARGV[10], ARGV[9])  -- a sign of life, for the sweeper
-local done = redis.call('GET', KEYS[1])
-if done == 'ok' then return {'done'} end
-if done == 'dead' then return {'stale'} end
-if done and tonumber(done) >= tonumber(ARGV[1]) then return {'stale'} end
+-- Before an attempt: only the live message of a queued delivery goes on (a copy, a stale
+-- message or one for a finished delivery is dropped); a delivery to a removed stored
+-- endpoint is dead-lettered; one admitted in an earlier rate window takes a slot in this
+-- one (or waits in the backlog). Then the attempt holds the delivery for its lease, and
+-- gets the URL, the body and the endpoint. One round trip.
+-- ARGV[A..]: delivery_id, token
+-- Returns {'go', url, event, attempt, ts, site, data, endpoint_json} | {'stale'} | {'busy'}
+--       | {'deferred'} | {'dead', reason}
+local id, pub = ARGV[A], ARGV[A + 1]
+local now = now_ms()
+local d = record(id)
+if not d or d.p ~= pub then return {'stale'} end
+if d.s == 'x' then return {'busy'} end
+if d.s ~= 'q' then return {'stale'} end
 
-local endpoint = redis.call('HGET', KEYS[5], ARGV[6])
-local limit = tonumber(ARGV[4])
-if endpoint then
-  local ok, decoded = pcall(cjson.decode, endpoint)
-  if ok and type(decoded) == 'table' and type(decoded['rate_limit']) == 'number' then
-    limit = decoded['rate_limit']
+-- Everything published before this message has left the queue (see claim.lua).
+if tonumber(d.t) > (tonumber(redis.call('GET', K.watermark)) or 0) then
+  redis.call('SET', K.watermark, d.t)
+end
+
+local url = redis.call('HGET', K.urls, d.u)
+local endpoint = url and redis.call('HGET', K.endpoints, url)
+local reason
+if not url then
+  reason = 'its URL is not known to this Redis'
+elseif d.src == 'store' and not endpoint then
+  reason = 'its endpoint was removed from the store: not sent (replay it once the endpoint is back)'
+end
+local body = redis.call('HMGET', key('body', d.m), 'event', 'ts', 'site', 'data')
+if not reason and not body[1] then reason = 'the stored body is gone (Redis lost it)' end
+if reason then
+  log_event(id, d, now, 'dead', reason, nil)
+  dead_letter(id, d, now, reason, '', '')
+  return {'dead', reason}
+end
+
+local limit = limit_of(url)
+if limit > 0 and d.w ~= window_of(now) then
+  local win = admit(d.u, limit, now)
+  if not win then
+    if to_backlog(id, d, now, limit) then return {'deferred'} end
+    log_event(id, d, now, 'dead', BACKLOG_FULL, nil)
+    dead_letter(id, d, now, BACKLOG_FULL, '', '')
+    return {'dead', BACKLOG_FULL}
   end
-end
-if limit > 0 and (tonumber(redis.call('GET', KEYS[3])) or 0) >= limit then
-  redis.call('EXPIRE', KEYS[4], ARGV[8])  -- a deferred delivery keeps its body alive
-  return {'defer', ARGV[7]}
+  redis.call('HSET', key('dlv', id), 'w', win)
 end
 
-if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
-  return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
-end
-
-local body = redis.call('HMGET', KEYS[4], 'event', 'ts', 'site', 'data')
-if not body[1] then
-  redis.call('DEL', KEYS[2])
-  return {'gone'}
-end
-if limit > 0 then
-  redis.call('INCR', KEYS[3])
-  redis.call('EXPIRE', KEYS[3], ARGV[5])
-end
-return {'go', body[1], body[2], body[3], body[4], endpoint or ''}
+set_state(id, d, 'x', now)
+redis.call('ZADD', K.schedule, num(now + C.lease_ms), id)
+return {'go', url, d.e, d.a, body[2], body[3], body[4], endpoint or ''}

@@ -1,27 +1,39 @@
--- At emit: refuse a duplicate key or a throttled event, else store the body once for all
--- its deliveries. One round trip.
--- and, when the broker is this Redis, push the task messages onto the queue.
--- KEYS: emitted (or ''), throttle (or ''), body, queue (or ''), pending, pending_at
--- ARGV: deliveries_json, idem_ttl_s, throttle_s, event, ts, site, data, refs, messages...
+-- At emit: refuse a duplicate key or a throttled event, else store the body once for all its
+-- deliveries and give each its record: queued (its message pushed here when the broker is
+-- this Redis), deferred to its URL's backlog, or dead-lettered when that backlog is full.
+-- KEYS: emitted (or ''), throttle (or '')
+-- ARGV[A..]: listed_json, throttle_s, msg_id, event, ts, site, data, queue (or ''), n,
+--            n x (delivery_id, url_tag, url, shown_url, limit, src), then n messages
+-- Returns {'duplicate', listed_json} | {'throttled'} | {'ok', verdict per delivery...}
 if KEYS[1] ~= '' then
   local previous = redis.call('GET', KEYS[1])
   if previous then return {'duplicate', previous} end
 end
 if KEYS[2] ~= '' then
   if redis.call('EXISTS', KEYS[2]) == 1 then return {'throttled'} end
-  redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[A + 1])
 end
-if KEYS[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
-redis.call('HSET', KEYS[3], 'event', ARGV[4], 'ts', ARGV[5], 'site', ARGV[6],
-           'data', ARGV[7], 'refs', ARGV[8])
-redis.call('EXPIRE', KEYS[3], ARGV[2])
-for _, d in ipairs(cjson.decode(ARGV[1])) do
-  redis.call('HSET', KEYS[5], d[1], cjson.encode({d[2], ARGV[4], 1}))
-  redis.call('ZADD', KEYS[6], ARGV[5], d[1])
+if KEYS[1] ~= '' then redis.call('SET', KEYS[1], ARGV[A], 'EX', C.done_ttl) end
+
+local msg, event, queue, n = ARGV[A + 2], ARGV[A + 3], ARGV[A + 7], tonumber(ARGV[A + 8])
+local now = now_ms()
+local order = num(redis.call('INCR', K.seq))
+redis.call('HSET', key('body', msg), 'event', event, 'ts', ARGV[A + 4], 'site', ARGV[A + 5],
+           'data', ARGV[A + 6], 'refs', n)
+local verdicts, push = {'ok'}, {}
+local first_message = A + 9 + 6 * n
+for i = 0, n - 1 do
+  local at = A + 9 + 6 * i
+  local id, tag = ARGV[at], ARGV[at + 1]
+  redis.call('HSET', K.urls, tag, ARGV[at + 2], tag .. ':shown', ARGV[at + 3])
+  redis.call('HSET', key('dlv', id), 'm', msg, 'u', tag, 'e', event, 'a', '1', 'p', '0',
+             'o', order, 'src', ARGV[at + 5], 'b', '0', 's', '', 't', num(now))
+  local d = record(id)
+  local verdict = admit_or_wait(id, d, now, tonumber(ARGV[at + 4]))
+  verdicts[#verdicts + 1] = verdict
+  if verdict == 'queued' and queue ~= '' then push[#push + 1] = ARGV[first_message + i] end
 end
-if KEYS[4] ~= '' then
-  for first = 9, #ARGV, 1000 do  -- in chunks: unpack() is bounded by Lua's stack
-    redis.call('LPUSH', KEYS[4], unpack(ARGV, first, math.min(first + 999, #ARGV)))
-  end
+for first = 1, #push, 1000 do  -- in chunks: unpack() is bounded by Lua's stack
+  redis.call('LPUSH', queue, unpack(push, first, math.min(first + 999, #push)))
 end
-return {'ok'}
+return verdicts

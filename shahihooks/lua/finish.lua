@@ -1,47 +1,44 @@
--- After an attempt: release the lease, record the outcome, log it, count it, and keep the
--- full body of a dead letter. One round trip. A failed attempt is marked finished later,
--- once its retry is queued (reschedule.lua). Reaching a final state (ok, dead) is
--- idempotent: a second copy of a delivery cannot release its body twice.
--- KEYS: done, lease, body, log, stats, dead_index, dead, pending, pending_at
--- ARGV: kind (delivered|retry|dead), attempt, token, done_ttl_s, log_maxlen, stats_ttl_s,
---       stats_prefix, duration_ms, bucket, now_s, delivery_id, n_log (pairs), log pairs...,
---       dead pairs...
-local kind = ARGV[1]
-if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+-- After an attempt: log it and count it, then — if the attempt still holds its delivery —
+-- mark it delivered, dead-letter it with its body, or schedule its retry. One round trip.
+-- ARGV[A..]: delivery_id, token, kind (delivered|retry|dead|bug), delay_ms, status, reason,
+--            response, stats_prefix, duration_ms, bucket, bug_max, n_log, log pairs...
+-- Returns {kind} for what was done, or {'stale'} when the attempt had lost its delivery.
+local id, pub, kind = ARGV[A], ARGV[A + 1], ARGV[A + 2]
+local delay, status, reason = tonumber(ARGV[A + 3]), ARGV[A + 4], ARGV[A + 5]
+local now = now_ms()
+local n_log = tonumber(ARGV[A + 11])
+if n_log > 0 then
+  redis.call('XADD', K.log, 'MAXLEN', '~', C.log_max, '*',
+             unpack(ARGV, A + 12, A + 11 + 2 * n_log))
+  local stats, p = key('stats', num(math.floor(now / 3600000))), ARGV[A + 7]
+  redis.call('HINCRBY', stats, p .. 'n', 1)
+  if kind == 'delivered' then redis.call('HINCRBY', stats, p .. 'ok', 1) end
+  redis.call('HINCRBY', stats, p .. 'ms', ARGV[A + 8])
+  redis.call('HINCRBY', stats, p .. ARGV[A + 9], 1)
+  redis.call('EXPIRE', stats, C.stats_ttl)
+end
 
-local before = redis.call('GET', KEYS[1])
-local was_final = before == 'ok' or before == 'dead'
+local d = record(id)
+if not d or d.p ~= pub or d.s ~= 'x' then return {'stale'} end
 if kind == 'delivered' then
-  redis.call('SET', KEYS[1], 'ok', 'EX', ARGV[4])
-elseif kind == 'dead' and before ~= 'ok' then
-  redis.call('SET', KEYS[1], 'dead', 'EX', ARGV[4])
+  retire(id, d, 'ok')
+elseif kind == 'dead' then
+  dead_letter(id, d, now, reason, status, ARGV[A + 6])
+elseif kind == 'retry' then
+  redis.call('HSET', key('dlv', id), 'a', tonumber(d.a) + 1, 'b', '0')
+  set_state(id, d, 'w', now)
+  redis.call('ZADD', K.schedule, num(now + delay), id)
+else  -- a bug in this process: tried again a few times, then dead-lettered, never forever
+  local bugs = redis.call('HINCRBY', key('dlv', id), 'b', 1)
+  if bugs >= tonumber(ARGV[A + 10]) then
+    kind = 'dead'
+    reason = reason .. ' (a bug: ' .. bugs .. ' tries)'
+    log_event(id, d, now, 'dead', reason, nil)
+    dead_letter(id, d, now, reason, '', '')
+  else
+    log_event(id, d, now, 'retry', reason .. ' (a bug: try ' .. bugs .. ')', delay)
+    set_state(id, d, 'n', now)
+    redis.call('ZADD', K.schedule, num(now + delay), id)
+  end
 end
-
-local n_log = tonumber(ARGV[12])
-local entry = {}
-for i = 13, 12 + 2 * n_log do entry[#entry + 1] = ARGV[i] end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', unpack(entry))
-
-local p = ARGV[7]
-redis.call('HINCRBY', KEYS[5], p .. 'n', 1)
-if kind == 'delivered' then redis.call('HINCRBY', KEYS[5], p .. 'ok', 1) end
-redis.call('HINCRBY', KEYS[5], p .. 'ms', ARGV[8])
-redis.call('HINCRBY', KEYS[5], p .. ARGV[9], 1)
-redis.call('EXPIRE', KEYS[5], ARGV[6])
-
-if kind == 'dead' and before ~= 'ok' then
-  local record = {}
-  for i = 13 + 2 * n_log, #ARGV do record[#record + 1] = ARGV[i] end
-  redis.call('DEL', KEYS[7])
-  redis.call('HSET', KEYS[7], unpack(record))
-  redis.call('ZADD', KEYS[6], ARGV[10], KEYS[7])
-end
-
-if kind ~= 'retry' then
-  redis.call('HDEL', KEYS[8], ARGV[11])
-  redis.call('ZREM', KEYS[9], ARGV[11])
-end
-if kind ~= 'retry' and not was_final then
-  if redis.call('HINCRBY', KEYS[3], 'refs', -1) <= 0 then redis.call('DEL', KEYS[3]) end
-end
-return kind
+return {kind}

@@ -1,0 +1,100 @@
+-- The mover's step (every worker runs one; each entry is claimed by exactly one of them):
+-- the deliveries whose time has come get a message, and backlogs release what their
+-- URL's window allows, oldest first. The caller publishes the returned messages.
+--   waiting retry, due admission, lease expired (the attempt's worker died): admitted
+--     (queued, or to the backlog when the URL's window is full)
+--   admitted, unpublished: queued
+--   queued: is its message lost? Once a message published later has been taken, or the
+--     queue was seen empty (the watermark), this one has left the queue too; if it has not
+--     begun a grace period later, the worker that took it died before recording it: a new
+--     message. Otherwise it still waits its turn: checked again, less and less often.
+-- ARGV[A..]: budget (entries handled at most)
+-- Returns {ms until the next entry is due, then per message: id, token, attempt, event, url}
+local budget = tonumber(ARGV[A])
+local now = now_ms()
+local out = {}
+local function publish(id, d, pub)
+  out[#out + 1] = id
+  out[#out + 1] = tostring(pub)
+  out[#out + 1] = d.a
+  out[#out + 1] = d.e
+  out[#out + 1] = shown_url(d)
+end
+
+-- Backlogs first: a due delivery then finds the room they leave (or their place).
+local tags = redis.call('ZRANGEBYSCORE', K.releases, '-inf', num(now), 'LIMIT', 0, budget)
+for _, tag in ipairs(tags) do
+  local backlog = key('backlog', tag)
+  local limit = limit_of(redis.call('HGET', K.urls, tag))
+  local rate = key('rate', tag, window_of(now))
+  local room = budget
+  if limit > 0 then
+    room = math.min(room, limit - (tonumber(redis.call('GET', rate)) or 0))
+  end
+  local released = 0
+  while released < room do
+    local head = redis.call('ZPOPMIN', backlog)
+    if #head == 0 then break end
+    local id = head[1]
+    local d = record(id)
+    if d and d.s == 'b' then
+      if limit > 0 then
+        redis.call('INCR', rate)
+        redis.call('PEXPIRE', rate, 2 * C.window_ms)
+      end
+      redis.call('HSET', key('dlv', id), 'w', limit > 0 and window_of(now) or '')
+      publish(id, d, to_queue(id, d, now))
+      released = released + 1
+    end
+  end
+  budget = math.max(0, budget - released)
+  if redis.call('EXISTS', backlog) == 1 then
+    local full = limit > 0 and (tonumber(redis.call('GET', rate)) or 0) >= limit
+    redis.call('ZADD', K.releases, num(full and next_window(now) or now), tag)
+  else
+    redis.call('ZREM', K.releases, tag)
+  end
+end
+
+local due = redis.call('ZRANGEBYSCORE', K.schedule, '-inf', num(now), 'LIMIT', 0,
+                     math.max(1, budget))
+for _, id in ipairs(due) do
+  local d = record(id)
+  if not d then
+    redis.call('ZREM', K.schedule, id)
+  elseif d.s == 'w' or d.s == 'n' or d.s == 'x' then
+    if d.s == 'x' then
+      log_event(id, d, now, 'retry', 'the attempt did not finish within its lease '
+        .. '(its worker stopped?): sent again', 0)
+    end
+    local verdict, pub = admit_or_wait(id, d, now, limit_of(redis.call('HGET', K.urls, d.u)))
+    if verdict == 'queued' then publish(id, d, pub) end
+  elseif d.s == 'r' then
+    publish(id, d, to_queue(id, d, now))
+  elseif d.s == 'q' then
+    local taken = tonumber(d.t) < (tonumber(redis.call('GET', K.watermark)) or 0)
+    if taken and d.k == '' then
+      redis.call('HSET', key('dlv', id), 'k', num(now))
+      redis.call('ZADD', K.schedule, num(now + C.grace_ms), id)
+    elseif taken and now - tonumber(d.k) >= C.grace_ms then
+      log_event(id, d, now, 'retry', 'its message was lost (taken by a worker that stopped '
+        .. 'before recording it): sent again', 0)
+      publish(id, d, to_queue(id, d, now))
+    elseif taken then
+      redis.call('ZADD', K.schedule, num(tonumber(d.k) + C.grace_ms), id)
+    else
+      local checks = redis.call('HINCRBY', key('dlv', id), 'c', 1)
+      redis.call('ZADD', K.schedule, num(now + CHECK_MS * math.min(2 ^ checks, 16)), id)
+    end
+  else  -- in a backlog: released from there
+    redis.call('ZREM', K.schedule, id)
+  end
+end
+
+local soonest = now + 60000
+for _, z in ipairs({K.schedule, K.releases}) do
+  local head = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+  if head[2] then soonest = math.min(soonest, tonumber(head[2])) end
+end
+table.insert(out, 1, num(math.max(0, soonest - now)))
+return out

@@ -1,0 +1,12 @@
+-- Messages that could not be published (the broker is away): the mover publishes them
+-- as soon as it can, without admitting them again.
+-- ARGV[A..]: delivery_id, token, ...
+local now = now_ms()
+for i = A, #ARGV, 2 do
+  local d = record(ARGV[i])
+  if d and d.p == ARGV[i + 1] and d.s == 'q' then
+    set_state(ARGV[i], d, 'r', now)
+    redis.call('ZADD', K.schedule, num(now + 1000), ARGV[i])
+  end
+end
+return 1

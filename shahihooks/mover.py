@@ -1,0 +1,82 @@
+"""The mover: publishes each waiting delivery's message when its time comes.
+
+Every worker runs one, in a thread. Each step claims what is due in one Lua call (so two
+movers never publish the same entry: claim.lua) and publishes it; it sleeps until the next
+entry is due, at most `MAX_SLEEP_S`, so a due retry leaves within about a second. Every
+`WATCH_S` it also looks at the queue: seen empty, every message published before that
+moment has been taken by a worker, which is how a message lost inside a killed worker is
+told from one still waiting its turn (the watermark, claim.lua).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from shahihooks.connections import OUTAGES
+from shahihooks.publish import Message, Publisher
+from shahihooks.settings import Settings
+from shahihooks.state import Claimed, state_for
+
+logger = logging.getLogger("shahihooks.mover")
+
+MAX_SLEEP_S = 0.5
+MIN_SLEEP_S = 0.02
+WATCH_S = 5.0
+BUDGET = 500  # entries per claim: a long backlog of due work is moved in several steps
+
+
+class Mover:
+    def __init__(self, publisher: Publisher, settings: Callable[[], Settings]) -> None:
+        self.publisher = publisher
+        self.settings = settings
+        self._watched = 0.0
+
+    def step(self) -> float:
+        """Publish what is due now; return the seconds until more may be due."""
+        state = state_for(self.settings())
+        claimed: Claimed = state.claim(BUDGET)
+        if claimed.due:
+            messages = [
+                Message(d.delivery_id, d.token, d.event, d.shown_url, d.attempt)
+                for d in claimed.due
+            ]
+            try:
+                self.publisher.publish(messages)
+            except Exception:
+                state.unpublished([(m.delivery_id, m.token) for m in messages])
+                raise
+        if time.monotonic() - self._watched >= WATCH_S:
+            self.watch_queue()
+        return 0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s
+
+    def watch_queue(self) -> None:
+        state = state_for(self.settings())
+        seen_at = state.now_ms()
+        if self.publisher.queue_size() == 0:
+            state.queue_seen_empty(seen_at)
+        self._watched = time.monotonic()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                wait = self.step()
+            except OUTAGES as exc:
+                logger.warning("mover: %s: %s (trying again in 1 s)", type(exc).__name__, exc)
+                wait = 1.0
+            except Exception:
+                logger.exception("mover: a bug (trying again in 1 s)")
+                wait = 1.0
+            # a little jitter keeps the movers of many workers from stepping in lockstep
+            stop.wait(max(MIN_SLEEP_S, min(wait, MAX_SLEEP_S)) * random.uniform(0.8, 1.0))
+
+    def start(self) -> threading.Event:
+        """Run in a daemon thread; set the returned event to stop it."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self.run, args=(stop,), name="shahihooks-mover")
+        thread.daemon = True
+        thread.start()
+        return stop

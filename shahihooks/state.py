@@ -1,0 +1,326 @@
+"""The delivery state in Redis behind one typed class: every Lua script, its arguments, its
+results as enums and dataclasses.
+
+A delivery lives in Redis from `emit` until it is delivered or dead-lettered: its record,
+its body, and exactly one of — a message in the broker (queued), an attempt holding it
+(sending), an entry in the schedule (waiting for a retry), a place in its URL's backlog.
+Workers hold nothing that is not also here, so a killed worker loses nothing, and waits cost
+the worker no memory. `lua/prelude.lua` describes the record; `keys.py` every key.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib import resources
+from typing import Any
+
+import redis
+
+from shahihooks.celeryconf import grace_s, lease_s
+from shahihooks.connections import redis_client
+from shahihooks.keys import Keys
+from shahihooks.settings import Settings
+
+BUG_TRIES = 3  # an attempt that hits a bug is tried this often, then dead-lettered
+BUG_PAUSE_S = 10.0
+
+
+class Verdict(StrEnum):
+    """What `begin` decided about one message."""
+
+    GO = "go"  # the attempt holds the delivery: send it
+    STALE = "stale"  # a copy, a superseded message, or a finished delivery: drop it
+    BUSY = "busy"  # another copy is being sent right now: drop this one
+    DEFERRED = "deferred"  # its URL's window is full: it waits in the backlog
+    DEAD = "dead"  # it cannot be sent (endpoint removed, body lost): dead-lettered
+
+
+class Placed(StrEnum):
+    """Where `emit` put one delivery."""
+
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    DEAD = "dead"
+
+
+class Finished(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    DEAD = "dead"
+    BUG = "bug"
+    STALE = "stale"  # the attempt had lost its delivery (its lease ran out): only logged
+
+
+@dataclass(frozen=True)
+class Target:
+    """One delivery of an emit, as the emit script needs it."""
+
+    delivery_id: str
+    tag: str
+    url: str
+    shown_url: str
+    rate_limit: int
+    from_store: bool
+
+
+@dataclass(frozen=True)
+class Emitted:
+    duplicate_of: list[tuple[str, str]] | None = None  # (id, url) of the first emit
+    throttled: bool = False
+    placed: tuple[Placed, ...] = ()
+
+
+@dataclass(frozen=True)
+class Begun:
+    verdict: Verdict
+    reason: str = ""
+    url: str = ""
+    event: str = ""
+    attempt: int = 0
+    timestamp: int = 0
+    site: str = ""
+    data: str = ""
+    endpoint_json: str = ""
+
+
+@dataclass(frozen=True)
+class Due:
+    """A message the mover must publish."""
+
+    delivery_id: str
+    token: int
+    attempt: int
+    event: str
+    shown_url: str
+
+
+@dataclass(frozen=True)
+class Claimed:
+    due: list[Due]
+    next_in_s: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `finish` records about one attempt."""
+
+    kind: Finished
+    delay_s: float = 0.0
+    status: str = ""
+    reason: str = ""
+    response: str = ""
+    stats_prefix: str = ""
+    duration_ms: int = 0
+    bucket: str = ""
+    log: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What waits for one URL: its backlog (rate limit) and its retries."""
+
+    shown_url: str
+    backlog: int
+    retrying: int
+    oldest_s: float | None  # how long the backlog's head has waited
+    next_release_in_s: float | None
+
+
+_scripts: dict[tuple[int, str], Any] = {}
+
+
+def _script(client: redis.Redis, name: str) -> Any:
+    """`lua/<name>.lua` after the prelude, registered once per client (EVALSHA)."""
+    key = (id(client), name)  # clients live as long as their process (connections.py)
+    found = _scripts.get(key)
+    if found is None:
+        lua = resources.files("shahihooks").joinpath("lua")
+        source = lua.joinpath("prelude.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
+        found = _scripts[key] = client.register_script(source)
+    return found
+
+
+class State:
+    """The delivery state of one Redis under one settings value."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.client = client or redis_client(settings.redis_url)
+        self.keys = Keys(settings.prefix)
+        self._common = [
+            settings.prefix,
+            int(lease_s(settings) * 1000),
+            int(grace_s(settings) * 1000),
+            settings.rate_limit,
+            settings.rate_window_s * 1000,
+            settings.backlog_max,
+            settings.idempotency_ttl_s,
+            settings.log_max_len,
+            settings.stats_retention_s,
+        ]
+
+    def _call(self, name: str, args: Sequence[Any], keys: Sequence[str] = ()) -> list[Any]:
+        """Run `lua/<name>.lua` (after the prelude) with the common arguments first."""
+        result: list[Any] = _script(self.client, name)(keys=list(keys), args=[*self._common, *args])
+        return result
+
+    def emit(
+        self,
+        *,
+        msg_id: str,
+        event: str,
+        timestamp: int,
+        data_json: str,
+        targets: Sequence[Target],
+        messages: Sequence[str],
+        queue: str,
+        emitted_key: str,
+        throttle_key: str,
+        throttle_s: int,
+    ) -> Emitted:
+        listed = json.dumps([[t.delivery_id, t.url] for t in targets])
+        per_target = [
+            x
+            for t in targets
+            for x in (
+                t.delivery_id,
+                t.tag,
+                t.url,
+                t.shown_url,
+                t.rate_limit,
+                "store" if t.from_store else "",
+            )
+        ]
+        args = [
+            listed,
+            throttle_s,
+            msg_id,
+            event,
+            timestamp,
+            self.settings.site_url,
+            data_json,
+            queue,
+            len(targets),
+            *per_target,
+            *messages,
+        ]
+        found = [_text(v) for v in self._call("emit", args, [emitted_key, throttle_key])]
+        if found[0] == "duplicate":
+            return Emitted(duplicate_of=[(i, u) for i, u in json.loads(found[1])])
+        if found[0] == "throttled":
+            return Emitted(throttled=True)
+        return Emitted(placed=tuple(Placed(v) for v in found[1:]))
+
+    def begin(self, delivery_id: str, token: int) -> Begun:
+        found = [_text(v) for v in self._call("begin", [delivery_id, token])]
+        verdict = Verdict(found[0])
+        if verdict is not Verdict.GO:
+            return Begun(verdict, reason=found[1] if len(found) > 1 else "")
+        url, event, attempt, ts, site, data, endpoint = found[1:8]
+        return Begun(verdict, "", url, event, int(attempt), int(ts), site, data, endpoint)
+
+    def finish(self, delivery_id: str, token: int, outcome: Outcome) -> Finished:
+        log = outcome.log or {}
+        args = [
+            delivery_id,
+            token,
+            outcome.kind.value,
+            int(outcome.delay_s * 1000),
+            outcome.status,
+            outcome.reason,
+            outcome.response,
+            outcome.stats_prefix,
+            outcome.duration_ms,
+            outcome.bucket,
+            BUG_TRIES,
+            len(log),
+            *(x for pair in log.items() for x in pair),
+        ]
+        return Finished(_text(self._call("finish", args)[0]))
+
+    def claim(self, budget: int = 500) -> Claimed:
+        found = [_text(v) for v in self._call("claim", [budget])]
+        rows = found[1:]
+        due = [
+            Due(rows[i], int(rows[i + 1]), int(rows[i + 2]), rows[i + 3], rows[i + 4])
+            for i in range(0, len(rows), 5)
+        ]
+        return Claimed(due, int(found[0]) / 1000)
+
+    def unpublished(self, messages: Sequence[tuple[str, int]]) -> None:
+        """Messages the broker did not take: the mover publishes them again soon."""
+        if messages:
+            self._call("unpublished", [x for pair in messages for x in pair])
+
+    def replay(self, delivery_id: str, shown_url: str) -> str:
+        """'ok' (due at once), 'missing', 'no_body' or 'live'."""
+        return _text(self._call("replay", [delivery_id, shown_url])[0])
+
+    def now_ms(self) -> int:
+        seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def queue_seen_empty(self, at_ms: int) -> None:
+        self._call("watermark", [at_ms])
+
+    def waiting(self) -> list[Waiting]:
+        """Per URL with anything waiting: its backlog and retries (for stats, list, doctor)."""
+        keys, client = self.keys, self.client
+        raw: Any = client.zrange(keys.releases, 0, -1, withscores=True)
+        releases: dict[bytes, float] = dict(raw)
+        retrying = {_text(k): int(v) for k, v in client.hgetall(keys.retrying).items()}
+        tags = sorted({_text(t) for t in releases} | {t for t, n in retrying.items() if n > 0})
+        if not tags:
+            return []
+        now_ms = self.now_ms()
+        pipe = client.pipeline(transaction=False)
+        for tag in tags:
+            pipe.zcard(keys.backlog(tag))
+            pipe.zrange(keys.backlog(tag), 0, 0)
+            pipe.hget(keys.urls, f"{tag}:shown")
+        found = pipe.execute()
+        heads = [found[i + 1][0] if found[i + 1] else None for i in range(0, len(found), 3)]
+        pipe = client.pipeline(transaction=False)
+        for head in heads:
+            pipe.hget(self.keys.delivery(_text(head)), "m") if head else pipe.echo("")
+        msgs = pipe.execute()
+        pipe = client.pipeline(transaction=False)
+        for msg in msgs:
+            pipe.hget(keys.body(_text(msg)), "ts") if msg else pipe.echo("")
+        stamps = pipe.execute()
+        out = []
+        for i, tag in enumerate(tags):
+            size, shown = int(found[3 * i]), _text(found[3 * i + 2] or b"")
+            release = releases.get(tag.encode())
+            out.append(
+                Waiting(
+                    shown_url=shown,
+                    backlog=size,
+                    retrying=retrying.get(tag, 0),
+                    oldest_s=time.time() - int(stamps[i]) if stamps[i] else None,
+                    next_release_in_s=(
+                        max(0.0, (release - now_ms) / 1000) if release is not None else None
+                    ),
+                )
+            )
+        return [w for w in out if w.backlog or w.retrying]
+
+
+@functools.lru_cache(maxsize=64)
+def _state(pid: int, settings: Settings) -> State:
+    return State(settings)
+
+
+def state_for(settings: Settings) -> State:
+    """This process's State for `settings` (one per process and settings value)."""
+    return _state(os.getpid(), settings)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
