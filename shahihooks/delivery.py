@@ -16,8 +16,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from shahihooks.bodystyle import render
 from shahihooks.connections import redis_client, script
 from shahihooks.endpoints import Endpoint, is_action
+from shahihooks.errors import PayloadError
 from shahihooks.hooks import Attempt, Hooks
 from shahihooks.keys import Keys
 from shahihooks.outcome import Kind, Outcome, classify
@@ -102,7 +104,12 @@ def run_attempt(
 
     event_name, ts, site, data, raw_endpoint = (_text(v) for v in begun[1:6])
     body = envelope(delivery_id, event_name, int(ts), site, data)
-    endpoint = Endpoint.from_json(raw_endpoint) if raw_endpoint else Endpoint(url)
+    # a URL not in the store (SHAHIHOOKS_URLS, the webhook_urls filter) has the settings' style
+    endpoint = (
+        Endpoint.from_json(raw_endpoint)
+        if raw_endpoint
+        else Endpoint(url, body_style=settings.body_style)
+    )
     response = _send(url, body, delivery_id, event_name, attempt, endpoint, settings, hooks)
     outcome = classify(
         status=response.status,
@@ -154,6 +161,10 @@ def _send(
         check_url(url, settings)
     except Exception as exc:
         return Response(None, 0.0, error=f"refused: {exc}")
+    try:
+        body = render(body, endpoint.body_style)  # what the receiver will re-encode and sign
+    except PayloadError as exc:
+        return Response(None, 0.0, error=f"refused: body style {endpoint.body_style}: {exc}")
     headers = sign_headers(
         body, delivery_id=delivery_id, event=event, secrets=secrets, attempt=attempt
     )
