@@ -13,8 +13,9 @@ default flags and `serialize_precision = -1` — what the page's PHP and Laravel
   `-0`, `1e-5` as `1.0e-5`, `1e17` as `1.0e+17`);
 - a duplicate key keeps its first place and its last value.
 
-Bodies PHP cannot round-trip (nesting deeper than json_decode's 512, a number that overflows
-to infinity, a lone surrogate, invalid UTF-8) raise PayloadError: no signature can match.
+Bodies PHP cannot round-trip (more than 511 nested arrays/objects, a number beyond a double,
+a lone surrogate, invalid UTF-8) raise PayloadError: no signature can match. Every rule is
+checked against real PHP by tests/test_php.py.
 """
 
 from __future__ import annotations
