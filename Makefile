@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install test lint format typecheck mypy demo flower bench soak redis clean
+.PHONY: all install test lint format typecheck mypy demo flower bench soak redis php clean
 
 all: lint typecheck test
 
@@ -19,7 +19,10 @@ install: $(STAMP)
 redis: ## make sure a Redis answers at SHAHIHOOKS_REDIS_URL (starts the machine's one if it is down)
 	@$(BIN)/python scripts/ensure_redis.py
 
-test: install redis
+php: ## make sure `php` runs (installs Debian's php-cli if missing): the PHP receiver tests need it
+	@bash scripts/ensure_php.sh
+
+test: install redis php
 	$(BIN)/python -m pytest
 
 lint: install

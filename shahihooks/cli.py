@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
 from typing import Any
 
 import click
 
+from shahihooks.bodystyle import BodyStyle
 from shahihooks.errors import ShahihooksError, VerificationError
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, current
@@ -37,25 +37,33 @@ def main() -> None:
     """
 
 
+_STYLES = click.Choice([s.value for s in BodyStyle], case_sensitive=False)
+
+
 @main.command()
 @click.argument("url")
 @click.option("--event", default="ticket.created", show_default=True, help="Event name.")
 @click.option(
     "--secret", "secrets", multiple=True, help="Sign with this (default: SHAHIHOOKS_SECRET)."
 )
+@click.option("--body-style", type=_STYLES, default=None, help="Default: SHAHIHOOKS_BODY_STYLE.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def test(url: str, event: str, secrets: tuple[str, ...], as_json: bool) -> None:
+def test(
+    url: str, event: str, secrets: tuple[str, ...], body_style: str | None, as_json: bool
+) -> None:
     """Send one signed test delivery to URL now and print what came back.
+
+    If the receiver answers 401, a probe body is sent in both body styles and the
+    result says which one it verifies.
 
     \b
     Example:
       shahihooks test https://myapp.example/webhook --event ticket.created
+      shahihooks test https://myapp.example/webhook.php --body-style php
     """
     from shahihooks.events import registry
-    from shahihooks.payload import encode_data, envelope
+    from shahihooks.probe import send_test, which_style
     from shahihooks.safety import check_target
-    from shahihooks.signing import sign_headers
-    from shahihooks.transport import post
 
     settings = _settings()
     try:
@@ -64,16 +72,14 @@ def test(url: str, event: str, secrets: tuple[str, ...], as_json: bool) -> None:
         keys = secrets or settings.secrets
         if not keys:
             raise click.ClickException("no secret: pass --secret or set SHAHIHOOKS_SECRET")
-        delivery = "test_" + uuid.uuid4().hex
-        data = {"test": True, "ticket_id": 999, "title": "Test Ticket"}
-        body = envelope(delivery, event, int(time.time()), settings.site_url, encode_data(data))
-        headers = sign_headers(body, delivery_id=delivery, event=event, secrets=keys)
+        trial = send_test(url, event, keys, settings, body_style or settings.body_style)
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
-    response = post(url, body, headers, settings)
-    result = {
+    response = trial.response
+    result: dict[str, Any] = {
         "url": url,
-        "delivery_id": delivery,
+        "delivery_id": trial.delivery_id,
+        "body_style": str(trial.style),
         "status": response.status,
         "ok": response.ok,
         "ms": round(response.duration_s * 1000, 1),
@@ -84,6 +90,12 @@ def test(url: str, event: str, secrets: tuple[str, ...], as_json: bool) -> None:
     text = f"{'✓' if response.ok else '✗'} {shown} in {result['ms']:.0f} ms  ({url})"
     if response.body:
         text += "\n" + response.body[:500]
+    if response.status == 401:
+        report = which_style(url, event, keys, settings)
+        result["body_styles"] = report.as_dict()
+        text += "\n" + report.text()
+        if report.fix(url):
+            text += f"\n    → {report.fix(url)}"
     _out(result, as_json, text)
     sys.exit(0 if response.ok else 1)
 
@@ -486,6 +498,7 @@ def _endpoint_rows() -> list[dict[str, Any]]:
             "source": "SHAHIHOOKS_URLS",
             "enabled": True,
             "secrets": "global",
+            "body_style": settings.body_style,
         }
         for u in settings.urls
     ]
@@ -504,7 +517,7 @@ def endpoints_list(as_json: bool) -> None:
     lines = [
         f"{'on ' if r['enabled'] else 'off'} {r['url']}  events: "
         f"{r['events'] if isinstance(r['events'], str) else ','.join(r['events'])}  "
-        f"secret: {r['secrets']}  ({r['source']})"
+        f"secret: {r['secrets']}  body: {r['body_style']}  ({r['source']})"
         for r in rows
     ] or ["no endpoints: set SHAHIHOOKS_URLS or use `shahihooks endpoints add URL`"]
     _out(rows, as_json, "\n".join(lines))
@@ -520,18 +533,32 @@ def endpoints_list(as_json: bool) -> None:
 )
 @click.option("--rate-limit", type=int, default=None, help="Attempts per window (0: no limit).")
 @click.option("--description", default="", help="A note for people.")
+@click.option(
+    "--body-style",
+    type=_STYLES,
+    default="standard",
+    show_default=True,
+    help="php: for receivers written from the page's PHP or Laravel handler.",
+)
 def endpoints_add(
     url: str,
     events: tuple[str, ...],
     secrets: tuple[str, ...],
     rate_limit: int | None,
     description: str,
+    body_style: str,
 ) -> None:
-    """Add (or replace) an endpoint in the store."""
+    """Add (or replace) an endpoint in the store.
+
+    \b
+    Example:
+      shahihooks endpoints add https://myapp.example/webhook.php --body-style php
+    """
     from shahihooks.endpoints import Endpoint
 
     try:
-        _store().add(Endpoint(url, events or None, secrets, rate_limit, True, description))
+        endpoint = Endpoint(url, events or None, secrets, rate_limit, True, description, body_style)
+        _store().add(endpoint)
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"added {url}")
@@ -582,6 +609,11 @@ def endpoints_disable(url: str) -> None:
     help="Serve HTTPS with a fresh test CA (needs trustme); prints its CA file.",
 )
 @click.option("--count", default=0, help="Stop after this many requests (0: never).")
+@click.option(
+    "--php",
+    is_flag=True,
+    help="Verify as the page's PHP handler does: HMAC of json_encode(json_decode(body)).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per request.")
 def listen(
     host: str,
@@ -592,11 +624,13 @@ def listen(
     tls_key: str | None,
     self_signed: bool,
     count: int,
+    php: bool,
     as_json: bool,
 ) -> None:
     """A local receiver that verifies and prints each delivery.
 
-    Deliveries that do not verify get 401, as the page's handlers answer.
+    Deliveries that do not verify get 401, as the page's handlers answer. With --php it
+    verifies as the page's PHP handler does (only the php body style passes).
 
     \b
     Examples:
@@ -616,7 +650,7 @@ def listen(
 
     if self_signed:
         tls_cert, tls_key = _self_signed(host)
-    listener = Listener(list(secrets or _settings().secrets), status, show)
+    listener = Listener(list(secrets or _settings().secrets), status, show, php=php)
     try:
         server = serve(listener, host, port, tls_cert, tls_key)
     except OSError as exc:  # the port is taken, or the certificate cannot be read (SSLError)
@@ -624,7 +658,8 @@ def listen(
     scheme = "https" if tls_cert else "http"
     click.echo(
         f"listening on {scheme}://{host}:{server.server_address[1]}/ "
-        f"({'verifying' if listener.secrets else 'NOT verifying'}; answering {status})",
+        f"({'verifying' if listener.secrets else 'NOT verifying'}{' as PHP' if php else ''}; "
+        f"answering {status})",
         err=True,
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -15,7 +15,9 @@ import logging
 import time
 from dataclasses import dataclass
 
+from shahihooks.bodystyle import render
 from shahihooks.endpoints import Endpoint, is_action
+from shahihooks.errors import PayloadError
 from shahihooks.hooks import Attempt, Hooks
 from shahihooks.outcome import Kind, Outcome, classify
 from shahihooks.payload import envelope
@@ -123,14 +125,16 @@ def send(job: Job, settings: Settings, hooks: Hooks) -> Response:
         check_url(job.url, settings)
     except Exception as exc:
         return Response(None, 0.0, error=f"refused: {exc}")
+    # a URL not in the store (SHAHIHOOKS_URLS, the webhook_urls filter) has the settings' style
+    style = job.endpoint.body_style if job.endpoint else settings.body_style
+    try:
+        body = render(job.body, style)  # the bytes the receiver re-encodes and checks
+    except PayloadError as exc:
+        return Response(None, 0.0, error=f"refused: body style {style}: {exc}")
     headers = sign_headers(
-        job.body,
-        delivery_id=job.delivery_id,
-        event=job.event,
-        secrets=secrets,
-        attempt=job.attempt,
+        body, delivery_id=job.delivery_id, event=job.event, secrets=secrets, attempt=job.attempt
     )
-    return post(job.url, job.body, headers, settings)
+    return post(job.url, body, headers, settings)
 
 
 def _run_action(job: Job, hooks: Hooks) -> Response:

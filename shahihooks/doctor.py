@@ -1,6 +1,8 @@
 """The page's troubleshooting checklist, run against the live configuration.
 
-Each check returns a line: passed or not, what was found, and what to do about it.
+Each check returns a line: passed or not, what was found, and what to do about it. An
+endpoint whose recent attempts got 401 is sent a probe delivery in each body style, to say
+which one it verifies (`probe.which_style`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
     checks.append(redis_ok)
     if ping_workers:
         checks.append(_worker_check(settings))
-    endpoints: list[Endpoint] = [Endpoint(u) for u in settings.urls]
+    endpoints = [Endpoint(u, body_style=settings.body_style) for u in settings.urls]
     if redis_ok.ok:
         stored = EndpointStore(redis_client(settings.redis_url), settings).all()
         known = {e.url for e in endpoints}
@@ -146,7 +148,22 @@ def check_endpoint(
         )
     elif tried:
         out.append(Check(True, f"{shown}: last {len(tried)} attempts delivered"))
+    if any(r.get("status") == "401" for r in failures):
+        out.append(_style_check(endpoint, settings))
     return out
+
+
+def _style_check(endpoint: Endpoint, settings: Settings) -> Check:
+    from shahihooks.probe import which_style
+
+    shown = redact_url(endpoint.url)
+    secrets = endpoint.secrets or settings.secrets
+    if not secrets:
+        return Check(False, f"{shown}: answers 401, and no secret to probe it with")
+    report = which_style(endpoint.url, "ticket.created", secrets, settings)
+    ok = endpoint.body_style in report.verified
+    what = f"{shown}: got 401 in the {endpoint.body_style} body style; probe: {report.text()}"
+    return Check(ok, what, "" if ok else report.fix(shown))
 
 
 def _tls_check(sock: socket.socket, host: str, shown: str, settings: Settings) -> Check:

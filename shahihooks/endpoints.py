@@ -1,8 +1,8 @@
 """Endpoints: the configured URLs, the `webhook_urls` filter, and the runtime store in Redis.
 
 A URL is an endpoint's identity. The runtime store (`shahihooks endpoints add ...`) may give
-an endpoint its own events, secrets, rate limit and enabled flag; a URL in both the settings
-and the store takes the store's values.
+an endpoint its own events, secrets, rate limit, enabled flag and body style; a URL in both
+the settings and the store takes the store's values.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from shahihooks.bodystyle import BodyStyle, body_style
 from shahihooks.errors import ConfigurationError
 from shahihooks.events import check_name
 from shahihooks.hooks import ACTION_SCHEME, Hooks
@@ -30,6 +31,10 @@ class Endpoint:
     rate_limit: int | None = None  # None: SHAHIHOOKS_RATE_LIMIT
     enabled: bool = True
     description: str = ""
+    body_style: BodyStyle | str = BodyStyle.STANDARD  # "php": what the page's PHP handler signs
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "body_style", body_style(self.body_style))
 
     def wants(self, event: str) -> bool:
         return self.enabled and (self.events is None or event in self.events)
@@ -48,6 +53,7 @@ class Endpoint:
             rate_limit=data.get("rate_limit"),
             enabled=bool(data.get("enabled", True)),
             description=data.get("description", ""),
+            body_style=data.get("body_style", BodyStyle.STANDARD),
         )
 
     def redacted(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 It answers 401 to a delivery that does not verify (as the page's handlers do), and
 `--status` to the others, so `--status 500` makes it fail on purpose to watch retries.
+With `php`, it verifies as the page's PHP handler does (`bodystyle.verify_like_php`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shahihooks.bodystyle import verify_like_php
 from shahihooks.errors import VerificationError
 from shahihooks.signing import verify
 
@@ -56,6 +58,7 @@ class Listener:
     on_heard: Callable[[Heard, int], None] = lambda heard, n: None
     heard: list[Heard] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    php: bool = False  # verify as the page's PHP handler does
 
     def handle(self, body: bytes, headers: dict[str, str]) -> int:
         lower = {k.lower(): v for k, v in headers.items()}
@@ -69,7 +72,7 @@ class Listener:
         status = self.status
         if self.secrets:
             try:
-                verify(body, headers, self.secrets)
+                (verify_like_php if self.php else verify)(body, headers, self.secrets)
             except VerificationError as exc:
                 heard.valid, heard.reason, status = False, str(exc), 401
         else:

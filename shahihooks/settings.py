@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from shahihooks.bodystyle import BodyStyle, body_style
 from shahihooks.errors import ConfigurationError, EventError, UnsafeTargetError
 from shahihooks.events import check_name
 from shahihooks.payload import MAX_BODY_BYTES
@@ -63,11 +64,13 @@ class Settings:
     stats_retention_s: int = 8 * 86_400
     queue: str = "shahihooks"
     prefix: str = "shahihooks"
+    body_style: BodyStyle = BodyStyle.STANDARD  # for the URLs not in the endpoint store
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.broker_url:
             object.__setattr__(self, "broker_url", self.redis_url)
+        object.__setattr__(self, "body_style", body_style(self.body_style))
         for url in self.urls:
             try:
                 check_url(url, self)
@@ -247,6 +250,13 @@ def _text(raw: Any) -> str:
     return str(raw).strip()
 
 
+def _body_style(raw: Any) -> BodyStyle:
+    try:
+        return body_style(raw)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
+
+
 _READERS: dict[str, tuple[str, Any]] = {
     "REDIS_URL": ("redis_url", _text),
     "BROKER_URL": ("broker_url", _text),
@@ -272,6 +282,7 @@ _READERS: dict[str, tuple[str, Any]] = {
     "LOG_MAX_LEN": ("log_max_len", _positive_int),
     "QUEUE": ("queue", _text),
     "PREFIX": ("prefix", _text),
+    "BODY_STYLE": ("body_style", _body_style),
 }
 
 

@@ -60,3 +60,21 @@ def test_malformed_names_are_refused(name: str) -> None:
 def test_built_in_event_cannot_be_replaced() -> None:
     registry = EventRegistry()
     assert not registry.register("ticket.created", "other").custom
+
+
+def test_every_built_in_event_has_an_example_with_exactly_its_fields() -> None:
+    registry = EventRegistry()
+    for event in BUILTIN_EVENTS:
+        assert set(registry.get(event.name).example) == set(event.fields), event.name
+
+
+def test_the_pages_three_examples_are_the_pages_data() -> None:
+    registry = EventRegistry()
+    created = registry.get("ticket.created").example
+    assert created["ticket_url"] == "https://example.com/ticket/login-issue/"
+    assert created["custom_fields"] == {"priority": "high", "product": "web_app"}
+    assert registry.get("ticket.status_changed").example["change_reason"] == (
+        "Waiting for user response"
+    )
+    assert registry.get("article.published").example["tags"] == ["password", "login"]
+    assert registry.register("invoice.paid", "an invoice is paid").example == {}
