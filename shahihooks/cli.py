@@ -267,10 +267,17 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     Example:
       shahihooks stats --since 24h --event ticket.created
     """
-    from shahihooks.stats import read_stats
+    from shahihooks.stats import describe_waiting, read_stats, waiting_by_url
 
-    rows = read_stats(_settings(), _duration(since) or 86_400, url, event)
-    data = [r.as_dict() for r in rows]
+    settings = _settings()
+    rows = read_stats(settings, _duration(since) or 86_400, url, event)
+    waiting = waiting_by_url(settings)
+    if url is not None:
+        waiting = {u: w for u, w in waiting.items() if u == url}
+    none = {"waiting": 0, "retrying": 0, "oldest_wait_s": None, "next_release_in_s": None}
+    data = [{**r.as_dict(), **waiting.get(r.url, none)} for r in rows]
+    listed = {r.url for r in rows}
+    data += [{"url": u, "event": "", **w} for u, w in waiting.items() if u not in listed]
     lines = [f"{'URL':<44} {'EVENT':<22} {'COUNT':>6} {'OK %':>6} {'AVG ms':>8} {'P95 ms':>8}"]
     for r in rows:
         p95 = (
@@ -284,16 +291,21 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
         )
     if not rows:
         lines.append(f"no attempts in the last {since}")
+    if waiting:
+        lines += ["", f"{'URL':<44} WAITING NOW"]
+        lines += [f"{u[:44]:<44} {describe_waiting(w)}" for u, w in sorted(waiting.items())]
     _out(data, as_json, "\n".join(lines))
 
 
 def _log_line(row: dict[str, str]) -> str:
     when = time.strftime("%H:%M:%S", time.localtime(float(row.get("ts", "0"))))
-    mark = {"delivered": "✓", "retry": "↻", "dead": "✗"}.get(row.get("outcome", ""), "?")
+    outcome = row.get("outcome", "")
+    mark = {"delivered": "✓", "retry": "↻", "dead": "✗", "deferred": "…"}.get(outcome, "?")
     status = row.get("status") or "---"
     tail = f"  {row['error']}" if row.get("error") else ""
     if row.get("next_s"):
-        tail += f" (retry in {row['next_s']} s)"
+        again = "released" if outcome == "deferred" else "retry"
+        tail += f" ({again} in {row['next_s']} s)"
     return (
         f"{when} {mark} {status:>3} {row.get('ms', '0'):>6} ms  {row.get('event', ''):<22} "
         f"{row.get('url', '')}  #{row.get('attempt')}  {row.get('id')}{tail}"
@@ -490,6 +502,8 @@ def _store() -> Any:
 
 
 def _endpoint_rows() -> list[dict[str, Any]]:
+    from shahihooks.stats import waiting_by_url
+
     settings = _settings()
     rows = [
         {
@@ -506,18 +520,24 @@ def _endpoint_rows() -> list[dict[str, Any]]:
         shown = e.redacted()
         shown["events"] = list(e.events) if e.events else "all"
         rows.append({**shown, "source": "store"})
-    return rows
+    waiting = waiting_by_url(settings)
+    none = {"waiting": 0, "retrying": 0, "oldest_wait_s": None, "next_release_in_s": None}
+    return [{**row, **waiting.get(str(row["url"]), none)} for row in rows]
 
 
 @endpoints.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def endpoints_list(as_json: bool) -> None:
-    """List endpoints: SHAHIHOOKS_URLS and the store (secrets are never shown)."""
+    """List endpoints: SHAHIHOOKS_URLS and the store (secrets are never shown), and what
+    waits for each: its backlog (rate limit) and its retries."""
+    from shahihooks.stats import describe_waiting
+
     rows = _endpoint_rows()
     lines = [
         f"{'on ' if r['enabled'] else 'off'} {r['url']}  events: "
         f"{r['events'] if isinstance(r['events'], str) else ','.join(r['events'])}  "
         f"secret: {r['secrets']}  body: {r['body_style']}  ({r['source']})"
+        + (f"\n    waiting: {describe_waiting(r)}" if r["waiting"] or r["retrying"] else "")
         for r in rows
     ] or ["no endpoints: set SHAHIHOOKS_URLS or use `shahihooks endpoints add URL`"]
     _out(rows, as_json, "\n".join(lines))

@@ -16,8 +16,10 @@ from urllib.parse import urlsplit
 from shahihooks.connections import redis_client
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.errors import ShahihooksError
+from shahihooks.keys import url_tag
 from shahihooks.safety import check_target, redact_url
 from shahihooks.settings import Settings
+from shahihooks.state import Waiting, state_for
 from shahihooks.stats import read_log
 
 _CONNECT_TIMEOUT_S = 5.0
@@ -75,9 +77,30 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
             )
         )
     recent = read_log(settings, limit=1000) if redis_ok.ok else []
+    waiting = {w.tag: w for w in state_for(settings).waiting()} if redis_ok.ok else {}
     for endpoint in endpoints:
         checks += check_endpoint(endpoint, settings, recent)
+        if url_tag(endpoint.url) in waiting:
+            checks.append(backlog_check(endpoint, settings, waiting[url_tag(endpoint.url)]))
     return checks
+
+
+def backlog_check(endpoint: Endpoint, settings: Settings, waiting: Waiting) -> Check:
+    """A backlog deeper than one window's limit grows: the URL gets more than its limit."""
+    shown = redact_url(endpoint.url)
+    limit = settings.rate_limit if endpoint.rate_limit is None else endpoint.rate_limit
+    window = f"{settings.rate_window_s:g} s"
+    oldest = "" if waiting.oldest_s is None else f", the oldest for {waiting.oldest_s:.0f} s"
+    what = f"{shown}: {waiting.backlog} deliveries wait in its backlog{oldest}"
+    if limit <= 0 or waiting.backlog <= limit:
+        return Check(True, f"{what} (limit {limit} per {window})")
+    return Check(
+        False,
+        f"{what}: more than its limit of {limit} per {window} can release, so it is growing "
+        "(its traffic is above its limit)",
+        f"raise its limit: shahihooks endpoints add {shown} --rate-limit N "
+        "(or SHAHIHOOKS_RATE_LIMIT for every URL)",
+    )
 
 
 def _redis_check(settings: Settings) -> Check:

@@ -125,6 +125,7 @@ class Outcome:
 class Waiting:
     """What waits for one URL: its backlog (rate limit) and its retries."""
 
+    tag: str
     shown_url: str
     backlog: int
     retrying: int
@@ -300,6 +301,7 @@ class State:
             release = releases.get(tag.encode())
             out.append(
                 Waiting(
+                    tag=tag,
                     shown_url=shown,
                     backlog=size,
                     retrying=retrying.get(tag, 0),

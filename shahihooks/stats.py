@@ -17,6 +17,7 @@ from shahihooks.connections import redis_client
 from shahihooks.delivery import LATENCY_BUCKETS_MS
 from shahihooks.keys import Keys
 from shahihooks.settings import Settings
+from shahihooks.state import state_for
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -38,6 +39,7 @@ class Row:
     ok: int
     total_ms: int
     p95_ms: float | None
+    deferred: int = 0  # times a delivery went to the URL's backlog (rate limit)
 
     @property
     def success_rate(self) -> float:
@@ -56,6 +58,7 @@ class Row:
             "success_rate": round(self.success_rate, 4),
             "avg_ms": round(self.avg_ms, 1),
             "p95_ms": self.p95_ms,
+            "deferred": self.deferred,
         }
 
 
@@ -108,9 +111,45 @@ def read_stats(
                 cell.get("ok", 0),
                 cell.get("ms", 0),
                 p95_from_histogram(buckets),
+                cell.get("def", 0),
             )
         )
     return rows
+
+
+def waiting_by_url(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Per URL (shown, credentials masked) with anything waiting: backlog, retries, times."""
+    return {
+        w.shown_url: {
+            "waiting": w.backlog,
+            "retrying": w.retrying,
+            "oldest_wait_s": None if w.oldest_s is None else round(w.oldest_s, 1),
+            "next_release_in_s": (
+                None if w.next_release_in_s is None else round(w.next_release_in_s, 1)
+            ),
+        }
+        for w in state_for(settings).waiting()
+    }
+
+
+def describe_waiting(w: dict[str, Any]) -> str:
+    """'12 in backlog (oldest 5m), next release in 40s; 3 retrying' for people."""
+    parts = []
+    if w["waiting"]:
+        oldest = "" if w["oldest_wait_s"] is None else f" (oldest {_ago(w['oldest_wait_s'])})"
+        release = w["next_release_in_s"]
+        nxt = "" if release is None else f", next release in {_ago(release)}"
+        parts.append(f"{w['waiting']} in backlog{oldest}{nxt}")
+    if w["retrying"]:
+        parts.append(f"{w['retrying']} retrying")
+    return "; ".join(parts)
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 def _entry(entry_id: Any, fields: Any) -> dict[str, str]:

@@ -4,16 +4,19 @@ Real Redis, the real worker and receiver; the movers' claim tested with two at o
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 import shahihooks
 from shahihooks import dead
 from shahihooks.app import app, publisher
+from shahihooks.cli import main
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.keys import Keys, url_tag
 from shahihooks.mover import Mover
@@ -163,3 +166,39 @@ def test_two_movers_never_publish_one_entry_twice(settings, redis_client: redis.
     assert len(published) == len(ids)
     names = [m.split(b'"id": "', 1)[1].split(b'"', 1)[0].decode() for m in published]
     assert sorted(names) == sorted(ids)
+
+
+def cli_json(*args: str) -> object:
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.output)
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_backlog_shows_in_endpoints_list_stats_log_and_doctor(
+    settings, receiver: Receiver
+) -> None:
+    (path,) = paths("shown")
+    url = receiver.url(path)
+    settings(urls=(url,), rate_limit=2, rate_window_s=3600)
+    sent = [shahihooks.emit("ticket.created", {"ticket_id": i})[0] for i in range(5)]
+    assert [d.status for d in sent].count("deferred") == 3
+    receiver.wait_for(path, 2)
+    (row,) = [r for r in cli_json("endpoints", "list") if r["url"] == url]  # type: ignore[attr-defined]
+    assert row["waiting"] == 3
+    assert row["oldest_wait_s"] >= 0
+    assert 0 < row["next_release_in_s"] <= 3600
+    stats = [r for r in cli_json("stats") if r["url"] == url]  # type: ignore[attr-defined]
+    assert stats
+    assert all(r["waiting"] == 3 for r in stats)
+    assert sum(r.get("deferred", 0) for r in stats) == 3
+    text = CliRunner().invoke(main, ["stats"]).output
+    assert "3 in backlog" in text
+    result = CliRunner().invoke(main, ["log", "--url", url])
+    assert result.output.count("…") == 3
+    assert "rate limit of 2 per 3600 s reached" in result.output
+    checks = cli_json("doctor", "--no-worker-check")
+    (warning,) = [c for c in checks if "in its backlog" in c["what"]]  # type: ignore[attr-defined]
+    assert warning["ok"] is False
+    assert "growing" in warning["what"]
+    assert "--rate-limit" in warning["fix"]
