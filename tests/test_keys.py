@@ -1,0 +1,49 @@
+"""Every key is named alike in keys.py and in the Lua prelude (which builds the keys of the
+URL tags, windows and deliveries it meets inside a script)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import redis
+
+from shahihooks.keys import Keys, url_tag
+
+PROBE = """
+return {key('dlv', 'evt_1-abc'), key('body', 'evt_1'), key('rate', 'abc', window_of(7200000)),
+        key('backlog', 'abc'), key('done', 'evt_1-abc'), key('dead', 'evt_1-abc'),
+        key('stats', '12'), K.schedule, K.releases, K.urls, K.endpoints, K.watermark, K.log,
+        K.dead_index, K.retrying, K.seq}
+"""
+
+
+def test_lua_builds_the_same_key_names_as_keys_py(redis_client: redis.Redis) -> None:
+    prelude = resources.files("shahihooks").joinpath("lua/prelude.lua").read_text()
+    # the common arguments: prefix, lease, grace, limit, window (1 h), backlog max, ttls
+    args = ["pfx", 25000, 65000, 10, 3_600_000, 10000, 604800, 100000, 691200]
+    names = [n.decode() for n in redis_client.eval(prelude + PROBE, 0, *args)]  # type: ignore[union-attr]
+    k = Keys("pfx")
+    assert names == [
+        k.delivery("evt_1-abc"),
+        k.body("evt_1"),
+        k.rate("abc", 2),
+        k.backlog("abc"),
+        k.done("evt_1-abc"),
+        k.dead("evt_1-abc"),
+        k.stats(12),
+        k.schedule,
+        k.releases,
+        k.urls,
+        k.endpoints,
+        k.watermark,
+        k.log,
+        k.dead_index,
+        k.retrying,
+        k.seq,
+    ]
+
+
+def test_url_tags_are_short_stable_and_distinct() -> None:
+    assert url_tag("https://a.example/hook") == url_tag("https://a.example/hook")
+    assert len(url_tag("https://a.example/hook")) == 12
+    assert url_tag("https://a.example/hook") != url_tag("https://a.example/hook2")

@@ -1,0 +1,89 @@
+"""What happens after an attempt, and the timings of one attempt: pure functions."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+
+from shahihooks.celeryconf import grace_s, lease_s, visibility_timeout_s
+from shahihooks.delivery import latency_bucket
+from shahihooks.outcome import Kind, classify, parse_retry_after, retry_delay
+from shahihooks.settings import Settings
+
+SCHEDULE = (60.0, 300.0, 1800.0)
+
+
+@pytest.mark.parametrize("status", [200, 201, 204, 299])
+def test_2xx_is_delivered(status: int) -> None:
+    assert (
+        classify(status=status, error=None, attempt=1, schedule_s=SCHEDULE).kind is Kind.DELIVERED
+    )
+
+
+@pytest.mark.parametrize(("attempt", "delay"), [(1, 60.0), (2, 300.0), (3, 1800.0)])
+def test_failures_follow_the_schedule(attempt: int, delay: float) -> None:
+    outcome = classify(status=500, error=None, attempt=attempt, schedule_s=SCHEDULE)
+    assert (outcome.kind, outcome.delay_s) == (Kind.RETRY, delay)
+
+
+def test_the_fourth_failure_is_dead() -> None:
+    outcome = classify(status=None, error="read timeout", attempt=4, schedule_s=SCHEDULE)
+    assert outcome.kind is Kind.DEAD
+    assert outcome.reason == "read timeout; gave up after 4 attempts"
+
+
+def test_a_redirect_is_a_failure_naming_its_location() -> None:
+    outcome = classify(
+        status=301, error=None, attempt=1, schedule_s=SCHEDULE, location="https://x.example/"
+    )
+    assert outcome.kind is Kind.RETRY
+    assert "redirect to https://x.example/ (redirects are not followed)" in outcome.reason
+
+
+def test_retry_after_wins_up_to_its_cap_and_never_shortens() -> None:
+    def delay(header: str, status: int = 429) -> float:
+        return classify(
+            status=status,
+            error=None,
+            attempt=1,
+            schedule_s=SCHEDULE,
+            retry_after=header,
+            retry_after_max_s=3600,
+            now=1000.0,
+        ).delay_s
+
+    assert delay("120") == 120
+    assert delay("10") == 60, "no sooner than the schedule"
+    assert delay("99999") == 3600, "capped"
+    assert delay("120", status=500) == 60, "only 429 and 503 carry Retry-After"
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert parse_retry_after("30", now=0) == 30
+    date = email.utils.formatdate(1_000_090, usegmt=True)
+    assert parse_retry_after(date, now=1_000_000) == 90
+    assert parse_retry_after("soon", now=0) is None
+    assert parse_retry_after(None, now=0) is None
+
+
+def test_retry_delay_is_none_once_the_schedule_is_spent() -> None:
+    assert retry_delay(3, SCHEDULE) == 1800
+    assert retry_delay(4, SCHEDULE) is None
+    assert retry_delay(1, ()) is None
+
+
+def test_latency_buckets() -> None:
+    assert latency_bucket(0) == "le10"
+    assert latency_bucket(11) == "le25"
+    assert latency_bucket(30001) == "inf"
+
+
+def test_a_worker_holds_a_delivery_for_one_attempt_only() -> None:
+    s = Settings(timeout_s=15)
+    assert lease_s(s) == 25
+    assert visibility_timeout_s(s) == 45
+    assert grace_s(s) == 45 + 4.5 + 15
+    # no wait of the schedule or the rate window stretches them
+    long = Settings(timeout_s=15, retry_schedule_s=(86_400,), rate_window_s=86_400)
+    assert visibility_timeout_s(long) == 45
