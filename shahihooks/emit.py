@@ -10,6 +10,7 @@ trip publishes them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -22,7 +23,7 @@ import redis
 
 from shahihooks.app import publisher
 from shahihooks.endpoints import resolve, stored_endpoints
-from shahihooks.errors import PayloadError, UnavailableError
+from shahihooks.errors import OutcomeUnknown, PayloadError, UnavailableError
 from shahihooks.events import registry
 from shahihooks.hooks import hooks
 from shahihooks.keys import Keys, url_tag
@@ -30,7 +31,7 @@ from shahihooks.payload import check_size, encode_data
 from shahihooks.publish import Message
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, Throttle, current
-from shahihooks.state import Target, state_for
+from shahihooks.state import MaybeSent, NotSent, State, Target, state_for
 
 logger = logging.getLogger("shahihooks.emit")
 
@@ -111,17 +112,42 @@ def emit(
     return prepare(event, data, key=key, settings=settings).send()
 
 
+EMIT_TRIES = 3
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
+
+
 def _send(p: Prepared) -> list[Delivery]:
-    try:
-        return _enqueue(p)
-    except redis.RedisError as exc:
-        raise UnavailableError(
-            f"Redis at {redact_url(p.settings.redis_url)} is unreachable "
-            f"({type(exc).__name__}: {exc}); nothing was enqueued for {p.event}"
-        ) from exc
+    """Enqueue, trying again on an outage: a try whose step had run changes nothing."""
+    nonce = uuid.uuid4().hex
+    may_have_run = False
+    cause: BaseException | None = None
+    for tried in range(EMIT_TRIES):
+        if tried:
+            time.sleep(0.1 * 2**tried)
+        try:
+            return _enqueue(p, nonce)
+        except MaybeSent as exc:
+            may_have_run, cause = True, exc.__cause__
+        except NotSent as exc:
+            cause = exc.__cause__
+        except _UNREACHABLE as exc:
+            cause = exc
+    where = f"Redis at {redact_url(p.settings.redis_url)}"
+    why = f"{type(cause).__name__}: {cause}"
+    if may_have_run:
+        again = (
+            f"emit it again with the same key ({p.key!r}): a duplicate is dropped"
+            if p.key is not None
+            else "emitting it again may send it twice; emit with key=... to make that safe"
+        )
+        raise OutcomeUnknown(
+            f"{where} stopped answering after {p.event} was sent to it ({why}): it may or "
+            f"may not have been enqueued; {again}"
+        ) from cause
+    raise UnavailableError(f"{where} is unreachable ({why}); nothing was enqueued for {p.event}")
 
 
-def _enqueue(p: Prepared) -> list[Delivery]:
+def _enqueue(p: Prepared, nonce: str) -> list[Delivery]:
     settings, event, key, throttle = p.settings, p.event, p.key, p.throttle
     if not settings.enabled:
         logger.info("webhooks are disabled (SHAHIHOOKS_ENABLED=0): %s not sent", event)
@@ -159,6 +185,7 @@ def _enqueue(p: Prepared) -> list[Delivery]:
         emitted_key=Keys(settings.prefix).emitted(key) if key is not None else "",
         throttle_key=(Keys(settings.prefix).throttle(event, p.throttle_value) if throttle else ""),
         throttle_s=throttle.window_s if throttle else 0,
+        nonce=nonce,
     )
     if emitted.duplicate_of is not None:
         logger.info("%s with key %r was emitted before: nothing enqueued", event, key)
@@ -168,23 +195,30 @@ def _enqueue(p: Prepared) -> list[Delivery]:
         return []
     queued = [m for m, placed in zip(messages, emitted.placed, strict=True) if placed == "queued"]
     if not queue and queued:
-        try:
-            publisher.publish(queued)
-        except Exception as exc:
-            # the deliveries are safe in Redis: the workers' movers publish them when they can
-            state.unpublished([(m.delivery_id, m.token) for m in queued])
-            logger.warning(
-                "the broker did not take %d message(s) of %s (%s: %s): they will be "
-                "published by a worker as soon as the broker answers",
-                len(queued),
-                event,
-                type(exc).__name__,
-                exc,
-            )
+        _publish(state, queued, event)
     return [
         Delivery(t.delivery_id, t.url, event, placed.value)
         for t, placed in zip(targets, emitted.placed, strict=True)
     ]
+
+
+def _publish(state: State, messages: list[Message], event: str) -> None:
+    """Publish to a broker that is not the state Redis; its failure loses nothing."""
+    try:
+        publisher.publish(messages)
+    except Exception as exc:
+        # the deliveries are safe in Redis: the workers' movers publish them when they can
+        logger.warning(
+            "the broker did not take %d message(s) of %s (%s: %s): a worker publishes them "
+            "as soon as the broker answers",
+            len(messages),
+            event,
+            type(exc).__name__,
+            exc,
+        )
+        # if Redis is away too, a worker finds them unpublished later (the lost-message check)
+        with contextlib.suppress(*_UNREACHABLE):
+            state.unpublished([(m.delivery_id, m.token) for m in messages])
 
 
 def _throttle_for(event: str, settings: Settings) -> Throttle | None:

@@ -7,6 +7,7 @@
     ├── PayloadError              data is not JSON, or the body is over the size limit
     │   └── PayloadTooLarge
     ├── UnavailableError          Redis (state or broker) cannot be reached: nothing enqueued
+    ├── OutcomeUnknown            Redis stopped answering mid-emit: it may have been enqueued
     ├── VerificationError         a received delivery does not verify
     │   ├── MissingSignature
     │   ├── InvalidSignature
@@ -45,6 +46,14 @@ class PayloadTooLarge(PayloadError):
 
 class UnavailableError(ShahihooksError):
     """Redis (the state or the broker) cannot be reached; nothing was enqueued."""
+
+
+class OutcomeUnknown(ShahihooksError):
+    """Redis stopped answering after `emit` sent its step: it may or may not be enqueued.
+
+    Not an UnavailableError: emitting again without a `key` could send the event twice.
+    Emit again with the same `key=` and a duplicate is dropped.
+    """
 
 
 class VerificationError(ShahihooksError):

@@ -4,10 +4,12 @@ A message names its delivery and carries its fencing token; the URL, the body an
 secrets stay in Redis, so `celery inspect` and Flower show no credential (their argsrepr
 reads "ticket.created → https://host/path?*** (attempt 2)", with the URL masked).
 
-With a Redis broker and Celery's default routing, messages are built with Celery's own
-`create_task_message` and pushed onto the queue in one LPUSH (inside the emit script when
-the broker is the state Redis). Anything else — RabbitMQ, custom routes, priorities — goes
-through kombu's batched publish, one connection, pipelined.
+With a Redis broker and a configuration under which kombu would write exactly that — JSON,
+no compression, no publish signals, no broker TLS options, the default direct routing, no
+priorities or key prefix — messages are built with Celery's own `create_task_message` in
+kombu's Redis envelope and pushed onto the queue in one LPUSH (inside the emit script when
+the broker is the state Redis); a test compares the envelope with kombu's own. Anything
+else — RabbitMQ, the user's serializer or routes — goes through kombu's batched publish.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from shahihooks.celeryconf import is_redis
 from shahihooks.connections import redis_client
@@ -63,9 +65,14 @@ class Publisher:
         return str(self.app.conf.task_default_queue)
 
     def direct_queue(self) -> str | None:
-        """The Redis list the deliver task goes to, if messages can be pushed there directly."""
+        """The Redis list the deliver task goes to, if messages can be pushed there directly
+        (byte for byte what kombu would push), else None: publish through kombu."""
         conf = self.app.conf
-        if not is_redis(self.broker_url):
+        if not is_redis(self.broker_url) or conf.broker_use_ssl:
+            return None
+        if conf.task_serializer != "json" or conf.task_compression or conf.task_protocol != 2:
+            return None
+        if signals.before_task_publish.receivers or signals.after_task_publish.receivers:
             return None
         if conf.task_default_priority is not None or conf.task_queue_max_priority is not None:
             return None
@@ -75,10 +82,20 @@ class Publisher:
         queue = route.get("queue")
         if queue is None or route.get("priority") is not None:
             return None
-        exchange = getattr(queue.exchange, "name", "")
-        if exchange not in ("", queue.name) or (queue.routing_key or queue.name) != queue.name:
+        exchange = queue.exchange
+        if getattr(exchange, "name", "") not in ("", queue.name):
+            return None
+        if getattr(exchange, "type", "direct") != "direct":
+            return None
+        if (queue.routing_key or queue.name) != queue.name or route.get("compression"):
             return None
         return str(queue.name)
+
+    def content_type(self) -> str:
+        """The content type of the messages this app publishes (workers must accept it)."""
+        if self.direct_queue() is not None:
+            return "application/json"
+        return str(self.app.conf.task_serializer)
 
     def same_redis_queue(self, redis_url: str) -> str | None:
         """The queue to push onto inside a state script: only if the broker is that Redis."""
@@ -112,6 +129,9 @@ class Publisher:
                 "priority": 0,
                 "body_encoding": "base64",
                 "delivery_tag": str(uuid.uuid4()),
+                # send_task's options reach the properties too: kombu writes these
+                "argsrepr": m.argsrepr,
+                "kwargsrepr": "{}",
             }
             out.append(
                 json.dumps(
@@ -133,7 +153,10 @@ class Publisher:
         queue = self.direct_queue()
         if queue is not None:
             redis_client(self.broker_url).lpush(queue, *self.encode(messages, queue))
-            return
+        else:
+            self.publish_through_kombu(messages)
+
+    def publish_through_kombu(self, messages: Sequence[Message]) -> None:
         app = self.app
         with app.producer_or_acquire() as producer, producer.batch():
             for m in messages:

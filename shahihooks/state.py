@@ -74,6 +74,18 @@ class Emitted:
     duplicate_of: list[tuple[str, str]] | None = None  # (id, url) of the first emit
     throttled: bool = False
     placed: tuple[Placed, ...] = ()
+    again: bool = False  # this emit's step had run already (its first answer was lost)
+
+
+class NotSent(Exception):
+    """The step never reached Redis: it did not run."""
+
+
+class MaybeSent(Exception):
+    """Redis stopped answering after the step was sent: it may have run."""
+
+
+_AGAIN = {"q": Placed.QUEUED, "x": Placed.QUEUED, "w": Placed.QUEUED, "n": Placed.QUEUED}
 
 
 @dataclass(frozen=True)
@@ -184,7 +196,13 @@ class State:
         emitted_key: str,
         throttle_key: str,
         throttle_s: int,
+        nonce: str,
     ) -> Emitted:
+        """Store the event and its deliveries; raises NotSent or MaybeSent on an outage.
+
+        `nonce` is the same for every try of one emit: a try whose first run had happened
+        changes nothing and answers `again`.
+        """
         listed = json.dumps([[t.delivery_id, t.url] for t in targets])
         per_target = [
             x
@@ -211,12 +229,51 @@ class State:
             *per_target,
             *messages,
         ]
-        found = [_text(v) for v in self._call("emit", args, [emitted_key, throttle_key])]
+        found = [
+            _text(v) for v in self._tracked("emit", [*args, nonce], [emitted_key, throttle_key])
+        ]
+        if found[0] == "again":
+            placed = tuple(
+                _AGAIN.get(s, Placed.DEFERRED if s == "b" else Placed.QUEUED) for s in found[1:]
+            )
+            return Emitted(placed=placed, again=True)
         if found[0] == "duplicate":
             return Emitted(duplicate_of=[(i, u) for i, u in json.loads(found[1])])
         if found[0] == "throttled":
             return Emitted(throttled=True)
         return Emitted(placed=tuple(Placed(v) for v in found[1:]))
+
+    def _tracked(self, name: str, args: Sequence[Any], keys: Sequence[str]) -> list[Any]:
+        """`_call`, telling a step that never reached Redis from one that may have run."""
+        script = _script(self.client, name)
+        command = ("EVALSHA", script.sha, len(keys), *keys, *self._common, *args)
+        pool = self.client.connection_pool
+        try:
+            conn: Any = pool.get_connection()
+        except redis.RedisError as exc:
+            raise NotSent(exc) from exc
+        try:
+            for _ in range(2):
+                try:
+                    conn.send_command(*command)
+                except redis.RedisError as exc:
+                    conn.disconnect()  # a partly written command is never run
+                    raise NotSent(exc) from exc
+                try:
+                    result: list[Any] = conn.read_response()
+                    return result
+                except redis.exceptions.NoScriptError:
+                    self.client.script_load(script.script)  # not run: load it, send again
+                except redis.ReadOnlyError as exc:  # a replica refused it (a failover)
+                    raise NotSent(exc) from exc
+                except redis.exceptions.ResponseError:
+                    raise
+                except redis.RedisError as exc:
+                    conn.disconnect()
+                    raise MaybeSent(exc) from exc
+            raise NotSent(RuntimeError(f"the {name} script could not be loaded"))
+        finally:
+            pool.release(conn)
 
     def begin(self, delivery_id: str, token: int) -> Begun:
         found = [_text(v) for v in self._call("begin", [delivery_id, token])]

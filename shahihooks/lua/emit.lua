@@ -2,12 +2,24 @@
 -- deliveries and give each its record: queued (its message pushed here when the broker is
 -- this Redis), deferred to its URL's backlog, or dead-lettered when that backlog is full.
 -- KEYS: emitted (or ''), throttle (or '')
+-- Run twice by one emit (its answer was lost, and emit tried again), it changes nothing.
 -- ARGV[A..]: listed_json, throttle_s, msg_id, event, ts, site, data, queue (or ''), n,
---            n x (delivery_id, url_tag, url, shown_url, limit, src), then n messages
+--            n x (delivery_id, url_tag, url, shown_url, limit, src), then n messages, nonce
 -- Returns {'duplicate', listed_json} | {'throttled'} | {'ok', verdict per delivery...}
+--       | {'again', state per delivery...} (this emit had run: q x w n r b, '' if finished)
+local nonce = ARGV[#ARGV]
+if redis.call('HGET', key('body', ARGV[A + 2]), 'nonce') == nonce then
+  local states = {'again'}
+  for i = 0, tonumber(ARGV[A + 8]) - 1 do
+    states[#states + 1] = redis.call('HGET', key('dlv', ARGV[A + 9 + 6 * i]), 's') or ''
+  end
+  return states
+end
 if KEYS[1] ~= '' then
   local previous = redis.call('GET', KEYS[1])
   if previous then return {'duplicate', previous} end
+  -- the key's marker expired, but deliveries of that event still live: the same event
+  if redis.call('EXISTS', key('body', ARGV[A + 2])) == 1 then return {'duplicate', ARGV[A]} end
 end
 if KEYS[2] ~= '' then
   if redis.call('EXISTS', KEYS[2]) == 1 then return {'throttled'} end
@@ -19,7 +31,7 @@ local msg, event, queue, n = ARGV[A + 2], ARGV[A + 3], ARGV[A + 7], tonumber(ARG
 local now = now_ms()
 local order = num(redis.call('INCR', K.seq))
 redis.call('HSET', key('body', msg), 'event', event, 'ts', ARGV[A + 4], 'site', ARGV[A + 5],
-           'data', ARGV[A + 6], 'refs', n)
+           'data', ARGV[A + 6], 'refs', n, 'nonce', nonce)
 local verdicts, push = {'ok'}, {}
 local first_message = A + 9 + 6 * n
 for i = 0, n - 1 do

@@ -1,0 +1,75 @@
+"""Messages pushed straight onto a Redis list are the messages kombu would have published;
+under any configuration where they would not be, publishing goes through kombu."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery import signals
+
+from shahihooks.app import app, publisher
+from shahihooks.publish import Message
+
+
+def decoded(raw: bytes) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(raw)
+    message["body"] = json.loads(base64.b64decode(message["body"]))
+    message["properties"].pop("delivery_tag")  # a fresh uuid per message
+    return message
+
+
+@pytest.fixture
+def queue(settings, redis_client: redis.Redis) -> Iterator[str]:
+    name = f"shtest-envelope-{uuid.uuid4().hex[:6]}"
+    settings(queue=name)
+    yield name
+    redis_client.delete(name)
+
+
+def test_the_direct_envelope_is_kombus_own(queue: str, redis_client: redis.Redis) -> None:
+    assert publisher.direct_queue() == queue
+    m = Message("evt_abc-123456789012", 3, "ticket.created", "https://h.example/x?***", 2)
+    publisher.publish_through_kombu([m])
+    (kombus,) = redis_client.rpop(queue, 1)  # type: ignore[misc]
+    redis_client.lpush(queue, *publisher.encode([m], queue))
+    (ours,) = redis_client.rpop(queue, 1)  # type: ignore[misc]
+    assert decoded(ours) == decoded(kombus)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"task_serializer": "pickle"},
+        {"task_compression": "gzip"},
+        {"broker_use_ssl": {"ssl_cert_reqs": "required"}},
+        {"task_default_priority": 5},
+    ],
+)
+def test_any_configuration_kombu_would_write_differently_goes_through_kombu(
+    queue: str, change: dict[str, object]
+) -> None:
+    saved = {k: app.conf[k] for k in change}
+    app.conf.update(change)
+    try:
+        assert publisher.direct_queue() is None
+    finally:
+        app.conf.update(saved)
+    assert publisher.direct_queue() == queue
+
+
+def test_a_publish_signal_receiver_sends_messages_through_kombu(queue: str) -> None:
+    def seen(**_: object) -> None:
+        pass
+
+    signals.before_task_publish.connect(seen)
+    try:
+        assert publisher.direct_queue() is None
+    finally:
+        signals.before_task_publish.disconnect(seen)
+    assert publisher.direct_queue() == queue
