@@ -13,13 +13,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
-from shahihooks.errors import ConfigurationError, EventError, UnsafeTargetError
+from shahihooks.errors import ConfigurationError, EventError
 from shahihooks.events import check_name
 from shahihooks.payload import MAX_BODY_BYTES
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from shahihooks.safety import Network as Network
+from shahihooks.safety import check_url as check_url
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -126,25 +125,6 @@ class Settings:
                 where = source.format(name)
                 raise ConfigurationError(f"{where}={raw!r} is not valid: {exc}") from None
         return cls(**kwargs)
-
-
-def check_url(url: str, settings: Settings) -> str:
-    """Return `url` if it may be a webhook target under `settings`, else raise."""
-    if not isinstance(url, str):
-        raise ConfigurationError(f"a webhook URL must be a string, got {url!r}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(f"{url!r} is not an absolute https:// URL")
-    if parts.scheme == "http" and not settings.allow_http:
-        raise UnsafeTargetError(
-            f"webhook URLs must be https:// URLs, got {url!r} "
-            "(set SHAHIHOOKS_ALLOW_HTTP=1 for local development only)"
-        )
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise ConfigurationError(f"{url!r} has an invalid port") from None
-    return url
 
 
 def _bool(raw: Any) -> bool:
