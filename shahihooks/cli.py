@@ -72,7 +72,7 @@ def test(url: str, event: str, secrets: tuple[str, ...], as_json: bool) -> None:
         raise click.ClickException(str(exc)) from None
     response = post(url, body, headers, settings)
     result = {
-        "url": url,
+        "url": redact_url(url),
         "delivery_id": delivery,
         "status": response.status,
         "ok": response.ok,
@@ -81,7 +81,7 @@ def test(url: str, event: str, secrets: tuple[str, ...], as_json: bool) -> None:
         "response": response.body[:500],
     }
     shown = f"HTTP {response.status}" if response.status is not None else response.error
-    text = f"{'✓' if response.ok else '✗'} {shown} in {result['ms']:.0f} ms  ({url})"
+    text = f"{'✓' if response.ok else '✗'} {shown} in {result['ms']:.0f} ms  ({result['url']})"
     if response.body:
         text += "\n" + response.body[:500]
     _out(result, as_json, text)
@@ -166,8 +166,8 @@ def emit(event: str, data_arg: str, key: str | None, as_json: bool) -> None:
         deliveries = do_emit(event, data, key=key, settings=_settings())
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
-    rows = [{"id": d.id, "url": d.url, "event": d.event} for d in deliveries]
-    text = "\n".join(f"{d.id}  {d.url}" for d in deliveries) or "no endpoint subscribes"
+    rows = [{"id": d.id, "url": redact_url(d.url), "event": d.event} for d in deliveries]
+    text = "\n".join(f"{r['id']}  {r['url']}" for r in rows) or "no endpoint subscribes"
     _out(rows, as_json, text)
 
 
@@ -257,7 +257,8 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     """
     from shahihooks.stats import read_stats
 
-    rows = read_stats(_settings(), _duration(since) or 86_400, url, event)
+    shown = redact_url(url) if url else None  # the stats hold URLs as shown
+    rows = read_stats(_settings(), _duration(since) or 86_400, shown, event)
     data = [r.as_dict() for r in rows]
     lines = [f"{'URL':<44} {'EVENT':<22} {'COUNT':>6} {'OK %':>6} {'AVG ms':>8} {'P95 ms':>8}"]
     for r in rows:
@@ -308,6 +309,7 @@ def log(
     from shahihooks.stats import follow_log, read_log
 
     settings = _settings()
+    url = redact_url(url) if url else None  # the log holds URLs as shown
     rows = read_log(settings, limit, url, event, failed)
     for row in rows:
         click.echo(json.dumps(row) if as_json else _log_line(row))
@@ -534,7 +536,7 @@ def endpoints_add(
         _store().add(Endpoint(url, events or None, secrets, rate_limit, True, description))
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"added {url}")
+    click.echo(f"added {redact_url(url)}")
 
 
 @endpoints.command("remove")
@@ -542,8 +544,10 @@ def endpoints_add(
 def endpoints_remove(url: str) -> None:
     """Remove an endpoint from the store."""
     if not _store().remove(url):
-        raise click.ClickException(f"no endpoint {url!r} in the store (see: endpoints list)")
-    click.echo(f"removed {url}")
+        raise click.ClickException(
+            f"no endpoint {redact_url(url)!r} in the store (see: endpoints list)"
+        )
+    click.echo(f"removed {redact_url(url)}")
 
 
 def _set_enabled(url: str, enabled: bool) -> None:
@@ -551,7 +555,7 @@ def _set_enabled(url: str, enabled: bool) -> None:
         _store().set_enabled(url, enabled)
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{'enabled' if enabled else 'disabled'} {url}")
+    click.echo(f"{'enabled' if enabled else 'disabled'} {redact_url(url)}")
 
 
 @endpoints.command("enable")

@@ -121,7 +121,9 @@ class EndpointStore:
     def set_enabled(self, url: str, enabled: bool) -> Endpoint:
         found = self.get(url)
         if found is None:
-            raise ConfigurationError(f"no endpoint {url!r} in the store (see: endpoints list)")
+            raise ConfigurationError(
+                f"no endpoint {redact_url(url)!r} in the store (see: endpoints list)"
+            )
         changed = Endpoint(**{**asdict(found), "enabled": enabled})
         self.client.hset(self.key, url, changed.to_json())
         forget_cached()

@@ -11,6 +11,8 @@ the name resolves to), and at connect time: `transport.open_socket` resolves, ve
 address, then connects only to a vetted one, so a DNS answer that changes between `emit` and
 the connection cannot reach an inside service, and no connection to an inside address is
 ever opened.
+
+`redact_url` is how every URL is shown (logs, stats, listings, errors, task arguments).
 """
 
 from __future__ import annotations
@@ -219,11 +221,55 @@ def check_target(url: str, settings: Settings) -> None:
     check_addresses(resolve(host, port), settings.allow_networks, host)
 
 
+_MASK = "***"
+_KNOWN_SCHEMES = frozenset({"http", "https", "redis", "rediss", "unix", "amqp", "amqps"})
+
+
+def redact_url(url: object) -> str:
+    """`url` as shown to people: userinfo, query and fragment masked; never raises.
+
+    `https://user:pw@host:8443/path?token=1` is shown as `https://***:***@host:8443/path?***`.
+    Scheme, host, port and path stay readable. A username is masked too (it is often a
+    token), and so is a query string (API keys travel there).
+    """
+    if isinstance(url, bytes):
+        url = url.decode("utf-8", "replace")
+    if not isinstance(url, str):
+        return _MASK
+    return _redact(url)
+
+
 @functools.lru_cache(maxsize=4096)
-def redact_url(url: str) -> str:
-    """`url` with any password replaced, for logs, stats and dead-letter listings."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+def _redact(url: str) -> str:
+    head, hashed, fragment = url.partition("#")
+    head, asked, query = head.partition("?")
+    tail = ("?" + _MASK if query else asked) + ("#" + _MASK if fragment else hashed)
+    start = head.find("//")
+    if start < 0:
+        # no authority: anything before an '@' may still be userinfo ("https:user:pw@host")
+        if "@" not in head:
+            return head + tail
+        scheme, colon, rest = head.partition(":")
+        if colon and scheme.lower() in _KNOWN_SCHEMES:
+            return f"{scheme}:{_MASK}@{rest.rpartition('@')[2]}{tail}"
+        return f"{_MASK}@{head.rpartition('@')[2]}{tail}"
+    end = head.find("/", start + 2)
+    end = len(head) if end < 0 else end
+    authority = head[start + 2 : end]
+    userinfo, at, hostport = authority.rpartition("@")
+    if at:
+        masked = f"{_MASK}:{_MASK}" if ":" in userinfo else _MASK
+        authority = f"{masked}@{hostport}"
+    return head[: start + 2] + authority + head[end:] + tail
+
+
+def redact_text(text: str, url: str) -> str:
+    """`text` (an error message about `url`) with the URL's credentials and query masked."""
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.query, parts.fragment, parts.password or "", parts.username or ""]
+    except ValueError:
+        secrets = []
+    for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+        text = text.replace(secret, _MASK)
+    return text

@@ -24,7 +24,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from shahihooks.errors import UnsafeTargetError
-from shahihooks.safety import Network, check_addresses
+from shahihooks.safety import Network, check_addresses, redact_text
 from shahihooks.settings import Settings
 from shahihooks.version import __version__
 
@@ -202,7 +202,8 @@ def post(
     except UnsafeTargetError as exc:
         return Response(None, time.monotonic() - start, error=f"refused: {exc}")
     except requests.RequestException as exc:
-        return Response(None, time.monotonic() - start, error=describe_error(exc))
+        error = redact_text(describe_error(exc), url)
+        return Response(None, time.monotonic() - start, error=error)
 
 
 def _read_bounded(resp: requests.Response, limit: int, deadline: float) -> str:
