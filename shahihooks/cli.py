@@ -13,6 +13,7 @@ import click
 from shahihooks.errors import ShahihooksError, VerificationError
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, current
+from shahihooks.signing import secret_keys
 
 DEFAULT_WORKER_CONCURRENCY = 16
 
@@ -64,6 +65,7 @@ def test(url: str, event: str, secrets: tuple[str, ...], as_json: bool) -> None:
         keys = secrets or settings.secrets
         if not keys:
             raise click.ClickException("no secret: pass --secret or set SHAHIHOOKS_SECRET")
+        secret_keys(keys, "--secret")
         delivery = "test_" + uuid.uuid4().hex
         data = {"test": True, "ticket_id": 999, "title": "Test Ticket"}
         body = envelope(delivery, event, int(time.time()), settings.site_url, encode_data(data))
@@ -126,6 +128,7 @@ def verify(
     else:
         headers = {SIGNATURE_HEADER: signature}
     try:
+        secret_keys(list(secrets), "--secret")
         check(body, headers, list(secrets), tolerance_s=tolerance or 10**12)
     except VerificationError as exc:
         click.echo(f"✗ invalid: {exc}")

@@ -20,6 +20,7 @@ from shahihooks.hooks import ACTION_SCHEME, Hooks
 from shahihooks.keys import Keys
 from shahihooks.safety import check_target, redact_url
 from shahihooks.settings import Settings
+from shahihooks.signing import secret_keys
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,14 @@ class Endpoint:
     rate_limit: int | None = None  # None: SHAHIHOOKS_RATE_LIMIT
     enabled: bool = True
     description: str = ""
+
+    def __repr__(self) -> str:
+        """The endpoint with its URL redacted and its secrets as ***."""
+        return (
+            f"Endpoint(url={redact_url(self.url)!r}, events={self.events!r}, "
+            f"secrets={tuple('***' for _ in self.secrets)!r}, rate_limit={self.rate_limit!r}, "
+            f"enabled={self.enabled!r}, description={self.description!r})"
+        )
 
     def wants(self, event: str) -> bool:
         return self.enabled and (self.events is None or event in self.events)
@@ -104,11 +113,7 @@ class EndpointStore:
             check_name(event)
         if endpoint.rate_limit is not None and endpoint.rate_limit < 0:
             raise ConfigurationError(f"rate limit {endpoint.rate_limit} must not be negative")
-        if not endpoint.secrets and not self.settings.secret:
-            raise ConfigurationError(
-                f"endpoint {endpoint.url!r} has no secret and SHAHIHOOKS_SECRET is not set: "
-                "give it --secret or set the global secret"
-            )
+        check_secrets(endpoint, self.settings)
         self.client.hset(self.key, endpoint.url, endpoint.to_json())
         forget_cached()
         return endpoint
@@ -130,6 +135,18 @@ class EndpointStore:
         return changed
 
 
+def check_secrets(endpoint: Endpoint, settings: Settings) -> None:
+    """Refuse an endpoint with no secret at all, or with one too short to sign with."""
+    shown = redact_url(endpoint.url)
+    if not endpoint.secrets and not settings.secret:
+        raise ConfigurationError(
+            f"endpoint {shown!r} has no secret and SHAHIHOOKS_SECRET is not set: "
+            "give it its own (endpoints add --secret) or set the global secret"
+        )
+    if endpoint.secrets:
+        secret_keys(endpoint.secrets, f"the secret of endpoint {shown!r} (--secret)")
+
+
 def resolve(event: str, settings: Settings, stored: list[Endpoint], hooks: Hooks) -> list[Endpoint]:
     """The endpoints that receive `event`, each checked as a safe target; actions last."""
     by_url = {e.url: e for e in stored}
@@ -144,10 +161,7 @@ def resolve(event: str, settings: Settings, stored: list[Endpoint], hooks: Hooks
     targets = [e for e in chosen.values() if e.wants(event)]
     for endpoint in targets:
         check_target(endpoint.url, settings)
-        if not endpoint.secrets and not settings.secret:
-            raise ConfigurationError(
-                f"no secret for {endpoint.url!r}: set SHAHIHOOKS_SECRET or the endpoint's own"
-            )
+        check_secrets(endpoint, settings)
     return targets + [Endpoint(t, rate_limit=0) for t in hooks.action_targets(event)]
 
 

@@ -7,6 +7,9 @@
 During a rotation several secrets are active: `webhook-signature` carries one signature per
 secret (space-separated, as the standard says); the page's header carries the first secret's
 only, because the page's receivers compare the header against a single value.
+
+A secret shorter than 16 bytes (after `whsec_` decoding) is refused: one captured delivery
+is enough to guess a short secret offline.
 """
 
 from __future__ import annotations
@@ -33,32 +36,46 @@ EVENT_HEADER = "X-Shahi-Assist-Event"
 DELIVERY_HEADER = "X-Shahi-Assist-Delivery"
 ATTEMPT_HEADER = "X-Shahi-Assist-Attempt"
 DEFAULT_TOLERANCE_S = 300
+MIN_SECRET_BYTES = 16
 
 Secrets = str | bytes | Sequence[str | bytes]
 
 
-def secret_key(secret: str | bytes) -> bytes:
-    """The HMAC key of a secret: a `whsec_` secret is base64 of the key, others are UTF-8."""
-    if isinstance(secret, bytes):
-        return secret
-    if not isinstance(secret, str) or not secret:
-        raise ConfigurationError("a webhook secret must be a non-empty string")
-    if secret.startswith("whsec_"):
+def secret_key(secret: str | bytes, name: str = "the webhook secret") -> bytes:
+    """The HMAC key of a secret: a `whsec_` secret is base64 of the key, others are UTF-8.
+
+    A key shorter than MIN_SECRET_BYTES is a ConfigurationError naming `name` (the
+    setting or option it came from), never the value.
+    """
+    if isinstance(secret, str) and secret.startswith("whsec_"):
         try:
-            return base64.b64decode(secret[len("whsec_") :], validate=True)
+            key = base64.b64decode(secret[len("whsec_") :], validate=True)
         except binascii.Error:
             raise ConfigurationError(
-                "a secret starting with 'whsec_' must be followed by base64 "
+                f"{name}: a secret starting with 'whsec_' must be followed by base64 "
                 "(the Standard Webhooks form); this one is not valid base64"
             ) from None
-    return secret.encode("utf-8")
+        if not key:
+            raise ConfigurationError(f"{name} is 'whsec_' with nothing after it: no key")
+    elif isinstance(secret, str):
+        key = secret.encode("utf-8")
+    elif isinstance(secret, bytes):
+        key = secret
+    else:
+        raise ConfigurationError(f"{name} must be a string, got {type(secret).__name__}")
+    if len(key) < MIN_SECRET_BYTES:
+        raise ConfigurationError(
+            f"{name} is too short: {len(key)} bytes, and at least {MIN_SECRET_BYTES} are "
+            "needed (make one with: python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return key
 
 
-def _keys(secrets: Secrets) -> list[bytes]:
+def secret_keys(secrets: Secrets, name: str = "the webhook secret") -> list[bytes]:
     items = [secrets] if isinstance(secrets, str | bytes) else list(secrets)
     if not items:
-        raise ConfigurationError("no secret given: at least one webhook secret is needed")
-    return [secret_key(s) for s in items]
+        raise ConfigurationError(f"no secret given: at least one webhook secret is needed ({name})")
+    return [secret_key(s, name) for s in items]
 
 
 def page_signature(body: bytes, secret: str | bytes) -> str:
@@ -83,7 +100,7 @@ def sign_headers(
     timestamp: int | None = None,
 ) -> dict[str, str]:
     """Every header a delivery carries, signed with each active secret."""
-    keys = _keys(secrets)
+    keys = secret_keys(secrets)
     ts = int(time.time()) if timestamp is None else timestamp
     standard = " ".join(standard_signature(body, delivery_id, ts, k) for k in keys)
     return {
@@ -114,7 +131,7 @@ def verify(
     """
     raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     lower = {k.lower(): v for k, v in headers.items()}
-    keys = _keys(secret)
+    keys = secret_keys(secret)
     if "webhook-signature" in lower:
         _verify_standard(raw, lower, keys, tolerance_s, time.time() if now is None else now)
     elif SIGNATURE_HEADER.lower() in lower:
@@ -159,7 +176,7 @@ def _verify_standard(
             f"webhook-timestamp {ts} is {abs(age)} s in the "
             f"{'past' if age > 0 else 'future'}, outside the ±{tolerance_s} s tolerance"
         )
-    offered = [p.partition(",")[2] for p in headers["webhook-signature"].split() if "," in p]
+    offered = [p[3:] for p in headers["webhook-signature"].split() if p.startswith("v1,")]
     signed = f"{msg_id}.{raw_ts}.".encode() + body
     for key in keys:
         mac = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
