@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from shahihooks.errors import ShahihooksError, VerificationError
+from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, current
 from shahihooks.signing import secret_keys
@@ -589,6 +590,13 @@ def endpoints_disable(url: str) -> None:
     help="Serve HTTPS with a fresh test CA (needs trustme); prints its CA file.",
 )
 @click.option("--count", default=0, help="Stop after this many requests (0: never).")
+@click.option(
+    "--max-body-bytes",
+    default=MAX_BODY_BYTES,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Answer 413 to a larger body, unread.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per request.")
 def listen(
     host: str,
@@ -599,6 +607,7 @@ def listen(
     tls_key: str | None,
     self_signed: bool,
     count: int,
+    max_body_bytes: int,
     as_json: bool,
 ) -> None:
     """A local receiver that verifies and prints each delivery.
@@ -623,7 +632,14 @@ def listen(
 
     if self_signed:
         tls_cert, tls_key = _self_signed(host)
-    listener = Listener(list(secrets or _settings().secrets), status, show)
+    if secrets:
+        try:
+            secret_keys(list(secrets), "--secret")
+        except ShahihooksError as exc:
+            raise click.ClickException(str(exc)) from None
+    listener = Listener(
+        list(secrets or _settings().secrets), status, show, max_body_bytes=max_body_bytes
+    )
     try:
         server = serve(listener, host, port, tls_cert, tls_key)
     except OSError as exc:  # the port is taken, or the certificate cannot be read (SSLError)
@@ -643,8 +659,7 @@ def listen(
         pass
     finally:
         server.shutdown()
-        valid = sum(1 for h in listener.heard if h.valid)
-        click.echo(f"{len(listener.heard)} received, {valid} verified", err=True)
+        click.echo(f"{listener.received} received, {listener.verified} verified", err=True)
 
 
 def _self_signed(host: str) -> tuple[str, str]:
