@@ -162,10 +162,7 @@ def emit(event: str, data_arg: str, key: str | None, as_json: bool) -> None:
             raise click.BadParameter(
                 f"cannot read {raw[1:]!r}: {exc.strerror}", param_hint="--data"
             ) from None
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    data = _parse_data(raw)
     try:
         deliveries = do_emit(event, data, key=key, settings=_settings())
     except ShahihooksError as exc:
@@ -173,6 +170,20 @@ def emit(event: str, data_arg: str, key: str | None, as_json: bool) -> None:
     rows = [{"id": d.id, "url": redact_url(d.url), "event": d.event} for d in deliveries]
     text = "\n".join(f"{r['id']}  {r['url']}" for r in rows) or "no endpoint subscribes"
     _out(rows, as_json, text)
+
+
+def _parse_data(raw: str) -> Any:
+    """`--data` as JSON; too deep a nesting is a usage error, not a RecursionError."""
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    except RecursionError:
+        raise click.BadParameter(
+            f"the JSON nests too deeply to decode (more than {sys.getrecursionlimit()} "
+            "levels); send flatter data",
+            param_hint="--data",
+        ) from None
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

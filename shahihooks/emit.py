@@ -63,7 +63,7 @@ class Prepared:
     key: str | None
     settings: Settings
     throttle: Throttle | None
-    throttle_value: str
+    throttle_value: object  # data[throttle.field]; its JSON keys the throttle (1 != "1")
 
     def send(self) -> list[Delivery]:
         return _send(self)
@@ -190,7 +190,7 @@ def _throttle_for(event: str, settings: Settings) -> Throttle | None:
     return None
 
 
-def _throttle_value(event: str, data: Any, throttle: Throttle | None) -> str:
+def _throttle_value(event: str, data: Any, throttle: Throttle | None) -> object:
     if throttle is None:
         return ""
     value = data.get(throttle.field) if isinstance(data, Mapping) else None
@@ -200,7 +200,7 @@ def _throttle_value(event: str, data: Any, throttle: Throttle | None) -> str:
             f"{event} is throttled per {throttle.field!r}, but the data has no "
             f"{throttle.field!r} field (got: {got})"
         )
-    return str(value)
+    return value
 
 
 def _undo(
@@ -210,7 +210,7 @@ def _undo(
     msg_id: str,
     throttle: Throttle | None,
     event: str,
-    throttle_value: str,
+    throttle_value: object,
 ) -> None:
     """Forget a half-done emit, so that emitting it again is not mistaken for a duplicate."""
     names = [keys.body(msg_id)]

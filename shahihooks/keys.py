@@ -7,7 +7,8 @@
                                number; lives for the idempotency TTL
 {p}:lease:{dlv}         string the in-flight lease of one attempt; lives timeout + margin
 {p}:emit:{key}          string the delivery list of an `emit(key=...)`; idempotency TTL
-{p}:throttle:{ev}:{v}   string one `article.viewed` per article per window; the window
+{p}:throttle:{ev}:{v}   string one `article.viewed` per article per window; the window. {v}
+                               is the value's JSON (so 1 and "1" differ), hashed if long
 {p}:rate:{url}:{win}    string attempts to a URL in one fixed window; two windows
 {p}:endpoints           hash   url -> JSON endpoint (events, secrets, limit, enabled)
 {p}:log                 stream every attempt, capped (MAXLEN ~ log_max_len)
@@ -22,6 +23,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+
+from shahihooks.payload import encode_data
+
+_THROTTLE_VALUE_MAX = 100
 
 
 def url_tag(url: str) -> str:
@@ -46,7 +51,12 @@ class Keys:
         return f"{self.prefix}:emit:{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
 
     def throttle(self, event: str, value: object) -> str:
-        return f"{self.prefix}:throttle:{event}:{value}"
+        """The throttle of `event` for one value of its field: `1` and `"1"` differ."""
+        encoded = encode_data(value)
+        if len(encoded) > _THROTTLE_VALUE_MAX:
+            # no JSON text starts with "sha256:", so a hashed value never meets a plain one
+            encoded = "sha256:" + hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+        return f"{self.prefix}:throttle:{event}:{encoded}"
 
     def rate(self, url: str, window: int) -> str:
         return f"{self.prefix}:rate:{url_tag(url)}:{window}"
