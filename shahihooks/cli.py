@@ -11,8 +11,10 @@ import click
 
 from shahihooks.bodystyle import BodyStyle
 from shahihooks.errors import ShahihooksError, VerificationError
+from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, current
+from shahihooks.signing import secret_keys
 
 DEFAULT_WORKER_CONCURRENCY = 16
 
@@ -72,12 +74,13 @@ def test(
         keys = secrets or settings.secrets
         if not keys:
             raise click.ClickException("no secret: pass --secret or set SHAHIHOOKS_SECRET")
+        secret_keys(keys, "--secret")
         trial = send_test(url, event, keys, settings, body_style or settings.body_style)
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
     response = trial.response
     result: dict[str, Any] = {
-        "url": url,
+        "url": redact_url(url),
         "delivery_id": trial.delivery_id,
         "body_style": str(trial.style),
         "status": response.status,
@@ -87,7 +90,7 @@ def test(
         "response": response.body[:500],
     }
     shown = f"HTTP {response.status}" if response.status is not None else response.error
-    text = f"{'✓' if response.ok else '✗'} {shown} in {result['ms']:.0f} ms  ({url})"
+    text = f"{'✓' if response.ok else '✗'} {shown} in {result['ms']:.0f} ms  ({result['url']})"
     if response.body:
         text += "\n" + response.body[:500]
     if response.status == 401:
@@ -138,6 +141,7 @@ def verify(
     else:
         headers = {SIGNATURE_HEADER: signature}
     try:
+        secret_keys(list(secrets), "--secret")
         check(body, headers, list(secrets), tolerance_s=tolerance or 10**12)
     except VerificationError as exc:
         click.echo(f"✗ invalid: {exc}")
@@ -170,17 +174,28 @@ def emit(event: str, data_arg: str, key: str | None, as_json: bool) -> None:
             raise click.BadParameter(
                 f"cannot read {raw[1:]!r}: {exc.strerror}", param_hint="--data"
             ) from None
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    data = _parse_data(raw)
     try:
         deliveries = do_emit(event, data, key=key, settings=_settings())
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
-    rows = [{"id": d.id, "url": d.url, "event": d.event} for d in deliveries]
-    text = "\n".join(f"{d.id}  {d.url}" for d in deliveries) or "no endpoint subscribes"
+    rows = [{"id": d.id, "url": redact_url(d.url), "event": d.event} for d in deliveries]
+    text = "\n".join(f"{r['id']}  {r['url']}" for r in rows) or "no endpoint subscribes"
     _out(rows, as_json, text)
+
+
+def _parse_data(raw: str) -> Any:
+    """`--data` as JSON; too deep a nesting is a usage error, not a RecursionError."""
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    except RecursionError:
+        raise click.BadParameter(
+            f"the JSON nests too deeply to decode (more than {sys.getrecursionlimit()} "
+            "levels); send flatter data",
+            param_hint="--data",
+        ) from None
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -270,10 +285,11 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     from shahihooks.stats import describe_waiting, read_stats, waiting_by_url
 
     settings = _settings()
-    rows = read_stats(settings, _duration(since) or 86_400, url, event)
+    shown = redact_url(url) if url else None  # the stats hold URLs as shown
+    rows = read_stats(settings, _duration(since) or 86_400, shown, event)
     waiting = waiting_by_url(settings)
-    if url is not None:
-        waiting = {u: w for u, w in waiting.items() if u == url}
+    if shown is not None:
+        waiting = {u: w for u, w in waiting.items() if u == shown}
     none = {"waiting": 0, "retrying": 0, "oldest_wait_s": None, "next_release_in_s": None}
     data = [{**r.as_dict(), **waiting.get(r.url, none)} for r in rows]
     listed = {r.url for r in rows}
@@ -332,6 +348,7 @@ def log(
     from shahihooks.stats import follow_log, read_log
 
     settings = _settings()
+    url = redact_url(url) if url else None  # the log holds URLs as shown
     rows = read_log(settings, limit, url, event, failed)
     for row in rows:
         click.echo(json.dumps(row) if as_json else _log_line(row))
@@ -439,7 +456,8 @@ def _select_dead(
     since_s = _duration(since)
     start = time.time() - since_s if since_s is not None else 0
     letters = [dead_letters.get(i, settings) for i in dead_letters.list_ids(settings, start, limit)]
-    return [d for d in letters if d is not None and (url is None or d.url == url)]
+    shown = redact_url(url) if url is not None else None  # dead letters hold URLs as shown
+    return [d for d in letters if d is not None and (shown is None or d.url == shown)]
 
 
 @dead.command("replay")
@@ -581,7 +599,7 @@ def endpoints_add(
         _store().add(endpoint)
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"added {url}")
+    click.echo(f"added {redact_url(url)}")
 
 
 @endpoints.command("remove")
@@ -589,8 +607,10 @@ def endpoints_add(
 def endpoints_remove(url: str) -> None:
     """Remove an endpoint from the store."""
     if not _store().remove(url):
-        raise click.ClickException(f"no endpoint {url!r} in the store (see: endpoints list)")
-    click.echo(f"removed {url}")
+        raise click.ClickException(
+            f"no endpoint {redact_url(url)!r} in the store (see: endpoints list)"
+        )
+    click.echo(f"removed {redact_url(url)}")
 
 
 def _set_enabled(url: str, enabled: bool) -> None:
@@ -598,7 +618,7 @@ def _set_enabled(url: str, enabled: bool) -> None:
         _store().set_enabled(url, enabled)
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{'enabled' if enabled else 'disabled'} {url}")
+    click.echo(f"{'enabled' if enabled else 'disabled'} {redact_url(url)}")
 
 
 @endpoints.command("enable")
@@ -634,6 +654,13 @@ def endpoints_disable(url: str) -> None:
     is_flag=True,
     help="Verify as the page's PHP handler does: HMAC of json_encode(json_decode(body)).",
 )
+@click.option(
+    "--max-body-bytes",
+    default=MAX_BODY_BYTES,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Answer 413 to a larger body, unread.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per request.")
 def listen(
     host: str,
@@ -645,6 +672,7 @@ def listen(
     self_signed: bool,
     count: int,
     php: bool,
+    max_body_bytes: int,
     as_json: bool,
 ) -> None:
     """A local receiver that verifies and prints each delivery.
@@ -670,7 +698,18 @@ def listen(
 
     if self_signed:
         tls_cert, tls_key = _self_signed(host)
-    listener = Listener(list(secrets or _settings().secrets), status, show, php=php)
+    if secrets:
+        try:
+            secret_keys(list(secrets), "--secret")
+        except ShahihooksError as exc:
+            raise click.ClickException(str(exc)) from None
+    listener = Listener(
+        list(secrets or _settings().secrets),
+        status,
+        show,
+        php=php,
+        max_body_bytes=max_body_bytes,
+    )
     try:
         server = serve(listener, host, port, tls_cert, tls_key)
     except OSError as exc:  # the port is taken, or the certificate cannot be read (SSLError)
@@ -691,8 +730,7 @@ def listen(
         pass
     finally:
         server.shutdown()
-        valid = sum(1 for h in listener.heard if h.valid)
-        click.echo(f"{len(listener.heard)} received, {valid} verified", err=True)
+        click.echo(f"{listener.received} received, {listener.verified} verified", err=True)
 
 
 def _self_signed(host: str) -> tuple[str, str]:

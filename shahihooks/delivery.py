@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from shahihooks.bodystyle import render
 from shahihooks.endpoints import Endpoint, is_action
-from shahihooks.errors import PayloadError
+from shahihooks.errors import ConfigurationError, PayloadError
 from shahihooks.hooks import Attempt, Hooks
 from shahihooks.outcome import Kind, Outcome, classify
 from shahihooks.payload import envelope
@@ -131,9 +131,12 @@ def send(job: Job, settings: Settings, hooks: Hooks) -> Response:
         body = render(job.body, style)  # the bytes the receiver re-encodes and checks
     except PayloadError as exc:
         return Response(None, 0.0, error=f"refused: body style {style}: {exc}")
-    headers = sign_headers(
-        body, delivery_id=job.delivery_id, event=job.event, secrets=secrets, attempt=job.attempt
-    )
+    try:
+        headers = sign_headers(
+            body, delivery_id=job.delivery_id, event=job.event, secrets=secrets, attempt=job.attempt
+        )
+    except ConfigurationError as exc:  # a secret stored before the rules: fixed by an operator
+        return Response(None, 0.0, error=f"refused: {exc}")
     return post(job.url, body, headers, settings)
 
 

@@ -15,12 +15,13 @@ from urllib.parse import urlsplit
 
 from shahihooks.connections import redis_client
 from shahihooks.endpoints import Endpoint, EndpointStore
-from shahihooks.errors import ShahihooksError
+from shahihooks.errors import ShahihooksError, UnsafeTargetError
 from shahihooks.keys import url_tag
 from shahihooks.safety import check_target, redact_url
 from shahihooks.settings import Settings
 from shahihooks.state import Waiting, state_for
 from shahihooks.stats import read_log
+from shahihooks.transport import open_socket
 
 _CONNECT_TIMEOUT_S = 5.0
 _EXPIRY_WARNING_DAYS = 14
@@ -143,7 +144,10 @@ def check_endpoint(
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        sock = socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_S)
+        # the deliveries' own guarded path: resolve, vet, connect only to a vetted address
+        sock = open_socket(host, port, settings.allow_networks, _CONNECT_TIMEOUT_S)
+    except UnsafeTargetError as exc:
+        return [*out, Check(False, f"{shown}: TCP connect refused: {exc}", "use a public URL")]
     except OSError as exc:
         return [
             *out,

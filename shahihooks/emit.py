@@ -50,6 +50,12 @@ class Delivery:
     event: str
     status: str = field(default="queued", compare=False)
 
+    def __repr__(self) -> str:  # URLs may carry credentials: shown masked, as everywhere
+        return (
+            f"Delivery(id={self.id!r}, url={redact_url(self.url)!r}, event={self.event!r}, "
+            f"status={self.status!r})"
+        )
+
 
 def message_id(key: str | None) -> str:
     """The id of one emitted event: random, or derived from `key` (deterministic)."""
@@ -72,7 +78,7 @@ class Prepared:
     key: str | None
     settings: Settings
     throttle: Throttle | None
-    throttle_value: str
+    throttle_value: object  # data[throttle.field]; its JSON keys the throttle (1 != "1")
 
     def send(self) -> list[Delivery]:
         return _send(self)
@@ -228,7 +234,7 @@ def _throttle_for(event: str, settings: Settings) -> Throttle | None:
     return None
 
 
-def _throttle_value(event: str, data: Any, throttle: Throttle | None) -> str:
+def _throttle_value(event: str, data: Any, throttle: Throttle | None) -> object:
     if throttle is None:
         return ""
     value = data.get(throttle.field) if isinstance(data, Mapping) else None
@@ -238,4 +244,4 @@ def _throttle_value(event: str, data: Any, throttle: Throttle | None) -> str:
             f"{event} is throttled per {throttle.field!r}, but the data has no "
             f"{throttle.field!r} field (got: {got})"
         )
-    return str(value)
+    return value

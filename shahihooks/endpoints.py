@@ -21,6 +21,7 @@ from shahihooks.hooks import ACTION_SCHEME, Hooks
 from shahihooks.keys import Keys, url_tag
 from shahihooks.safety import check_target, redact_url
 from shahihooks.settings import Settings
+from shahihooks.signing import secret_keys
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,14 @@ class Endpoint:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "body_style", body_style(self.body_style))
+
+    def __repr__(self) -> str:
+        """The endpoint with its URL redacted and its secrets as ***."""
+        return (
+            f"Endpoint(url={redact_url(self.url)!r}, events={self.events!r}, "
+            f"secrets={tuple('***' for _ in self.secrets)!r}, rate_limit={self.rate_limit!r}, "
+            f"enabled={self.enabled!r}, description={self.description!r})"
+        )
 
     def wants(self, event: str) -> bool:
         return self.enabled and (self.events is None or event in self.events)
@@ -110,11 +119,7 @@ class EndpointStore:
             check_name(event)
         if endpoint.rate_limit is not None and endpoint.rate_limit < 0:
             raise ConfigurationError(f"rate limit {endpoint.rate_limit} must not be negative")
-        if not endpoint.secrets and not self.settings.secret:
-            raise ConfigurationError(
-                f"endpoint {endpoint.url!r} has no secret and SHAHIHOOKS_SECRET is not set: "
-                "give it --secret or set the global secret"
-            )
+        check_secrets(endpoint, self.settings)
         keys = Keys(self.settings.prefix)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.key, endpoint.url, endpoint.to_json())
@@ -132,11 +137,25 @@ class EndpointStore:
     def set_enabled(self, url: str, enabled: bool) -> Endpoint:
         found = self.get(url)
         if found is None:
-            raise ConfigurationError(f"no endpoint {url!r} in the store (see: endpoints list)")
+            raise ConfigurationError(
+                f"no endpoint {redact_url(url)!r} in the store (see: endpoints list)"
+            )
         changed = Endpoint(**{**asdict(found), "enabled": enabled})
         self.client.hset(self.key, url, changed.to_json())
         forget_cached()
         return changed
+
+
+def check_secrets(endpoint: Endpoint, settings: Settings) -> None:
+    """Refuse an endpoint with no secret at all, or with one too short to sign with."""
+    shown = redact_url(endpoint.url)
+    if not endpoint.secrets and not settings.secret:
+        raise ConfigurationError(
+            f"endpoint {shown!r} has no secret and SHAHIHOOKS_SECRET is not set: "
+            "give it its own (endpoints add --secret) or set the global secret"
+        )
+    if endpoint.secrets:
+        secret_keys(endpoint.secrets, f"the secret of endpoint {shown!r} (--secret)")
 
 
 def resolve(event: str, settings: Settings, stored: list[Endpoint], hooks: Hooks) -> list[Endpoint]:
@@ -153,10 +172,7 @@ def resolve(event: str, settings: Settings, stored: list[Endpoint], hooks: Hooks
     targets = [e for e in chosen.values() if e.wants(event)]
     for endpoint in targets:
         check_target(endpoint.url, settings)
-        if not endpoint.secrets and not settings.secret:
-            raise ConfigurationError(
-                f"no secret for {endpoint.url!r}: set SHAHIHOOKS_SECRET or the endpoint's own"
-            )
+        check_secrets(endpoint, settings)
     return targets + [Endpoint(t, rate_limit=0) for t in hooks.action_targets(event)]
 
 

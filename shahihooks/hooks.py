@@ -48,6 +48,16 @@ class Attempt:
     outcome: str  # delivered | retry | dead
     response_body: str = ""
 
+    def __repr__(self) -> str:
+        """The attempt without its body, with its URL as `redact_url` shows it."""
+        from shahihooks.safety import redact_url
+
+        return (
+            f"Attempt(delivery_id={self.delivery_id!r}, url={redact_url(self.url)!r}, "
+            f"event={self.event!r}, attempt={self.attempt}, status={self.status!r}, "
+            f"error={self.error!r}, duration_s={self.duration_s:.3f}, outcome={self.outcome!r})"
+        )
+
     @property
     def payload(self) -> Any:
         import json

@@ -19,7 +19,8 @@
 {p}:watermark           string (ms) every message published before it has left the queue
 {p}:done:{dlv}          string "ok" once delivered, "dead" once dead-lettered; idempotency TTL
 {p}:emit:{key}          string the delivery list of an `emit(key=...)`; idempotency TTL
-{p}:throttle:{ev}:{v}   string one `article.viewed` per article per window; the window
+{p}:throttle:{ev}:{v}   string one `article.viewed` per article per window; the window. {v}
+                               is the value's JSON (so 1 and "1" differ), hashed if long
 {p}:endpoints           hash   url -> JSON endpoint (events, secrets, limit, enabled)
 {p}:log                 stream every attempt and deferral, capped (MAXLEN ~ log_max_len)
 {p}:stats:{hour}        hash   "url event field" -> count, ok, ms, deferrals and latency
@@ -34,6 +35,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+
+from shahihooks.payload import encode_data
+
+_THROTTLE_VALUE_MAX = 100
 
 
 def url_tag(url: str) -> str:
@@ -67,7 +72,12 @@ class Keys:
         return self._key("emit", hashlib.sha256(key.encode("utf-8")).hexdigest())
 
     def throttle(self, event: str, value: object) -> str:
-        return self._key("throttle", event, value)
+        """The throttle of `event` for one value of its field: `1` and `"1"` differ."""
+        encoded = encode_data(value)
+        if len(encoded) > _THROTTLE_VALUE_MAX:
+            # no JSON text starts with "sha256:", so a hashed value never meets a plain one
+            encoded = "sha256:" + hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+        return f"{self.prefix}:throttle:{event}:{encoded}"
 
     def stats(self, hour: int) -> str:
         return self._key("stats", hour)

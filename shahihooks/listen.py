@@ -3,10 +3,15 @@
 It answers 401 to a delivery that does not verify (as the page's handlers do), and
 `--status` to the others, so `--status 500` makes it fail on purpose to watch retries.
 With `php`, it verifies as the page's PHP handler does (`bodystyle.verify_like_php`).
+
+Bounded everywhere: each connection gets its own thread, in which its TLS handshake and its
+reads time out (an idle client stalls nobody else); a body over `max_body_bytes` is refused
+with 413 unread; only the last `history` requests are kept.
 """
 
 from __future__ import annotations
 
+import collections
 import http.server
 import json
 import ssl
@@ -17,7 +22,12 @@ from typing import Any
 
 from shahihooks.bodystyle import verify_like_php
 from shahihooks.errors import VerificationError
+from shahihooks.payload import MAX_BODY_BYTES
+from shahihooks.receiving import declared_too_large
 from shahihooks.signing import verify
+
+CONNECTION_TIMEOUT_S = 10.0
+HISTORY = 1000
 
 
 @dataclass
@@ -53,12 +63,27 @@ class Heard:
 
 @dataclass
 class Listener:
+    """What the local receiver heard: the last `history` requests, and counts of all."""
+
     secrets: list[str]
     status: int = 200
     on_heard: Callable[[Heard, int], None] = lambda heard, n: None
-    heard: list[Heard] = field(default_factory=list)
+    history: int = HISTORY
+    max_body_bytes: int = MAX_BODY_BYTES
+    heard: collections.deque[Heard] = field(init=False)
+    received: int = 0
+    verified: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     php: bool = False  # verify as the page's PHP handler does
+
+    def __post_init__(self) -> None:
+        self.heard = collections.deque(maxlen=self.history)
+
+    def __repr__(self) -> str:
+        return (
+            f"Listener(secrets={['***' for _ in self.secrets]!r}, status={self.status}, "
+            f"received={self.received}, verified={self.verified})"
+        )
 
     def handle(self, body: bytes, headers: dict[str, str]) -> int:
         lower = {k.lower(): v for k, v in headers.items()}
@@ -79,9 +104,33 @@ class Listener:
             heard.reason = "(not verified: no --secret)"
         with self.lock:
             self.heard.append(heard)
-            n = len(self.heard)
+            self.received += 1
+            self.verified += heard.valid
+            n = self.received
         self.on_heard(heard, n)
         return status
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """Accepts in one thread; the TLS handshake happens in the connection's own thread."""
+
+    daemon_threads = True
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(CONNECTION_TIMEOUT_S)
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # a slow, silent or broken handshake drops this client only
+        with conn:
+            super().finish_request(conn, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hangs up or times out is not the operator's problem
 
 
 def serve(
@@ -95,25 +144,33 @@ def serve(
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = CONNECTION_TIMEOUT_S
 
         def log_message(self, *args: Any) -> None:
             pass
 
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length)
+            length = self.headers.get("Content-Length")
+            if length is None or declared_too_large(length, listener.max_body_bytes):
+                refused = (411, "length required") if length is None else (413, "too large")
+                self._reply(refused[0], {"error": refused[1]})
+                self.close_connection = True
+                return
+            body = self.rfile.read(int(length))
             status = listener.handle(body, dict(self.headers.items()))
-            reply = json.dumps({"status": "success" if status < 300 else "error"}).encode()
+            self._reply(status, {"status": "success" if status < 300 else "error"})
+
+        def _reply(self, status: int, payload: dict[str, str]) -> None:
+            reply = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
             self.wfile.write(reply)
 
-    server = http.server.ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    server = _Server((host, port), Handler)
     if certfile:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(certfile, keyfile)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.tls = context
     return server

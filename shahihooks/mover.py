@@ -34,6 +34,7 @@ class Mover:
         self.publisher = publisher
         self.settings = settings
         self._watched = 0.0
+        self._random = random.Random()  # its own: the global one belongs to the application
 
     def step(self) -> float:
         """Publish what is due now; return the seconds until more may be due."""
@@ -71,7 +72,7 @@ class Mover:
                 logger.exception("mover: a bug (trying again in 1 s)")
                 wait = 1.0
             # a little jitter keeps the movers of many workers from stepping in lockstep
-            stop.wait(max(MIN_SLEEP_S, min(wait, MAX_SLEEP_S)) * random.uniform(0.8, 1.0))
+            stop.wait(max(MIN_SLEEP_S, min(wait, MAX_SLEEP_S)) * self._random.uniform(0.8, 1.0))
 
     def start(self) -> threading.Event:
         """Run in a daemon thread; set the returned event to stop it."""

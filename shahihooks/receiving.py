@@ -1,10 +1,20 @@
-"""What a receiving app does with a delivery: verify it, and drop one it has seen before.
+"""What a receiving app does with a delivery: bound it, verify it, drop one it has seen before.
 
-Framework adapters (contrib/django.py, contrib/flask.py) are thin shells around these.
+Framework adapters (contrib/django, contrib/flask) are thin shells around these.
+
+Replay protection comes from signed data only; an unsigned header never decides whether a
+handler runs:
+- Standard Webhooks headers (`webhook-*`): the timestamp must be within 5 minutes, and the
+  verified `webhook-id` is remembered, so a replay inside those 5 minutes is a duplicate.
+- The page's scheme (`X-Shahi-Assist-Signature` alone) signs the body and no time: the
+  dedupe key is the body's own `id` (a hash of the body when it has none), remembered for
+  DEDUPE_TTL_S. A replay after that runs again; `standard_only=True` refuses this scheme.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -13,9 +23,13 @@ from shahihooks.connections import redis_client
 from shahihooks.errors import ConfigurationError, VerificationError
 from shahihooks.keys import Keys
 from shahihooks.settings import Settings, current
-from shahihooks.signing import verify
+from shahihooks.signing import Verified, secret_keys, verify_delivery
+
+logger = logging.getLogger("shahihooks.receiving")
 
 DEDUPE_TTL_S = 7 * 86_400
+UNAUTHORIZED = (401, {"error": "Invalid signature"})
+TOO_LARGE = (413, {"error": "Payload too large"})
 
 
 @dataclass(frozen=True)
@@ -45,9 +59,12 @@ def redis_seen(settings: Settings | None = None, ttl_s: int = DEDUPE_TTL_S) -> S
 
 
 def secrets_for(secret: str | Sequence[str] | None) -> list[str]:
-    """The secrets a receiver checks: those given, else the configured ones."""
+    """The secrets a receiver checks: those given (each at least 16 bytes), else the
+    configured ones."""
     if secret:
-        return [secret] if isinstance(secret, str) else list(secret)
+        given = [secret] if isinstance(secret, str) else list(secret)
+        secret_keys(given, "the receiver's secret (webhook_receiver(secret=...))")
+        return given
     configured = list(current().secrets)
     if not configured:
         raise ConfigurationError(
@@ -56,17 +73,31 @@ def secrets_for(secret: str | Sequence[str] | None) -> list[str]:
     return configured
 
 
-def delivery_id_of(headers: Mapping[str, str], payload: Any) -> str:
-    lower = {k.lower(): v for k, v in headers.items()}
-    found = lower.get("webhook-id") or lower.get("x-shahi-assist-delivery")
-    if not found and isinstance(payload, dict):
-        found = str(payload.get("id") or "")
-    return found or ""
+def dedupe_key(verified: Verified, body: bytes) -> str:
+    """The key a delivery is remembered by: an id its signature covers, never a header
+    that nothing signs. A page-scheme body without an `id` is keyed by its hash."""
+    if verified.signed_id:
+        return verified.signed_id
+    return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def check(body: bytes, headers: Mapping[str, str], secrets: list[str]) -> Any:
-    """The verified payload (raises VerificationError)."""
-    return verify(body, headers, secrets)
+def body_limit(max_body_bytes: int | None) -> int:
+    """The most a receiver reads: the argument, else SHAHIHOOKS_MAX_BODY_BYTES."""
+    return max_body_bytes if max_body_bytes is not None else current().max_body_bytes
+
+
+def declared_too_large(content_length: object, limit: int) -> bool:
+    """True if a request's Content-Length (as sent, maybe absent or junk) is over `limit`.
+
+    A junk or negative value counts as too large: it is refused before anything is read.
+    """
+    if content_length is None or content_length == "":
+        return False
+    try:
+        declared = int(str(content_length).strip())
+    except ValueError:
+        return True
+    return not 0 <= declared <= limit
 
 
 T = TypeVar("T")
@@ -97,19 +128,37 @@ class Verdict:
             self.seen.forget(self.delivery_id)
 
 
+def too_large(limit: int) -> Verdict:
+    """413, logged."""
+    logger.warning("webhook refused: the body is over %d bytes (413)", limit)
+    return Verdict(None, "", TOO_LARGE)
+
+
 def receive(
-    body: bytes,
+    body: bytes | None,
     headers: Mapping[str, str],
     secret: str | Sequence[str] | None,
     seen: Seen | None,
+    *,
+    max_body_bytes: int | None = None,
+    standard_only: bool = False,
 ) -> Verdict:
-    """Verify a delivery (401 if bad) and drop a duplicate (200 "duplicate")."""
+    """Bound (413), verify (401, details logged, not answered) and drop a duplicate (200).
+
+    Adapters read at most `max_body_bytes + 1` bytes, and pass None for a body they found
+    too large without reading it; either way it is refused here before it is hashed.
+    """
+    limit = body_limit(max_body_bytes)
+    if body is None or len(body) > limit:
+        return too_large(limit)
     try:
-        payload = check(body, headers, secrets_for(secret))
+        verified = verify_delivery(body, headers, secrets_for(secret), standard_only=standard_only)
     except VerificationError as exc:
-        return Verdict(None, "", (401, {"error": "Invalid signature", "detail": str(exc)}))
-    delivery_id = delivery_id_of(headers, payload)
+        logger.warning("webhook refused (401): %s", exc)
+        return Verdict(None, "", UNAUTHORIZED)
+    key = dedupe_key(verified, body)
     remember = seen or redis_seen()
-    if delivery_id and not remember.first(delivery_id):
-        return Verdict(payload, delivery_id, (200, {"status": "duplicate", "id": delivery_id}))
-    return Verdict(payload, delivery_id, None, remember)
+    if not remember.first(key):
+        logger.info("webhook %s is a duplicate: not handled again", key)
+        return Verdict(verified.payload, key, (200, {"status": "duplicate", "id": key}))
+    return Verdict(verified.payload, key, None, remember)

@@ -1,9 +1,18 @@
-"""Where a webhook may be sent: https only, and never to private or reserved addresses.
+"""Where a webhook may be sent, and how a URL is shown: https only, never to an inside address.
 
-Names are checked twice: when an endpoint is configured or used at `emit` (resolving the
-name, so a bad target is refused before anything is enqueued), and on the address a socket
-actually connected to, before a byte is sent (so a DNS answer that changes between the
-check and the connection cannot reach an internal service).
+An address is refused by an explicit deny list (below), not by `ipaddress.is_global`, whose
+answers depend on the interpreter's patch level (Python 3.11.7 predates the fixes for
+CVE-2024-4032). IPv6 forms that carry an IPv4 address (IPv4-mapped, NAT64, 6to4) are judged
+by the IPv4 address they carry; the other embeddings (IPv4-compatible, IPv4-translated,
+local-use NAT64, Teredo) are refused outright.
+
+Targets are refused when configured (a literal address in a URL), at `emit` (every address
+the name resolves to), and at connect time: `transport.open_socket` resolves, vets every
+address, then connects only to a vetted one, so a DNS answer that changes between `emit` and
+the connection cannot reach an inside service, and no connection to an inside address is
+ever opened.
+
+`redact_url` is how every URL is shown (logs, stats, listings, errors, task arguments).
 """
 
 from __future__ import annotations
@@ -13,34 +22,178 @@ import ipaddress
 import socket
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from shahihooks.errors import UnsafeTargetError
-from shahihooks.settings import Network, Settings, check_url
+from shahihooks.errors import ConfigurationError, UnsafeTargetError
+
+if TYPE_CHECKING:
+    from shahihooks.settings import Settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _RESOLVE_CACHE_S = 60.0
 _resolved: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_V4 = ipaddress.IPv4Network
+_V6 = ipaddress.IPv6Network
+
+# IANA's IPv4 special-purpose registry, plus multicast and the reserved 240/4 (which holds
+# the limited broadcast). A few entries are globally reachable by the registry (AS112, AMT,
+# 192.0.0.9-10) but are no webhook's home, so they are refused too.
+IPV4_DENY: tuple[tuple[ipaddress.IPv4Network, str], ...] = (
+    (_V4("0.0.0.0/8"), "'this network'"),
+    (_V4("10.0.0.0/8"), "private-use"),
+    (_V4("100.64.0.0/10"), "shared address space (carrier-grade NAT)"),
+    (_V4("127.0.0.0/8"), "loopback"),
+    (_V4("169.254.0.0/16"), "link-local"),
+    (_V4("172.16.0.0/12"), "private-use"),
+    (_V4("192.0.0.0/24"), "IETF protocol assignments"),
+    (_V4("192.0.2.0/24"), "documentation (TEST-NET-1)"),
+    (_V4("192.31.196.0/24"), "AS112"),
+    (_V4("192.52.193.0/24"), "AMT"),
+    (_V4("192.88.99.0/24"), "6to4 relay anycast"),
+    (_V4("192.168.0.0/16"), "private-use"),
+    (_V4("192.175.48.0/24"), "AS112 direct delegation"),
+    (_V4("198.18.0.0/15"), "benchmarking"),
+    (_V4("198.51.100.0/24"), "documentation (TEST-NET-2)"),
+    (_V4("203.0.113.0/24"), "documentation (TEST-NET-3)"),
+    (_V4("224.0.0.0/4"), "multicast"),
+    (_V4("240.0.0.0/4"), "reserved (and broadcast)"),
+)
+
+# IPv6 that is refused whatever it carries. Order matters: the first match names the range.
+IPV6_DENY: tuple[tuple[ipaddress.IPv6Network, str], ...] = (
+    (_V6("::/128"), "unspecified"),
+    (_V6("::1/128"), "loopback"),
+    (_V6("::/96"), "IPv4-compatible (deprecated)"),
+    (_V6("::ffff:0:0:0/96"), "IPv4-translated"),
+    (_V6("64:ff9b:1::/48"), "local-use NAT64"),
+    (_V6("100::/64"), "discard-only"),
+    (_V6("100:0:0:1::/64"), "dummy prefix"),
+    (_V6("2001::/32"), "Teredo"),
+    (_V6("2001::/23"), "IETF protocol assignments"),
+    (_V6("2001:db8::/32"), "documentation"),
+    (_V6("3fff::/20"), "documentation"),
+    (_V6("5f00::/16"), "SRv6 SIDs"),
+    (_V6("fc00::/7"), "unique local"),
+    (_V6("fe80::/10"), "link-local"),
+    (_V6("fec0::/10"), "site-local (deprecated)"),
+    (_V6("ff00::/8"), "multicast"),
+)
+
+_MAPPED = _V6("::ffff:0:0/96")
+_NAT64 = _V6("64:ff9b::/96")
+_SIX_TO_FOUR = _V6("2002::/16")
+_GLOBAL_UNICAST = _V6("2000::/3")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 address stands for (IPv4-mapped, NAT64, 6to4), if any."""
+    if address in _MAPPED:
+        return "IPv4-mapped", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _NAT64:
+        return "NAT64", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _SIX_TO_FOUR:
+        return "6to4", ipaddress.IPv4Address((int(address) >> 80) & 0xFFFFFFFF)
+    return None
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why `address` is no webhook target (the range it is in), or None for a public one."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return next((f"{why} {net}" for net, why in IPV4_DENY if address in net), None)
+    carried = embedded_ipv4(address)
+    if carried is not None:
+        form, ipv4 = carried
+        inner = refusal(ipv4)
+        return f"{form} form of {ipv4}, {inner}" if inner else None
+    for net, why in IPV6_DENY:
+        if address in net:
+            return f"{why} {net}"
+    if address not in _GLOBAL_UNICAST:
+        return f"outside the global unicast range {_GLOBAL_UNICAST}"
+    return None
 
 
 def is_public(address: IPAddress) -> bool:
-    """False for private, loopback, link-local, multicast, reserved and unspecified."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+    """True if no entry of the deny list covers `address` (see `refusal`)."""
+    return refusal(address) is None
 
 
 def check_address(address: str, allow_networks: Iterable[Network], host: str | None = None) -> None:
     """Raise UnsafeTargetError unless `address` is public or inside an allowed network."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if is_public(ip) or any(ip in net for net in allow_networks if net.version == ip.version):
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        raise UnsafeTargetError(f"{address!r} is not an IP address: refused") from None
+    why = refusal(ip)
+    if why is None or any(ip in net for net in allow_networks if net.version == ip.version):
         return
     named = f"{host!r} resolves to {address}" if host and host != address else address
     raise UnsafeTargetError(
-        f"{named}, a private, loopback, link-local or reserved address: refused "
+        f"{named}, a private, loopback, link-local or reserved address ({why}): refused "
         "(add its network to SHAHIHOOKS_ALLOW_NETWORKS, e.g. 127.0.0.0/8, to allow it)"
     )
+
+
+def check_addresses(
+    addresses: Iterable[str], allow_networks: Iterable[Network], host: str
+) -> tuple[str, ...]:
+    """All of `addresses` if every one may be reached; one refused address refuses the host."""
+    allowed = tuple(allow_networks)
+    vetted = tuple(addresses)
+    for address in vetted:
+        check_address(address, allowed, host)
+    return vetted
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address a URL's host names literally, or None for a name.
+
+    Besides `127.0.0.1` and `[::1]`, the legacy IPv4 forms that resolvers accept count as
+    literals too (`127.1`, `0x7f.0.0.1`, `2130706433`).
+    """
+    bare = host.strip("[]").split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(bare)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(bare))
+    except OSError:
+        return None
+
+
+def check_url(url: str, settings: Settings) -> str:
+    """Return `url` if it may be a webhook target under `settings`, else raise.
+
+    Checks the scheme and, when the host is a literal address, the address; names are
+    resolved later (`check_target`, and again when connecting).
+    """
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a webhook URL must be a string, got {type(url).__name__}")
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ConfigurationError(f"{shown!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(f"{shown!r} is not an absolute https:// URL")
+    if parts.scheme == "http" and not settings.allow_http:
+        raise UnsafeTargetError(
+            f"webhook URLs must be https:// URLs, got {shown!r} "
+            "(set SHAHIHOOKS_ALLOW_HTTP=1 for local development only)"
+        )
+    literal = literal_address(parts.hostname)
+    if literal is not None:
+        try:
+            check_address(str(literal), settings.allow_networks, parts.hostname)
+        except UnsafeTargetError as exc:
+            raise UnsafeTargetError(f"{shown!r}: {exc}") from None
+    return url
 
 
 def resolve(host: str, port: int) -> tuple[str, ...]:
@@ -65,15 +218,58 @@ def check_target(url: str, settings: Settings) -> None:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    for address in resolve(host, port):
-        check_address(address, settings.allow_networks, host)
+    check_addresses(resolve(host, port), settings.allow_networks, host)
+
+
+_MASK = "***"
+_KNOWN_SCHEMES = frozenset({"http", "https", "redis", "rediss", "unix", "amqp", "amqps"})
+
+
+def redact_url(url: object) -> str:
+    """`url` as shown to people: userinfo, query and fragment masked; never raises.
+
+    `https://user:pw@host:8443/path?token=1` is shown as `https://***:***@host:8443/path?***`.
+    Scheme, host, port and path stay readable. A username is masked too (it is often a
+    token), and so is a query string (API keys travel there).
+    """
+    if isinstance(url, bytes):
+        url = url.decode("utf-8", "replace")
+    if not isinstance(url, str):
+        return _MASK
+    return _redact(url)
 
 
 @functools.lru_cache(maxsize=4096)
-def redact_url(url: str) -> str:
-    """`url` with any password replaced, for logs, stats and dead-letter listings."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+def _redact(url: str) -> str:
+    head, hashed, fragment = url.partition("#")
+    head, asked, query = head.partition("?")
+    tail = ("?" + _MASK if query else asked) + ("#" + _MASK if fragment else hashed)
+    start = head.find("//")
+    if start < 0:
+        # no authority: anything before an '@' may still be userinfo ("https:user:pw@host")
+        if "@" not in head:
+            return head + tail
+        scheme, colon, rest = head.partition(":")
+        if colon and scheme.lower() in _KNOWN_SCHEMES:
+            return f"{scheme}:{_MASK}@{rest.rpartition('@')[2]}{tail}"
+        return f"{_MASK}@{head.rpartition('@')[2]}{tail}"
+    end = head.find("/", start + 2)
+    end = len(head) if end < 0 else end
+    authority = head[start + 2 : end]
+    userinfo, at, hostport = authority.rpartition("@")
+    if at:
+        masked = f"{_MASK}:{_MASK}" if ":" in userinfo else _MASK
+        authority = f"{masked}@{hostport}"
+    return head[: start + 2] + authority + head[end:] + tail
+
+
+def redact_text(text: str, url: str) -> str:
+    """`text` (an error message about `url`) with the URL's credentials and query masked."""
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.query, parts.fragment, parts.password or "", parts.username or ""]
+    except ValueError:
+        secrets = []
+    for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+        text = text.replace(secret, _MASK)
+    return text

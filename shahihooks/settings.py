@@ -11,16 +11,20 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from shahihooks.bodystyle import BodyStyle, body_style
-from shahihooks.errors import ConfigurationError, EventError, UnsafeTargetError
+from shahihooks.errors import ConfigurationError, EventError
 from shahihooks.events import check_name
 from shahihooks.payload import MAX_BODY_BYTES
+from shahihooks.safety import Network as Network
+from shahihooks.safety import check_url as check_url
+from shahihooks.safety import redact_url
+from shahihooks.signing import secret_key
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Settings whose values are never shown, not even in an error about them.
+_SECRET_SETTINGS = frozenset({"SECRET", "OLD_SECRETS"})
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -81,6 +85,26 @@ class Settings:
                 "SHAHIHOOKS_URLS is set but SHAHIHOOKS_SECRET is not: every delivery is "
                 "signed, so set a secret (there is no fallback secret)"
             )
+        _check_secrets(self.secret, "SHAHIHOOKS_SECRET")
+        _check_secrets(self.old_secrets, "SHAHIHOOKS_OLD_SECRETS")
+
+    def __repr__(self) -> str:
+        """Every field, with secrets as *** and URLs through `redact_url`."""
+        shown = []
+        for f in fields(self):
+            value: Any = getattr(self, f.name)
+            if f.name == "secret" and value:
+                value = "***"
+            elif f.name == "old_secrets":
+                value = tuple("***" for _ in value)
+            elif f.name in ("redis_url", "broker_url", "site_url"):
+                value = redact_url(value)
+            elif f.name == "urls":
+                value = tuple(redact_url(u) for u in value)
+            elif f.name == "extra":
+                value = {k: "***" for k in value}
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -119,31 +143,26 @@ class Settings:
         kwargs: dict[str, Any] = {}
         for name, raw in values.items():
             attr, reader = _READERS[name]
+            where = source.format(name)
             try:
                 kwargs[attr] = reader(raw)
             except (ValueError, TypeError) as exc:
-                where = source.format(name)
-                raise ConfigurationError(f"{where}={raw!r} is not valid: {exc}") from None
+                shown = _shown(name, raw)
+                raise ConfigurationError(f"{where}{shown} is not valid: {exc}") from None
+            if name in _SECRET_SETTINGS:
+                _check_secrets(kwargs[attr], where)
         return cls(**kwargs)
 
 
-def check_url(url: str, settings: Settings) -> str:
-    """Return `url` if it may be a webhook target under `settings`, else raise."""
-    if not isinstance(url, str):
-        raise ConfigurationError(f"a webhook URL must be a string, got {url!r}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(f"{url!r} is not an absolute https:// URL")
-    if parts.scheme == "http" and not settings.allow_http:
-        raise UnsafeTargetError(
-            f"webhook URLs must be https:// URLs, got {url!r} "
-            "(set SHAHIHOOKS_ALLOW_HTTP=1 for local development only)"
-        )
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise ConfigurationError(f"{url!r} has an invalid port") from None
-    return url
+def _check_secrets(value: str | tuple[str, ...] | None, where: str) -> None:
+    """Refuse a weak secret, naming the setting `where` (never the value)."""
+    for secret in (value,) if isinstance(value, str) else value or ():
+        secret_key(secret, where)
+
+
+def _shown(name: str, raw: Any) -> str:
+    """How a bad value is quoted in an error: a secret never is."""
+    return "" if name in _SECRET_SETTINGS else f"={raw!r}"
 
 
 def _bool(raw: Any) -> bool:

@@ -7,6 +7,13 @@
 During a rotation several secrets are active: `webhook-signature` carries one signature per
 secret (space-separated, as the standard says); the page's header carries the first secret's
 only, because the page's receivers compare the header against a single value.
+
+A received delivery that carries any `webhook-*` header is verified by the Standard
+Webhooks scheme only (its timestamp is what refuses a replay); removing those headers to
+fall back to the page's scheme, which signs no time, would otherwise pass.
+
+A secret shorter than 16 bytes (after `whsec_` decoding) is refused: one captured delivery
+is enough to guess a short secret offline.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import hmac
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from shahihooks.errors import (
@@ -33,32 +41,48 @@ EVENT_HEADER = "X-Shahi-Assist-Event"
 DELIVERY_HEADER = "X-Shahi-Assist-Delivery"
 ATTEMPT_HEADER = "X-Shahi-Assist-Attempt"
 DEFAULT_TOLERANCE_S = 300
+MIN_SECRET_BYTES = 16
+STANDARD = "standard"
+PAGE = "page"
 
 Secrets = str | bytes | Sequence[str | bytes]
 
 
-def secret_key(secret: str | bytes) -> bytes:
-    """The HMAC key of a secret: a `whsec_` secret is base64 of the key, others are UTF-8."""
-    if isinstance(secret, bytes):
-        return secret
-    if not isinstance(secret, str) or not secret:
-        raise ConfigurationError("a webhook secret must be a non-empty string")
-    if secret.startswith("whsec_"):
+def secret_key(secret: str | bytes, name: str = "the webhook secret") -> bytes:
+    """The HMAC key of a secret: a `whsec_` secret is base64 of the key, others are UTF-8.
+
+    A key shorter than MIN_SECRET_BYTES is a ConfigurationError naming `name` (the
+    setting or option it came from), never the value.
+    """
+    if isinstance(secret, str) and secret.startswith("whsec_"):
         try:
-            return base64.b64decode(secret[len("whsec_") :], validate=True)
+            key = base64.b64decode(secret[len("whsec_") :], validate=True)
         except binascii.Error:
             raise ConfigurationError(
-                "a secret starting with 'whsec_' must be followed by base64 "
+                f"{name}: a secret starting with 'whsec_' must be followed by base64 "
                 "(the Standard Webhooks form); this one is not valid base64"
             ) from None
-    return secret.encode("utf-8")
+        if not key:
+            raise ConfigurationError(f"{name} is 'whsec_' with nothing after it: no key")
+    elif isinstance(secret, str):
+        key = secret.encode("utf-8")
+    elif isinstance(secret, bytes):
+        key = secret
+    else:
+        raise ConfigurationError(f"{name} must be a string, got {type(secret).__name__}")
+    if len(key) < MIN_SECRET_BYTES:
+        raise ConfigurationError(
+            f"{name} is too short: {len(key)} bytes, and at least {MIN_SECRET_BYTES} are "
+            "needed (make one with: python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return key
 
 
-def _keys(secrets: Secrets) -> list[bytes]:
+def secret_keys(secrets: Secrets, name: str = "the webhook secret") -> list[bytes]:
     items = [secrets] if isinstance(secrets, str | bytes) else list(secrets)
     if not items:
-        raise ConfigurationError("no secret given: at least one webhook secret is needed")
-    return [secret_key(s) for s in items]
+        raise ConfigurationError(f"no secret given: at least one webhook secret is needed ({name})")
+    return [secret_key(s, name) for s in items]
 
 
 def page_signature(body: bytes, secret: str | bytes) -> str:
@@ -83,7 +107,7 @@ def sign_headers(
     timestamp: int | None = None,
 ) -> dict[str, str]:
     """Every header a delivery carries, signed with each active secret."""
-    keys = _keys(secrets)
+    keys = secret_keys(secrets)
     ts = int(time.time()) if timestamp is None else timestamp
     standard = " ".join(standard_signature(body, delivery_id, ts, k) for k in keys)
     return {
@@ -98,6 +122,19 @@ def sign_headers(
     }
 
 
+@dataclass(frozen=True)
+class Verified:
+    """A delivery that verified: its parsed body, the scheme, and the id that scheme signs.
+
+    `signed_id` is the verified `webhook-id` (Standard Webhooks), or the body's `id` field
+    (the page's scheme signs the body only); "" when the body has no string `id`.
+    """
+
+    payload: Any
+    scheme: str
+    signed_id: str
+
+
 def verify(
     body: bytes | str,
     headers: Mapping[str, str],
@@ -105,29 +142,60 @@ def verify(
     *,
     tolerance_s: int = DEFAULT_TOLERANCE_S,
     now: float | None = None,
+    standard_only: bool = False,
 ) -> Any:
     """Check a received delivery and return its parsed JSON body.
 
-    Standard Webhooks headers are checked when present (with the timestamp within
-    `tolerance_s` of now); otherwise the page's `X-Shahi-Assist-Signature`. Any of several
-    secrets may match (rotation). Raises a VerificationError subclass on a bad delivery.
+    When any `webhook-*` header is present, the Standard Webhooks headers must verify (with
+    the timestamp within `tolerance_s` of now): there is no fall-back to the page's header.
+    Without them, the page's `X-Shahi-Assist-Signature` is checked, unless `standard_only`.
+    Any of several secrets may match (rotation). Raises a VerificationError subclass on a
+    bad delivery.
     """
+    return verify_delivery(
+        body, headers, secret, tolerance_s=tolerance_s, now=now, standard_only=standard_only
+    ).payload
+
+
+def verify_delivery(
+    body: bytes | str,
+    headers: Mapping[str, str],
+    secret: Secrets,
+    *,
+    tolerance_s: int = DEFAULT_TOLERANCE_S,
+    now: float | None = None,
+    standard_only: bool = False,
+) -> Verified:
+    """`verify`, also saying which scheme verified and which id it signed."""
     raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     lower = {k.lower(): v for k, v in headers.items()}
-    keys = _keys(secret)
-    if "webhook-signature" in lower:
+    keys = secret_keys(secret)
+    if any(name.startswith("webhook-") for name in lower):
         _verify_standard(raw, lower, keys, tolerance_s, time.time() if now is None else now)
+        scheme = STANDARD
+    elif standard_only:
+        raise MissingSignature(
+            "no webhook-signature header: this receiver takes Standard Webhooks deliveries "
+            f"only (got headers: {', '.join(sorted(lower)) or 'none'})"
+        )
     elif SIGNATURE_HEADER.lower() in lower:
         _verify_page(raw, lower[SIGNATURE_HEADER.lower()], keys)
+        scheme = PAGE
     else:
         raise MissingSignature(
             f"no signature: expected a {SIGNATURE_HEADER} or webhook-signature header "
             f"(got headers: {', '.join(sorted(lower)) or 'none'})"
         )
     try:
-        return json.loads(raw)
+        payload = json.loads(raw)
     except ValueError as exc:
         raise VerificationError(f"the signature matches but the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise VerificationError("the signature matches but the body nests too deeply") from None
+    if scheme == STANDARD:
+        return Verified(payload, scheme, lower["webhook-id"])
+    body_id = payload.get("id") if isinstance(payload, dict) else None
+    return Verified(payload, scheme, body_id if isinstance(body_id, str) else "")
 
 
 def _verify_page(body: bytes, header: str, keys: list[bytes]) -> None:
@@ -147,8 +215,12 @@ def _verify_standard(
 ) -> None:
     msg_id = headers.get("webhook-id", "")
     raw_ts = headers.get("webhook-timestamp", "")
-    if not msg_id or not raw_ts:
-        raise MissingSignature("webhook-signature needs webhook-id and webhook-timestamp too")
+    if not msg_id or not raw_ts or "webhook-signature" not in headers:
+        present = ", ".join(sorted(h for h in headers if h.startswith("webhook-")))
+        raise MissingSignature(
+            "a Standard Webhooks delivery needs webhook-id, webhook-timestamp and "
+            f"webhook-signature (got: {present})"
+        )
     try:
         ts = int(raw_ts)
     except ValueError:
@@ -159,7 +231,7 @@ def _verify_standard(
             f"webhook-timestamp {ts} is {abs(age)} s in the "
             f"{'past' if age > 0 else 'future'}, outside the ±{tolerance_s} s tolerance"
         )
-    offered = [p.partition(",")[2] for p in headers["webhook-signature"].split() if "," in p]
+    offered = [p[3:] for p in headers["webhook-signature"].split() if p.startswith("v1,")]
     signed = f"{msg_id}.{raw_ts}.".encode() + body
     for key in keys:
         mac = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())

@@ -316,9 +316,9 @@ class State:
         if messages:
             self._call("unpublished", [x for pair in messages for x in pair])
 
-    def replay(self, delivery_id: str, shown_url: str) -> str:
-        """'ok' (due at once), 'missing', 'no_body' or 'live'."""
-        return _text(self._call("replay", [delivery_id, shown_url])[0])
+    def replay(self, delivery_id: str) -> str:
+        """'ok' (due at once), 'missing', 'no_body', 'live' or 'no_url'."""
+        return _text(self._call("replay", [delivery_id])[0])
 
     def now_ms(self) -> int:
         seconds, micros = self.client.time()

@@ -1,8 +1,10 @@
 """One HTTPS POST: TLS verified, redirects not followed, bounded in time and in bytes read.
 
 Each worker thread has its own `requests.Session` (created lazily, so after a fork), whose
-connections check the address they actually connected to (see `safety`). Proxies and
-`.netrc` from the environment are ignored: a webhook goes straight to its target.
+connections resolve the host, vet every address (`safety.check_addresses`) and only then
+connect, to a vetted address: no connection is ever opened to a refused one. TLS (SNI and
+the certificate check) still goes by the host name. Proxies and `.netrc` from the
+environment are ignored: a webhook goes straight to its target.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from shahihooks.errors import UnsafeTargetError
-from shahihooks.safety import check_address
-from shahihooks.settings import Network, Settings
+from shahihooks.safety import Network, check_addresses, redact_text
+from shahihooks.settings import Settings
 from shahihooks.version import __version__
 
 USER_AGENT = f"shahihooks/{__version__} (+https://pypi.org/project/shahihooks/)"
@@ -45,16 +48,66 @@ class Response:
         return self.status is not None and 200 <= self.status < 300
 
 
+SocketOption = tuple[int, int, int | bytes]
+
+
+def open_socket(
+    host: str,
+    port: int,
+    allow: tuple[Network, ...],
+    timeout: float | None,
+    *,
+    source_address: tuple[str, int] | None = None,
+    socket_options: list[SocketOption] | None = None,
+) -> socket.socket:
+    """A TCP connection to `host`: resolve, vet every address, then connect to a vetted one.
+
+    Raises UnsafeTargetError (before any connection is opened) if any address of `host` is
+    refused, socket.gaierror if it does not resolve, OSError if no address connects.
+    """
+    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    check_addresses((str(info[4][0]) for info in infos), allow, host)
+    error: OSError | None = None
+    for family, kind, proto, _, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        return sock
+    raise error or OSError(f"{host!r} resolved to no address")
+
+
 def _guarded(base: type[HTTPConnection], allow: tuple[Network, ...]) -> type[HTTPConnection]:
     class Guarded(base):  # type: ignore[valid-type,misc]
         def _new_conn(self) -> socket.socket:
-            sock: socket.socket = super()._new_conn()
+            timeout = self.timeout if isinstance(self.timeout, int | float) else None
             try:
-                check_address(sock.getpeername()[0], allow, self.host)
-            except UnsafeTargetError:
-                sock.close()
-                raise
-            return sock
+                return open_socket(
+                    self._dns_host,
+                    self.port,
+                    allow,
+                    timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+            except socket.gaierror as exc:
+                raise NameResolutionError(self.host, self, exc) from exc
+            except TimeoutError as exc:
+                raise ConnectTimeoutError(
+                    self, f"Connection to {self.host} timed out (connect timeout={timeout})"
+                ) from exc
+            except OSError as exc:
+                raise NewConnectionError(
+                    self, f"Failed to establish a new connection: {exc}"
+                ) from exc
 
     return Guarded
 
@@ -149,7 +202,8 @@ def post(
     except UnsafeTargetError as exc:
         return Response(None, time.monotonic() - start, error=f"refused: {exc}")
     except requests.RequestException as exc:
-        return Response(None, time.monotonic() - start, error=describe_error(exc))
+        error = redact_text(describe_error(exc), url)
+        return Response(None, time.monotonic() - start, error=error)
 
 
 def _read_bounded(resp: requests.Response, limit: int, deadline: float) -> str:

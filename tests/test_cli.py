@@ -97,15 +97,31 @@ def test_test_command_with_an_invalid_certificate_fails_with_the_tls_cause(
 def test_verify_command_accepts_a_good_signature_and_rejects_a_bad_one(tmp_path: Path) -> None:
     body = b'{"event":"ticket.created","data":{}}'
     (tmp_path / "body.json").write_bytes(body)
-    good = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    good = "sha256=" + hmac.new(b"cli-secret-0123456789", body, hashlib.sha256).hexdigest()
     runner = CliRunner()
     ok = runner.invoke(
-        main, ["verify", "--secret", "s3cret", "--signature", good, str(tmp_path / "body.json")]
+        main,
+        [
+            "verify",
+            "--secret",
+            "cli-secret-0123456789",
+            "--signature",
+            good,
+            str(tmp_path / "body.json"),
+        ],
     )
     assert ok.exit_code == 0, ok.output
     assert "✓ valid" in ok.output
     bad = runner.invoke(
-        main, ["verify", "--secret", "wrong", "--signature", good, str(tmp_path / "body.json")]
+        main,
+        [
+            "verify",
+            "--secret",
+            "wrong-secret-0123456789",
+            "--signature",
+            good,
+            str(tmp_path / "body.json"),
+        ],
     )
     assert bad.exit_code == 1
     assert "✗ invalid" in bad.output
@@ -114,10 +130,20 @@ def test_verify_command_accepts_a_good_signature_and_rejects_a_bad_one(tmp_path:
 def test_verify_command_checks_a_standard_webhooks_signature(tmp_path: Path) -> None:
     body = b'{"event":"ticket.created"}'
     headers = shahihooks.sign_headers(
-        body, delivery_id="evt_1-a", event="ticket.created", secrets="s3cret", timestamp=1700000000
+        body,
+        delivery_id="evt_1-a",
+        event="ticket.created",
+        secrets="cli-secret-0123456789",
+        timestamp=1700000000,
     )
     (tmp_path / "b.json").write_bytes(body)
-    args = ["verify", "--secret", "s3cret", "--signature", headers["webhook-signature"]]
+    args = [
+        "verify",
+        "--secret",
+        "cli-secret-0123456789",
+        "--signature",
+        headers["webhook-signature"],
+    ]
     result = CliRunner().invoke(
         main, [*args, "--id", "evt_1-a", "--timestamp", "1700000000", str(tmp_path / "b.json")]
     )

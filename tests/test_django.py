@@ -105,7 +105,7 @@ def test_settings_dict_configures_shahihooks_and_names_bad_values() -> None:
 
     config = apps.get_app_config("shahihooks")
     try:
-        with override_settings(SHAHIHOOKS={"RATE_LIMIT": 3, "SECRET": "x"}):
+        with override_settings(SHAHIHOOKS={"RATE_LIMIT": 3, "SECRET": "django-secret-0123456789"}):
             config.ready()
             assert shahihooks.settings.current().rate_limit == 3
         with (

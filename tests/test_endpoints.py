@@ -20,11 +20,13 @@ def test_stored_endpoint_gets_its_events_signed_with_its_own_secret(
     path = f"/stored-{uuid.uuid4().hex[:8]}"
     s = settings()
     store = EndpointStore(redis_client, s)
-    store.add(Endpoint(receiver.url(path), events=("ticket.closed",), secrets=("own-secret",)))
+    store.add(
+        Endpoint(receiver.url(path), events=("ticket.closed",), secrets=("own-secret-0123456789",))
+    )
     assert shahihooks.emit("ticket.created", {"ticket_id": 1}) == []
     (delivery,) = shahihooks.emit("ticket.closed", {"ticket_id": 1})
     (got,) = receiver.wait_for(path, 1)
-    assert shahihooks.verify(got.body, got.headers, "own-secret")["id"] == delivery.id
+    assert shahihooks.verify(got.body, got.headers, "own-secret-0123456789")["id"] == delivery.id
     with pytest.raises(shahihooks.InvalidSignature):
         shahihooks.verify(got.body, got.headers, s.secret or "")
 

@@ -15,6 +15,8 @@ import pytest
 from shahihooks.payload import encode_data, envelope
 from shahihooks.signing import sign_headers
 
+JS_SECRET = "js-compat-secret-0123"
+
 DATA = {
     "ticket_id": 123,
     "title": 'Connexion échouée — 日本語 ✓ "quoted" \\ back',
@@ -49,14 +51,14 @@ def body_and_signature() -> tuple[bytes, str]:
     body = envelope(
         "evt_1-ab", "ticket.created", 1638019200, "https://example.com", encode_data(DATA)
     )
-    headers = sign_headers(body, delivery_id="evt_1-ab", event="ticket.created", secrets="secret")
+    headers = sign_headers(body, delivery_id="evt_1-ab", event="ticket.created", secrets=JS_SECRET)
     return body, headers["X-Shahi-Assist-Signature"]
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_node_json_stringify_receiver_gets_a_matching_signature() -> None:
     body, signature = body_and_signature()
-    stdin = json.dumps({"body": body.decode(), "signature": signature, "secret": "secret"})
+    stdin = json.dumps({"body": body.decode(), "signature": signature, "secret": JS_SECRET})
     out = subprocess.run(
         ["node", "-e", NODE_RECEIVER], input=stdin, capture_output=True, text=True, check=True
     )
@@ -73,5 +75,5 @@ def test_python_reserialisation_by_javascript_rules_matches() -> None:
         parsed["id"], parsed["event"], parsed["timestamp"], parsed["site_url"], again
     )
     assert rebuilt == body
-    expected = "sha256=" + hmac.new(b"secret", rebuilt, hashlib.sha256).hexdigest()
+    expected = "sha256=" + hmac.new(JS_SECRET.encode(), rebuilt, hashlib.sha256).hexdigest()
     assert expected == signature

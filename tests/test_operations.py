@@ -260,7 +260,7 @@ def test_listen_verifies_prints_and_fails_on_purpose(settings, ca: tuple[object,
         )
         assert post(url, body, good, s).status == 500
         bad = shahihooks.sign_headers(
-            body, delivery_id="evt_1-a", event="ticket.created", secrets="wrong"
+            body, delivery_id="evt_1-a", event="ticket.created", secrets="wrong-secret-0123456789"
         )
         assert post(url, body, bad, s).status == 401
         out, err = proc.communicate(timeout=15)

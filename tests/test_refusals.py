@@ -121,8 +121,10 @@ def test_endpoint_store_refuses_unsafe_and_secretless_endpoints(
     s = settings(secret=None)
     store = EndpointStore(redis_client, s)
     with pytest.raises(UnsafeTargetError, match="http://"):
-        store.add(Endpoint("http://127.0.0.1:9/x", secrets=("s",)))
+        store.add(Endpoint("http://127.0.0.1:9/x", secrets=("store-secret-0123456789",)))
     with pytest.raises(ConfigurationError, match="has no secret"):
         store.add(Endpoint("https://127.0.0.1:9/x"))
     with pytest.raises(ConfigurationError, match="rate limit -1"):
-        store.add(Endpoint("https://127.0.0.1:9/x", secrets=("s",), rate_limit=-1))
+        store.add(
+            Endpoint("https://127.0.0.1:9/x", secrets=("store-secret-0123456789",), rate_limit=-1)
+        )

@@ -34,7 +34,7 @@ def test_every_contract_variable_is_read() -> None:
             "SHAHIHOOKS_ENABLED": "0",
             "SHAHIHOOKS_URLS": "https://a.example/h\nhttps://b.example/h  https://c.example/h",
             "SHAHIHOOKS_EVENTS": "ticket.created, ticket.closed",
-            "SHAHIHOOKS_SECRET": "s3cret",
+            "SHAHIHOOKS_SECRET": "settings-secret-0123",
             "SHAHIHOOKS_SITE_URL": "https://help.example",
             "SHAHIHOOKS_RETRY_SCHEDULE": "1,2.5,3",
             "SHAHIHOOKS_RATE_LIMIT": "0",
@@ -49,7 +49,7 @@ def test_every_contract_variable_is_read() -> None:
     assert s.enabled is False
     assert s.urls == ("https://a.example/h", "https://b.example/h", "https://c.example/h")
     assert s.events == ("ticket.created", "ticket.closed")
-    assert s.secrets == ("s3cret",)
+    assert s.secrets == ("settings-secret-0123",)
     assert s.site_url == "https://help.example"
     assert s.retry_schedule_s == (1, 2.5, 3)
     assert s.rate_limit == 0
@@ -64,7 +64,12 @@ def test_every_contract_variable_is_read() -> None:
 
 def test_django_style_mapping_takes_python_values() -> None:
     s = Settings.from_mapping(
-        {"URLS": ["https://a.example/h"], "SECRET": "x", "RATE_LIMIT": 5, "ENABLED": True}
+        {
+            "URLS": ["https://a.example/h"],
+            "SECRET": "settings-secret-0123",
+            "RATE_LIMIT": 5,
+            "ENABLED": True,
+        }
     )
     assert s.urls == ("https://a.example/h",)
     assert s.rate_limit == 5
@@ -92,7 +97,10 @@ def test_bad_values_name_the_variable_and_the_value(name: str, value: str, messa
 
 
 def test_http_url_is_refused_unless_allowed() -> None:
-    env = {"SHAHIHOOKS_URLS": "http://hooks.example/in", "SHAHIHOOKS_SECRET": "s"}
+    env = {
+        "SHAHIHOOKS_URLS": "http://hooks.example/in",
+        "SHAHIHOOKS_SECRET": "settings-secret-0123",
+    }
     with pytest.raises(UnsafeTargetError, match=r"https:// URLs, got 'http://hooks.example/in'"):
         Settings.from_env(env)
     assert Settings.from_env({**env, "SHAHIHOOKS_ALLOW_HTTP": "1"}).urls
@@ -105,7 +113,9 @@ def test_urls_without_a_secret_are_refused() -> None:
 
 def test_a_url_that_is_not_a_url_is_named() -> None:
     with pytest.raises(ConfigurationError, match="'hooks.example/in' is not an absolute"):
-        Settings.from_env({"SHAHIHOOKS_URLS": "hooks.example/in", "SHAHIHOOKS_SECRET": "s"})
+        Settings.from_env(
+            {"SHAHIHOOKS_URLS": "hooks.example/in", "SHAHIHOOKS_SECRET": "settings-secret-0123"}
+        )
 
 
 def test_malformed_event_in_events_is_named() -> None:

@@ -74,12 +74,13 @@ local function retire(id, d, mark)
   if redis.call('HINCRBY', body, 'refs', -1) <= 0 then redis.call('DEL', body) end
 end
 
--- The dead letter keeps the body's parts (the body is rebuilt from them, byte for byte).
+-- The dead letter keeps the body's parts (the body is rebuilt from them, byte for byte), and
+-- the URL as shown (credentials masked): its tag finds the URL itself in `urls`.
 local function dead_letter(id, d, now, reason, status, response)
   local body = redis.call('HMGET', key('body', d.m), 'event', 'ts', 'site', 'data')
   local letter = key('dead', id)
   redis.call('DEL', letter)
-  redis.call('HSET', letter, 'id', id, 'msg', d.m, 'url', redis.call('HGET', K.urls, d.u) or '',
+  redis.call('HSET', letter, 'id', id, 'msg', d.m, 'url', shown_url(d),
     'tag', d.u, 'event', d.e, 'attempts', d.a, 'reason', reason, 'status', status,
     'died_at', secs(now), 'ts', body[2] or '0', 'site', body[3] or '', 'data', body[4] or '',
     'has_body', body[1] and '1' or '0', 'response', response, 'src', d.src)

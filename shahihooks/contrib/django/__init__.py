@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover - exercised without Django installed
 
 from shahihooks.emit import prepare
 from shahihooks.keys import Keys
-from shahihooks.receiving import Seen, receive
+from shahihooks.receiving import Seen, body_limit, declared_too_large, receive
+from shahihooks.settings import current
 
 View = Callable[..., HttpResponse]
 
@@ -45,34 +46,64 @@ def emit(event: str, data: Any, *, key: str | None = None, using: str | None = N
 
 
 def cache_seen(alias: str = "default", ttl_s: int = 7 * 86_400) -> Seen:
-    """Delivery ids remembered in a Django cache (`cache.add` is atomic on Redis/memcached)."""
+    """Delivery ids remembered in a Django cache (`cache.add` is atomic on Redis/memcached).
+
+    Keys are under SHAHIHOOKS["PREFIX"], as every other key, read when a delivery arrives.
+    """
     from django.core.cache import caches
 
     cache = caches[alias]
-    keys = Keys()
 
     def add(delivery_id: str) -> bool:
-        return bool(cache.add(keys.received(delivery_id), 1, ttl_s))
+        return bool(cache.add(Keys(current().prefix).received(delivery_id), 1, ttl_s))
 
     def forget(delivery_id: str) -> None:
-        cache.delete(keys.received(delivery_id))
+        cache.delete(Keys(current().prefix).received(delivery_id))
 
     return Seen(add, forget)
 
 
-def webhook_receiver(
-    secret: str | Sequence[str] | None = None, seen: Seen | None = None
-) -> Callable[[View], View]:
-    """Verify each delivery (either scheme), answer 401 to a bad one, drop duplicates.
+def read_bounded(request: HttpRequest, limit: int) -> bytes | None:
+    """The request body if it is at most `limit` bytes (None if more); never reads more than
+    `limit + 1` bytes. The view can still use `request.body`."""
+    if declared_too_large(request.META.get("CONTENT_LENGTH"), limit):
+        return None
+    body: bytes = request.read(limit + 1)
+    if len(body) > limit:
+        return None
+    request._body = body  # what Django's own `request.body` caches
+    return body
 
-    The view gets the verified payload as `request.webhook`. A delivery whose view fails
-    (raises or answers 4xx/5xx) is forgotten, so the sender's retry is processed.
+
+def webhook_receiver(
+    secret: str | Sequence[str] | None = None,
+    seen: Seen | None = None,
+    *,
+    max_body_bytes: int | None = None,
+    standard_only: bool = False,
+) -> Callable[[View], View]:
+    """Verify each delivery, answer 401 to a bad one and 413 to a too large one, drop
+    duplicates.
+
+    The body is bounded by `max_body_bytes` (default SHAHIHOOKS["MAX_BODY_BYTES"]) before
+    it is read. Any `webhook-*` header means the Standard Webhooks headers must verify;
+    `standard_only=True` refuses deliveries signed by the page's header alone. The view
+    gets the verified payload as `request.webhook`. A delivery whose view fails (raises or
+    answers 4xx/5xx) is forgotten, so the sender's retry is processed.
     """
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            verdict = receive(request.body, dict(request.headers), secret, seen)
+            limit = body_limit(max_body_bytes)
+            verdict = receive(
+                read_bounded(request, limit),
+                dict(request.headers),
+                secret,
+                seen,
+                max_body_bytes=limit,
+                standard_only=standard_only,
+            )
             if verdict.reply is not None:
                 return JsonResponse(verdict.reply[1], status=verdict.reply[0])
             request.webhook = verdict.payload
