@@ -1,5 +1,11 @@
 """One HTTPS POST: TLS verified, redirects not followed, bounded in time and in bytes read.
 
+The whole attempt — connect, TLS handshake, sending, the status line, the headers, the body
+— ends by one wall-clock deadline (`SHAHIHOOKS_TIMEOUT`): requests' own timeouts apply to
+each socket read, so a peer trickling a byte a second would hold it forever; here a
+watchdog shuts the attempt's sockets down at the deadline. The lease that an attempt holds
+its delivery by outlasts the deadline by construction (celeryconf.py).
+
 Each worker thread has its own `requests.Session` (created lazily, so after a fork), whose
 connections resolve the host, vet every address (`safety.check_addresses`) and only then
 connect, to a vetted address: no connection is ever opened to a refused one. TLS (SNI and
@@ -9,6 +15,7 @@ environment are ignored: a webhook goes straight to its target.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -51,6 +58,72 @@ class Response:
 SocketOption = tuple[int, int, int | bytes]
 
 
+class Watchdog:
+    """Shuts down the sockets of attempts past their deadline (one thread per process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._watched: dict[int, tuple[float, list[socket.socket]]] = {}
+        self._next = 0
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def begin(self, deadline: float) -> int:
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="shahihooks-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._next += 1
+            self._watched[self._next] = (deadline, [])
+            self._lock.notify()
+            return self._next
+
+    def watch(self, attempt: int, sock: socket.socket) -> None:
+        with self._lock:
+            watched = self._watched.get(attempt)
+            if watched is not None:
+                watched[1].append(sock)
+
+    def end(self, attempt: int) -> None:
+        with self._lock:
+            self._watched.pop(attempt, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                late = [k for k, (deadline, _) in self._watched.items() if deadline <= now]
+                for attempt in late:
+                    for sock in self._watched.pop(attempt)[1]:
+                        _cut(sock)
+                soonest = min((d for d, _ in self._watched.values()), default=now + 60)
+                self._lock.wait(max(0.01, soonest - now))
+
+
+def _cut(sock: socket.socket) -> None:
+    """Shut the connection down under whatever reads or writes it (TLS included)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_watchdog = Watchdog()
+
+
+class _Attempt(threading.local):
+    id: int = 0  # the attempt this thread is making (0: none)
+
+
+_attempt = _Attempt()
+
+
+def _watch(sock: socket.socket | None) -> None:
+    if sock is not None and _attempt.id:
+        _watchdog.watch(_attempt.id, sock)
+
+
 def open_socket(
     host: str,
     port: int,
@@ -87,7 +160,16 @@ def open_socket(
 
 def _guarded(base: type[HTTPConnection], allow: tuple[Network, ...]) -> type[HTTPConnection]:
     class Guarded(base):  # type: ignore[valid-type,misc]
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            _watch(self.sock)  # a kept-alive connection: its socket joins this attempt
+            super().request(*args, **kwargs)
+
         def _new_conn(self) -> socket.socket:
+            sock = self._open()
+            _watch(sock)  # the TLS handshake on it is bounded by the attempt's deadline too
+            return sock
+
+        def _open(self) -> socket.socket:
             timeout = self.timeout if isinstance(self.timeout, int | float) else None
             try:
                 return open_socket(
@@ -188,10 +270,12 @@ def post(
     session = session_for(settings)
     timeout = (min(settings.timeout_s, _CONNECT_TIMEOUT_MAX_S), settings.timeout_s)
     start = time.monotonic()
+    deadline = start + settings.timeout_s
+    _attempt.id = _watchdog.begin(deadline)
     try:
         request = _prepare(session, url, body, headers)
         with session.send(request, timeout=timeout, allow_redirects=False, stream=True) as resp:
-            text = _read_bounded(resp, settings.max_response_bytes, start + settings.timeout_s)
+            text = _read_bounded(resp, settings.max_response_bytes, deadline)
             return Response(
                 status=resp.status_code,
                 duration_s=time.monotonic() - start,
@@ -202,8 +286,15 @@ def post(
     except UnsafeTargetError as exc:
         return Response(None, time.monotonic() - start, error=f"refused: {exc}")
     except requests.RequestException as exc:
-        error = redact_text(describe_error(exc), url)
-        return Response(None, time.monotonic() - start, error=error)
+        elapsed = time.monotonic() - start
+        if elapsed >= settings.timeout_s:
+            error = f"timeout: no complete answer within {settings.timeout_s:g} s"
+        else:
+            error = redact_text(describe_error(exc), url)
+        return Response(None, elapsed, error=error)
+    finally:
+        _watchdog.end(_attempt.id)
+        _attempt.id = 0
 
 
 def _read_bounded(resp: requests.Response, limit: int, deadline: float) -> str:

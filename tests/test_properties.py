@@ -55,8 +55,6 @@ def queued_and_stored(client: redis.Redis, s: Settings) -> tuple[int, int]:
     return client.llen(s.queue), len(list(client.scan_iter(match=f"{s.prefix}:body:*")))
 
 
-
-
 @pytest.mark.usefixtures("settings")
 @hsettings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -1,0 +1,156 @@
+"""Holes found in review, each shown closed with real Redis, real workers, real sockets."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+import shahihooks
+from shahihooks.keys import Keys
+from tests.conftest import wait_until
+from tests.faults import World
+from tests.receiver import Receiver
+
+
+class Trickler:
+    """An HTTP server that reads a request, then sends its answer a byte a second."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.requests = 0
+        self.closed_after: list[float] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        start = time.monotonic()
+        with conn:
+            conn.recv(65536)
+            self.requests += 1
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 600:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(1.0)
+            except OSError:
+                self.closed_after.append(time.monotonic() - start)
+
+
+@pytest.mark.usefixtures("worker")
+def test_an_attempt_ends_at_its_deadline_however_slowly_the_peer_answers(
+    settings, redis_client: redis.Redis
+) -> None:
+    trickler = Trickler()
+    s = settings(
+        urls=(f"http://127.0.0.1:{trickler.port}/slow",),
+        allow_http=True,
+        timeout_s=3,
+        retry_schedule_s=(60,),
+    )
+    (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 1})
+    keys = Keys(s.prefix)
+    log = wait_until(
+        lambda: [f for _, f in redis_client.xrange(keys.log) if f[b"id"] == delivery.id.encode()],
+        timeout=15,
+        what="the attempt logged",
+    )
+    (entry,) = log  # type: ignore[misc]
+    assert entry[b"outcome"] == b"retry"
+    assert entry[b"error"] == b"timeout: no complete answer within 3 s"
+    assert 2900 <= int(entry[b"ms"]) <= 4000, entry
+    wait_until(lambda: trickler.closed_after, timeout=5, what="the connection cut")
+    assert trickler.closed_after[0] < 4.5
+    time.sleep(16)  # past the lease (3 + 10 s): no second copy was sent meanwhile
+    assert trickler.requests == 1
+
+
+@pytest.fixture
+def world(receiver: Receiver, ca: tuple[object, str]) -> Iterator[World]:
+    w = World(receiver, ca[1])
+    w.start_redis()
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def test_emit_says_nothing_was_enqueued_only_when_that_is_known(
+    settings, world: World, receiver: Receiver
+) -> None:
+    queue = f"frozen-{uuid.uuid4().hex[:6]}"
+    settings(redis_url=world.url, queue=queue, urls=(receiver.url("/frozen"),), prefix="frozen")
+    shahihooks.emit("ticket.created", {"ticket_id": 0})  # connected, endpoints cached
+    assert world.redis_proc is not None
+    world.redis_proc.send_signal(signal.SIGSTOP)  # Redis takes the step but never answers
+    try:
+        started = time.monotonic()
+        with pytest.raises(shahihooks.OutcomeUnknown) as unknown:
+            shahihooks.emit("ticket.created", {"ticket_id": 1}, key="order-7")
+        took = time.monotonic() - started
+    finally:
+        world.redis_proc.send_signal(signal.SIGCONT)
+    message = str(unknown.value)
+    assert "may or may not have been enqueued" in message
+    assert "emit it again with the same key ('order-7')" in message
+    assert not isinstance(unknown.value, shahihooks.UnavailableError)
+    assert took < 15
+    client = world.client
+    assert wait_until(lambda: client.llen(queue) == 2, timeout=5, what="it was enqueued")
+    # the safe retry: the same key enqueues nothing more
+    (again,) = shahihooks.emit("ticket.created", {"ticket_id": 1}, key="order-7")
+    assert again.status == "duplicate"
+    assert client.llen(queue) == 2
+
+    world.stop_redis()  # Redis is gone: the step cannot have run
+    with pytest.raises(shahihooks.UnavailableError, match="nothing was enqueued"):
+        shahihooks.emit("ticket.created", {"ticket_id": 2})
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_short_idempotency_ttl_loses_nothing(
+    settings, receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    path = f"/ttl-{uuid.uuid4().hex[:6]}"
+    s = settings(urls=(receiver.url(path),), idempotency_ttl_s=1, retry_schedule_s=(3,))
+    receiver.rule(path, lambda n: 500 if n == 1 else 200)
+    (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 1}, key=f"k-{path}")
+    first, second = receiver.wait_for(path, 2, timeout=15)
+    assert second.body == first.body, "attempt 2, after the TTL, found the body"
+    keys = Keys(s.prefix)
+    wait_until(lambda: redis_client.get(keys.done(delivery.id)) == b"ok", what="delivered")
+    assert not redis_client.exists(keys.dead(delivery.id))
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_key_emitted_again_after_its_ttl_while_its_delivery_lives_is_a_duplicate(
+    settings, receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    path = f"/live-{uuid.uuid4().hex[:6]}"
+    s = settings(urls=(receiver.url(path),), idempotency_ttl_s=1, retry_schedule_s=(4,))
+    receiver.rule(path, lambda n: 500 if n == 1 else 200)
+    key = f"k-{path}"
+    (first,) = shahihooks.emit("ticket.created", {"ticket_id": 1}, key=key)
+    receiver.wait_for(path, 1)
+    wait_until(lambda: not redis_client.exists(Keys(s.prefix).emitted(key)), what="key expired")
+    (again,) = shahihooks.emit("ticket.created", {"ticket_id": 1}, key=key)
+    assert (again.id, again.status) == (first.id, "duplicate")
+    got = receiver.wait_for(path, 2, timeout=15)
+    time.sleep(1)
+    assert len(receiver.requests_to(path)) == 2
+    assert got[1].header("x-shahi-assist-attempt") == "2"
