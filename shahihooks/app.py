@@ -9,16 +9,26 @@ tests) changes it later.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
 from typing import Any
 
 from celery import Celery, bootsteps, signals
 
-from shahihooks.celeryconf import celery_config, check_celery_config
+from shahihooks.celeryconf import celery_config, check_celery_config, is_redis
+from shahihooks.connections import (
+    OUTAGES,
+    persistence_warning,
+    redis_client,
+    refuse_cluster,
+    server_facts,
+)
 from shahihooks.mover import Mover
 from shahihooks.publish import Publisher
 from shahihooks.settings import Settings, current, on_configure
+
+logger = logging.getLogger("shahihooks.worker")
 
 
 def user_config() -> dict[str, Any]:
@@ -47,10 +57,28 @@ def _reconfigure(settings: Settings) -> None:
 on_configure(_reconfigure)
 
 
+def check_worker(settings: Settings) -> None:
+    """Refuse to start a worker that could lose deliveries; warn about what a restart loses."""
+    check_celery_config(app.conf, settings)
+    servers = [("state Redis", settings.redis_url)]
+    if is_redis(publisher.broker_url) and publisher.broker_url != settings.redis_url:
+        servers.append(("broker Redis", publisher.broker_url))
+    for what, url in servers:
+        try:
+            facts = server_facts(redis_client(url))
+        except OUTAGES as exc:  # the worker waits for it like for the broker
+            logger.warning("could not check the %s yet (%s)", what, type(exc).__name__)
+            continue
+        refuse_cluster(facts, what, url)
+        warning = persistence_warning(facts, what, url)
+        if warning:
+            logger.warning("%s", warning)
+
+
 @signals.worker_init.connect
 def _check_on_worker_start(sender: Any = None, **_: Any) -> None:
     if getattr(sender, "app", None) is app:
-        check_celery_config(app.conf, current())
+        check_worker(current())
 
 
 class MoverStep(bootsteps.StartStopStep):

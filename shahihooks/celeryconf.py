@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kombu.serialization import registry  # type: ignore[attr-defined]
+
 from shahihooks.errors import ConfigurationError
 from shahihooks.settings import Settings
 
@@ -91,6 +93,27 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _content_type(name: str) -> str:
+    return str(registry.name_to_type.get(name, name))
+
+
+def _check_consumer_timeout(conf: Any, settings: Settings) -> None:
+    """RabbitMQ closes a channel that holds a message past its consumer_timeout (30 min by
+    default; a queue's `x-consumer-timeout` may lower it): a worker holds one for at most
+    one attempt's lease."""
+    for queue in conf.get("task_queues") or ():
+        if getattr(queue, "name", None) != settings.queue:
+            continue
+        timeout_ms = (getattr(queue, "queue_arguments", None) or {}).get("x-consumer-timeout")
+        if timeout_ms is not None and float(timeout_ms) <= lease_s(settings) * 1000:
+            raise ConfigurationError(
+                f"the queue {settings.queue!r} has x-consumer-timeout {timeout_ms} ms, but a "
+                f"worker may hold a delivery's message {lease_s(settings):g} s (one attempt "
+                "and its margin): RabbitMQ would close the channel. Raise it above "
+                f"{lease_s(settings) * 1000:.0f} ms"
+            )
+
+
 def check_celery_config(conf: Any, settings: Settings) -> None:
     """Refuse Celery settings under which a delivery could be lost or sent twice."""
     if not conf.get("task_acks_late"):
@@ -103,7 +126,19 @@ def check_celery_config(conf: Any, settings: Settings) -> None:
             "task_reject_on_worker_lost is off: a delivery whose worker process is killed "
             "would be acknowledged and lost. Set task_reject_on_worker_lost=True"
         )
-    if is_redis(str(conf.get("broker_url") or "")):
+    serializer = str(conf.get("task_serializer") or "json")
+    accepted = {_content_type(a) for a in conf.get("accept_content") or ()}
+    if _content_type(serializer) not in accepted:
+        raise ConfigurationError(
+            f"task_serializer is {serializer!r} but accept_content "
+            f"{list(conf.get('accept_content') or ())} does not accept it: this worker would "
+            'discard every delivery ("Refusing to deserialize untrusted content"). Add '
+            f"{serializer!r} to accept_content, on the workers and the apps that emit"
+        )
+    broker = str(conf.get("broker_url") or "")
+    if broker.startswith(("amqp://", "amqps://", "pyamqp://")):
+        _check_consumer_timeout(conf, settings)
+    if is_redis(broker):
         options = conf.get("broker_transport_options") or {}
         visibility = float(options.get("visibility_timeout", 3600))
         needed = lease_s(settings)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
+from typing import Any
 
 import kombu.exceptions
 import redis
@@ -11,6 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shahihooks.errors import ConfigurationError
+from shahihooks.safety import redact_url
 
 # Redis (state or broker) or the broker unreachable, or a Redis replica promoted mid-call:
 # an outage, after which the work is tried again; any other exception is a bug.
@@ -51,3 +54,45 @@ def redis_client(url: str) -> redis.Redis:
                     raise ConfigurationError(f"SHAHIHOOKS_REDIS_URL {url!r}: {exc}") from None
                 _clients[key] = client
     return client
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What shahihooks needs to know of a Redis server, read once (INFO, CONFIG GET)."""
+
+    cluster: bool
+    appendonly: bool | None  # None: the server does not say (CONFIG disabled by ACL, say)
+    appendfsync: str = ""
+
+
+def server_facts(client: redis.Redis) -> ServerFacts:
+    info: Any = client.info("cluster")
+    cluster = bool(int(info.get("cluster_enabled", 0)))
+    try:
+        config: Any = client.config_get("append*")
+    except redis.ResponseError:
+        return ServerFacts(cluster, None)
+    return ServerFacts(cluster, config.get("appendonly") == "yes", config.get("appendfsync", ""))
+
+
+def refuse_cluster(facts: ServerFacts, what: str, url: str) -> None:
+    if facts.cluster:
+        raise ConfigurationError(
+            f"{what} {redact_url(url)} is a Redis Cluster, which shahihooks does not support: "
+            "each of its atomic steps touches keys in several hash slots (CROSSSLOT). Use one "
+            "Redis for the state (with Sentinel for failover: sentinel:// URLs) and scale "
+            "deliveries out with more workers, or RabbitMQ as the broker"
+        )
+
+
+def persistence_warning(facts: ServerFacts, what: str, url: str) -> str | None:
+    """Why a restart of this Redis could lose deliveries, or None."""
+    if facts.appendonly is None:
+        return f"{what} {redact_url(url)} does not say whether it persists (CONFIG GET refused)"
+    if facts.appendonly:
+        return None
+    return (
+        f"{what} {redact_url(url)} runs without append-only persistence (appendonly no): a "
+        "restart loses queued and waiting deliveries and delivered markers. Set "
+        "`appendonly yes` (appendfsync everysec loses at most the last second)"
+    )

@@ -13,7 +13,14 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shahihooks.connections import redis_client
+from shahihooks.celeryconf import is_redis
+from shahihooks.connections import (
+    OUTAGES,
+    persistence_warning,
+    redis_client,
+    refuse_cluster,
+    server_facts,
+)
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.errors import ShahihooksError, UnsafeTargetError
 from shahihooks.keys import url_tag
@@ -62,6 +69,11 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
     ]
     redis_ok = _redis_check(settings)
     checks.append(redis_ok)
+    if redis_ok.ok:
+        servers = _server_checks(settings)
+        checks += servers
+        if any("Redis Cluster" in c.what for c in servers):
+            redis_ok = Check(False, "")  # nothing more can be read from it
     if ping_workers:
         checks.append(_worker_check(settings))
     endpoints = [Endpoint(u, body_style=settings.body_style) for u in settings.urls]
@@ -114,6 +126,32 @@ def _redis_check(settings: Settings) -> Check:
             "start Redis or fix SHAHIHOOKS_REDIS_URL",
         )
     return Check(True, f"Redis reachable at {redact_url(settings.redis_url)}")
+
+
+def _server_checks(settings: Settings) -> list[Check]:
+    """The state Redis (and a Redis broker): not a Cluster, persisting what it holds."""
+    servers = [("state Redis", settings.redis_url)]
+    if is_redis(settings.broker_url) and settings.broker_url != settings.redis_url:
+        servers.append(("broker Redis", settings.broker_url))
+    out = []
+    for what, url in servers:
+        try:
+            facts = server_facts(redis_client(url))
+            refuse_cluster(facts, what, url)
+        except ShahihooksError as exc:
+            out.append(Check(False, str(exc), "use one Redis (with Sentinel for failover)"))
+            continue
+        except OUTAGES as exc:
+            out.append(Check(False, f"{what} does not answer: {exc}", "start it"))
+            continue
+        warning = persistence_warning(facts, what, url)
+        if warning:
+            out.append(Check(False, warning, "redis-server --appendonly yes (or in redis.conf)"))
+        else:
+            out.append(
+                Check(True, f"{what} persists (append-only, appendfsync {facts.appendfsync})")
+            )
+    return out
 
 
 def _worker_check(settings: Settings) -> Check:

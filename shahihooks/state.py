@@ -23,7 +23,7 @@ from typing import Any
 import redis
 
 from shahihooks.celeryconf import grace_s, lease_s
-from shahihooks.connections import redis_client
+from shahihooks.connections import redis_client, refuse_cluster, server_facts
 from shahihooks.keys import Keys
 from shahihooks.settings import Settings
 
@@ -373,7 +373,9 @@ class State:
 
 @functools.lru_cache(maxsize=64)
 def _state(pid: int, settings: Settings) -> State:
-    return State(settings)
+    state = State(settings)
+    refuse_cluster(server_facts(state.client), "SHAHIHOOKS_REDIS_URL", settings.redis_url)
+    return state
 
 
 def state_for(settings: Settings) -> State:

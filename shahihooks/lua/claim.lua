@@ -11,6 +11,7 @@
 -- ARGV[A..]: budget (entries handled at most)
 -- Returns {ms until the next entry is due, then per message: id, token, attempt, event, url}
 local budget = tonumber(ARGV[A])
+local LOST_MAX = 5
 local now = now_ms()
 local out = {}
 local function publish(id, d, pub)
@@ -77,9 +78,17 @@ for _, id in ipairs(due) do
       redis.call('HSET', key('dlv', id), 'k', num(now))
       redis.call('ZADD', K.schedule, num(now + C.grace_ms), id)
     elseif taken and now - tonumber(d.k) >= C.grace_ms then
-      log_event(id, d, now, 'retry', 'its message was lost (taken by a worker that stopped '
-        .. 'before recording it): sent again', 0)
-      publish(id, d, to_queue(id, d, now))
+      local lost = redis.call('HINCRBY', key('dlv', id), 'l', 1)
+      if lost > LOST_MAX then  -- no worker can read its messages (their accept_content?)
+        local reason = 'its message was lost ' .. LOST_MAX .. ' times: do the workers accept '
+          .. 'what the apps publish (task_serializer, accept_content)?'
+        log_event(id, d, now, 'dead', reason, nil)
+        dead_letter(id, d, now, reason, '', '')
+      else
+        log_event(id, d, now, 'retry', 'its message was lost (taken by a worker that stopped '
+          .. 'before recording it): sent again', 0)
+        publish(id, d, to_queue(id, d, now))
+      end
     elseif taken then
       redis.call('ZADD', K.schedule, num(tonumber(d.k) + C.grace_ms), id)
     else

@@ -14,6 +14,7 @@
 --   t when the state was entered (ms)   o emit order   w the rate window it was admitted in
 --   k when its message was seen to have left the queue (ms)   c checks of a queued message
 --   src "store" when the endpoint came from the store   b attempts that hit a bug
+--   l messages of it found lost
 local P = ARGV[1]
 local C = {
   lease_ms = tonumber(ARGV[2]), grace_ms = tonumber(ARGV[3]), limit = tonumber(ARGV[4]),
