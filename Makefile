@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install test lint format typecheck mypy demo flower bench soak redis php clean
+.PHONY: all install test lint format typecheck mypy demo flower bench soak redis php rabbitmq clean
 
 all: lint typecheck test
 
@@ -22,7 +22,10 @@ redis: ## make sure a Redis answers at SHAHIHOOKS_REDIS_URL (starts the machine'
 php: ## make sure `php` runs (installs Debian's php-cli if missing): the PHP receiver tests need it
 	@bash scripts/ensure_php.sh
 
-test: install redis php
+rabbitmq: ## make sure a RabbitMQ answers on 127.0.0.1:5672 (the broker tests use it)
+	@bash scripts/ensure_rabbitmq.sh
+
+test: install redis php rabbitmq
 	$(BIN)/python -m pytest
 
 lint: install

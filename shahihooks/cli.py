@@ -237,13 +237,19 @@ def worker(ctx: click.Context, processes: int) -> None:
 
 
 def _supervise(processes: int, extra: list[str]) -> int:
-    """Run `processes` single-process workers; SIGTERM/SIGINT reach each one."""
+    """Run `processes` single-process workers; SIGTERM/SIGINT reach each one, and each one
+    stops if the supervisor dies (Linux). Node names carry the supervisor's pid, so two
+    supervisors on one machine never share a worker's mailbox."""
+    import os
     import signal
     import subprocess
 
     argv = [sys.executable, "-m", "shahihooks", "worker"]
+    tag = os.getpid()
     children = [
-        subprocess.Popen([*argv, "-n", f"shahihooks{i}@%h", *extra])  # noqa: S603 - our own argv
+        subprocess.Popen(  # noqa: S603 - our own argv
+            [*argv, "-n", f"shahihooks{i}.{tag}@%h", *extra], preexec_fn=_die_with_parent
+        )
         for i in range(1, processes + 1)
     ]
 
@@ -255,6 +261,18 @@ def _supervise(processes: int, extra: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     return max(child.wait() for child in children)
+
+
+def _die_with_parent() -> None:
+    """In a child, before exec: SIGTERM when the parent dies (PR_SET_PDEATHSIG, Linux)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the supervisor's signals still reach the children
 
 
 def _duration(text: str | None) -> float | None:

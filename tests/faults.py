@@ -4,6 +4,7 @@ nothing was lost."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -171,6 +172,7 @@ class World:
             stdout=log,
             stderr=log,
             cwd=ROOT,
+            start_new_session=True,  # close() ends the group: a supervisor's children too
         )
         self.procs.append(proc)
         return proc
@@ -236,9 +238,11 @@ class World:
 
     def close(self) -> None:
         for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the process and whatever it started
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+            proc.wait()
         self.stop_redis()
         if not os.environ.get("SHAHIHOOKS_KEEP_FAULTS"):
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -18,6 +18,7 @@ import pytest
 
 from shahihooks.celeryconf import grace_s, lease_s, visibility_timeout_s
 from shahihooks.settings import Settings
+from tests.conftest import wait_until
 from tests.faults import World, halt
 from tests.receiver import Receiver
 
@@ -156,10 +157,17 @@ def test_worker_processes_option_runs_and_stops_that_many_workers(world: World) 
     while len(replies) < 2 and time.monotonic() < deadline:
         replies = probe.control.ping(timeout=1.0) or []
     names = sorted(next(iter(r)) for r in replies)  # type: ignore[call-overload]
-    assert [n.split("@")[0] for n in names] == ["shahihooks1", "shahihooks2"]
+    assert [n.split("@")[0].split(".")[0] for n in names] == ["shahihooks1", "shahihooks2"]
+    assert len({n.split("@")[0].split(".")[1] for n in names}) == 1, "one supervisor's tag"
     halt(proc, signal.SIGTERM)
     assert proc.returncode == 0
     assert probe.control.ping(timeout=1.0) == []
+    # a supervisor killed outright takes its workers with it (none left running unseen)
+    proc = world.worker(concurrency=4, processes=2)
+    while len(probe.control.ping(timeout=1.0) or []) < 2 and time.monotonic() < deadline + 30:
+        pass
+    halt(proc, signal.SIGKILL)
+    wait_until(lambda: probe.control.ping(timeout=1.0) == [], timeout=30, what="workers gone")
 
 
 def test_lost_messages_are_published_again_within_two_minutes(
