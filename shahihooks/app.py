@@ -65,7 +65,7 @@ def check_worker(settings: Settings) -> None:
         servers.append(("broker Redis", publisher.broker_url))
     for what, url in servers:
         try:
-            facts = server_facts(redis_client(url))
+            facts = server_facts(redis_client(url, settings.sentinel_master))
         except OUTAGES as exc:  # the worker waits for it like for the broker
             logger.warning("could not check the %s yet (%s)", what, type(exc).__name__)
             continue

@@ -16,12 +16,26 @@ import redis
 from kombu.transport import redis as kombu_redis
 
 
-class Channel(kombu_redis.Channel):
+class _ClosedIsAConnectionError:
+    connection: Any
+
     def _connparams(self, asynchronous: bool = False) -> Any:
         if self.connection is None or self.connection.client is None:
             raise redis.exceptions.ConnectionError("the broker connection was already closed")
         return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
 
 
+class Channel(_ClosedIsAConnectionError, kombu_redis.Channel):
+    pass
+
+
+class SentinelChannel(_ClosedIsAConnectionError, kombu_redis.SentinelChannel):
+    pass
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel

@@ -24,7 +24,7 @@ from shahihooks.settings import Settings
 LEASE_MARGIN_S = 10.0
 VISIBILITY_MARGIN_S = 20.0
 GRACE_MARGIN_S = 15.0
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
 
 
 def lease_s(settings: Settings) -> float:
@@ -59,6 +59,7 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "unacked_mutex_expire": 60,  # a worker killed mid-scan blocks scans this long
         "socket_connect_timeout": 5,
         "socket_timeout": 30,  # a broker that vanishes without closing: fail, don't hang
+        "master_name": settings.sentinel_master,  # used with sentinel:// URLs only
     }
 
 
@@ -69,10 +70,15 @@ def is_redis(url: str) -> bool:
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings shahihooks needs; `celeryconfig.py` shows them with reasons."""
     redis_broker = is_redis(settings.broker_url)
+    sentinel = settings.broker_url.startswith("sentinel://")
     return {
         "broker_url": settings.broker_url,
         # kombu's Redis transport with a fix that keeps workers alive across Redis restarts
-        "broker_transport": "shahihooks.broker:Transport" if redis_broker else None,
+        "broker_transport": (
+            ("shahihooks.broker:SentinelTransport" if sentinel else "shahihooks.broker:Transport")
+            if redis_broker
+            else None
+        ),
         "broker_transport_options": transport_options(settings),
         "broker_connection_retry_on_startup": True,
         "task_acks_late": True,

@@ -530,11 +530,11 @@ def endpoints() -> None:
 
 
 def _store() -> Any:
-    from shahihooks.connections import redis_client
+    from shahihooks.connections import state_redis
     from shahihooks.endpoints import EndpointStore
 
     settings = _settings()
-    return EndpointStore(redis_client(settings.redis_url), settings)
+    return EndpointStore(state_redis(settings), settings)
 
 
 def _endpoint_rows() -> list[dict[str, Any]]:

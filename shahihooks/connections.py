@@ -6,14 +6,17 @@ import os
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import kombu.exceptions
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from shahihooks.errors import ConfigurationError
 from shahihooks.safety import redact_url
+from shahihooks.settings import Settings
 
 # Redis (state or broker) or the broker unreachable, or a Redis replica promoted mid-call:
 # an outage, after which the work is tried again; any other exception is a bug.
@@ -25,7 +28,7 @@ OUTAGES = (
 )
 
 _lock = threading.Lock()
-_clients: dict[tuple[int, str], redis.Redis] = {}
+_clients: dict[tuple[int, str, str], redis.Redis] = {}
 
 
 # No command is re-sent by the client on its own: a script that timed out may have run, and
@@ -33,26 +36,63 @@ _clients: dict[tuple[int, str], redis.Redis] = {}
 SOCKET_TIMEOUT_S = 4.0
 
 
-def redis_client(url: str) -> redis.Redis:
-    """A shared client for `url` (a new pool after a fork), with bounded timeouts."""
-    key = (os.getpid(), url)
+_OPTIONS: dict[str, Any] = {
+    "socket_timeout": SOCKET_TIMEOUT_S,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 30,
+    "max_connections": 64,
+    "retry": Retry(NoBackoff(), 0),
+}
+
+
+def redis_client(url: str, sentinel_master: str = "mymaster") -> redis.Redis:
+    """A shared client for `url` (a new pool after a fork), with bounded timeouts.
+
+    `sentinel://host:26379;sentinel://host2:26379/0` (kombu's form) asks those Sentinels
+    for the primary of `sentinel_master`, and again after a failover.
+    """
+    key = (os.getpid(), url, sentinel_master if is_sentinel(url) else "")
     client = _clients.get(key)
     if client is None:
         with _lock:
             client = _clients.get(key)
             if client is None:
                 try:
-                    client = redis.Redis.from_url(
-                        url,
-                        socket_timeout=SOCKET_TIMEOUT_S,
-                        socket_connect_timeout=5,
-                        health_check_interval=30,
-                        max_connections=64,
-                        retry=Retry(NoBackoff(), 0),
+                    client = (
+                        _sentinel_client(url, sentinel_master)
+                        if is_sentinel(url)
+                        else redis.Redis.from_url(url, **_OPTIONS)
                     )
                 except ValueError as exc:
-                    raise ConfigurationError(f"SHAHIHOOKS_REDIS_URL {url!r}: {exc}") from None
+                    raise ConfigurationError(
+                        f"SHAHIHOOKS_REDIS_URL {redact_url(url)!r}: {exc}"
+                    ) from None
                 _clients[key] = client
+    return client
+
+
+def state_redis(settings: Settings) -> redis.Redis:
+    """The client of the state Redis (SHAHIHOOKS_REDIS_URL)."""
+    return redis_client(settings.redis_url, settings.sentinel_master)
+
+
+def is_sentinel(url: str) -> bool:
+    return url.startswith("sentinel://")
+
+
+def _sentinel_client(url: str, master: str) -> redis.Redis:
+    parts = [urlsplit(u) for u in url.split(";") if u.strip()]
+    if not parts or any(p.scheme != "sentinel" or not p.hostname for p in parts):
+        raise ValueError("expected sentinel://host:port;sentinel://host2:port/db")
+    hosts = [(p.hostname or "", p.port or 26379) for p in parts]
+    paths = [p.path.strip("/") for p in parts if p.path.strip("/")]
+    password = next((p.password for p in parts if p.password), None)
+    timeouts = {"socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": 5}
+    sentinels = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
+    options = {k: v for k, v in _OPTIONS.items() if k != "max_connections"}
+    client: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+        master, db=int(paths[-1]) if paths else 0, password=password, **options
+    )
     return client
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shahihooks.connections import redis_client
+from shahihooks.connections import state_redis
 from shahihooks.keys import Keys
 from shahihooks.payload import envelope
 from shahihooks.settings import Settings, current
@@ -50,13 +50,13 @@ def _text(value: Any) -> str:
 
 def get(delivery_id: str, settings: Settings | None = None) -> DeadLetter | None:
     settings = settings or current()
-    raw = redis_client(settings.redis_url).hgetall(Keys(settings.prefix).dead(delivery_id))
+    raw = state_redis(settings).hgetall(Keys(settings.prefix).dead(delivery_id))
     return DeadLetter.from_redis(raw) if raw else None
 
 
 def list_ids(settings: Settings | None = None, since: float = 0, limit: int = 1000) -> list[str]:
     settings = settings or current()
-    raw = redis_client(settings.redis_url).zrangebyscore(
+    raw = state_redis(settings).zrangebyscore(
         Keys(settings.prefix).dead_index, since, "+inf", start=0, num=limit
     )
     return [_text(k) for k in raw]

@@ -20,6 +20,7 @@ from shahihooks.connections import (
     redis_client,
     refuse_cluster,
     server_facts,
+    state_redis,
 )
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.errors import ShahihooksError, UnsafeTargetError
@@ -78,7 +79,7 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
         checks.append(_worker_check(settings))
     endpoints = [Endpoint(u, body_style=settings.body_style) for u in settings.urls]
     if redis_ok.ok:
-        stored = EndpointStore(redis_client(settings.redis_url), settings).all()
+        stored = EndpointStore(state_redis(settings), settings).all()
         known = {e.url for e in endpoints}
         endpoints += [e for e in stored if e.url not in known]
     if not endpoints:
@@ -118,7 +119,7 @@ def backlog_check(endpoint: Endpoint, settings: Settings, waiting: Waiting) -> C
 
 def _redis_check(settings: Settings) -> Check:
     try:
-        redis_client(settings.redis_url).ping()
+        state_redis(settings).ping()
     except Exception as exc:
         return Check(
             False,
@@ -136,7 +137,7 @@ def _server_checks(settings: Settings) -> list[Check]:
     out = []
     for what, url in servers:
         try:
-            facts = server_facts(redis_client(url))
+            facts = server_facts(redis_client(url, settings.sentinel_master))
             refuse_cluster(facts, what, url)
         except ShahihooksError as exc:
             out.append(Check(False, str(exc), "use one Redis (with Sentinel for failover)"))

@@ -61,6 +61,12 @@ class Publisher:
         return str(self.app.conf.broker_url or "")
 
     @property
+    def broker_client(self) -> Any:
+        """The broker's Redis, directly (only for a Redis broker)."""
+        master = (self.app.conf.broker_transport_options or {}).get("master_name", "mymaster")
+        return redis_client(self.broker_url, master)
+
+    @property
     def queue(self) -> str:
         return str(self.app.conf.task_default_queue)
 
@@ -152,7 +158,7 @@ class Publisher:
             return
         queue = self.direct_queue()
         if queue is not None:
-            redis_client(self.broker_url).lpush(queue, *self.encode(messages, queue))
+            self.broker_client.lpush(queue, *self.encode(messages, queue))
         else:
             self.publish_through_kombu(messages)
 
@@ -174,7 +180,7 @@ class Publisher:
     def queue_size(self) -> int:
         """Messages waiting in the deliveries' queue (not those taken by workers)."""
         if is_redis(self.broker_url):
-            return int(redis_client(self.broker_url).llen(self.queue))
+            return int(self.broker_client.llen(self.queue))
         with self.app.connection_for_read() as conn:
             channel: Any = conn.default_channel
             ok = channel.queue_declare(self.queue, passive=True)

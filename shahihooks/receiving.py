@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from shahihooks.connections import redis_client
+from shahihooks.connections import state_redis
 from shahihooks.errors import ConfigurationError, VerificationError
 from shahihooks.keys import Keys
 from shahihooks.settings import Settings, current
@@ -46,7 +46,7 @@ class Seen:
 def redis_seen(settings: Settings | None = None, ttl_s: int = DEDUPE_TTL_S) -> Seen:
     """Delivery ids remembered in Redis (shared by every process of the receiving app)."""
     settings = settings or current()
-    client = redis_client(settings.redis_url)
+    client = state_redis(settings)
     keys = Keys(settings.prefix)
 
     def add(delivery_id: str) -> bool:

@@ -45,6 +45,7 @@ class Settings:
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = ""
+    sentinel_master: str = "mymaster"  # the primary's name, for sentinel:// URLs
     enabled: bool = True
     urls: tuple[str, ...] = ()
     events: tuple[str, ...] | None = None  # None: every registered event
@@ -279,6 +280,7 @@ def _body_style(raw: Any) -> BodyStyle:
 _READERS: dict[str, tuple[str, Any]] = {
     "REDIS_URL": ("redis_url", _text),
     "BROKER_URL": ("broker_url", _text),
+    "SENTINEL_MASTER": ("sentinel_master", _text),
     "ENABLED": ("enabled", _bool),
     "URLS": ("urls", _urls),
     "EVENTS": ("events", _events),

@@ -23,7 +23,7 @@ from typing import Any
 import redis
 
 from shahihooks.celeryconf import grace_s, lease_s
-from shahihooks.connections import redis_client, refuse_cluster, server_facts
+from shahihooks.connections import refuse_cluster, server_facts, state_redis
 from shahihooks.keys import Keys
 from shahihooks.settings import Settings
 
@@ -164,7 +164,7 @@ class State:
 
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.settings = settings
-        self.client = client or redis_client(settings.redis_url)
+        self.client = client or state_redis(settings)
         self.keys = Keys(settings.prefix)
         self._common = [
             settings.prefix,

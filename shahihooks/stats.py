@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shahihooks.connections import redis_client
+from shahihooks.connections import state_redis
 from shahihooks.delivery import LATENCY_BUCKETS_MS
 from shahihooks.keys import Keys
 from shahihooks.settings import Settings
@@ -88,7 +88,7 @@ def read_stats(
     keys = Keys(settings.prefix)
     last = int(now // 3600)
     first = int((now - since_s) // 3600) + 1 if since_s >= 3600 else last
-    pipe = redis_client(settings.redis_url).pipeline(transaction=False)
+    pipe = state_redis(settings).pipeline(transaction=False)
     for hour in range(first, last + 1):
         pipe.hgetall(keys.stats(hour))
     totals: dict[tuple[str, str], dict[str, int]] = {}
@@ -174,7 +174,7 @@ def read_log(
     failed: bool = False,
 ) -> list[dict[str, str]]:
     """The most recent attempts that match, oldest first."""
-    client = redis_client(settings.redis_url)
+    client = state_redis(settings)
     log_key = Keys(settings.prefix).log
     found: list[dict[str, str]] = []
     end = "+"
@@ -201,7 +201,7 @@ def follow_log(
     stop_after_s: float | None = None,
 ) -> Iterator[dict[str, str]]:
     """New attempts as they are logged (the `log --follow` tail)."""
-    client = redis_client(settings.redis_url)
+    client = state_redis(settings)
     log_key = Keys(settings.prefix).log
     last = "$"
     deadline = None if stop_after_s is None else time.monotonic() + stop_after_s

@@ -5,6 +5,7 @@ workers can read every delivery, a RabbitMQ queue that lets a worker hold one at
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -76,9 +77,23 @@ def test_a_worker_warns_at_start_when_redis_does_not_persist(
         plain.wait()
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is valid and free too."""
+    while True:
+        port = free_port()
+        if port + 10000 >= 65536:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 @pytest.fixture
 def cluster() -> Iterator[str]:
-    port = free_port()
+    port = cluster_port()
     folder = tempfile.mkdtemp(prefix="shahihooks-cluster-")
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--cluster-enabled", "yes", "--dir", folder],
