@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -23,12 +24,16 @@ from typing import Any
 import redis
 
 from shahihooks.celeryconf import grace_s, lease_s
-from shahihooks.connections import refuse_cluster, server_facts, state_redis
+from shahihooks.connections import is_sentinel, refuse_cluster, server_facts, state_redis
 from shahihooks.keys import Keys
 from shahihooks.settings import Settings
 
+logger = logging.getLogger("shahihooks.state")
+
 BUG_TRIES = 3  # an attempt that hits a bug is tried this often, then dead-lettered
 BUG_PAUSE_S = 10.0
+REPLICA_WAIT_MS = 1000  # under Sentinel, how long an emit waits for a replica to have it
+LONELY_S = 10.0  # then, without a replica, how long before waiting for one again
 
 
 class Verdict(StrEnum):
@@ -166,6 +171,8 @@ class State:
         self.settings = settings
         self.client = client or state_redis(settings)
         self.keys = Keys(settings.prefix)
+        self.replicated = is_sentinel(settings.redis_url)
+        self._lonely_until = 0.0
         self._common = [
             settings.prefix,
             int(lease_s(settings) * 1000),
@@ -261,6 +268,8 @@ class State:
                     raise NotSent(exc) from exc
                 try:
                     result: list[Any] = conn.read_response()
+                    if self.replicated and time.monotonic() >= self._lonely_until:
+                        self._wait_for_a_replica(conn, name)
                     return result
                 except redis.exceptions.NoScriptError:
                     self.client.script_load(script.script)  # not run: load it, send again
@@ -274,6 +283,25 @@ class State:
             raise NotSent(RuntimeError(f"the {name} script could not be loaded"))
         finally:
             pool.release(conn)
+
+    def _wait_for_a_replica(self, conn: Any, name: str) -> None:
+        """Under Sentinel, an emit returns once a replica has it too: a failover right after
+        does not lose it. Without a replica answering in time, it says so and goes on, and
+        stops waiting for `LONELY_S` (a primary without replicas must not slow every emit)."""
+        try:
+            conn.send_command("WAIT", 1, REPLICA_WAIT_MS)
+            replicas = int(conn.read_response())
+        except redis.RedisError as exc:
+            replicas = 0
+            conn.disconnect()
+            logger.warning("WAIT after %s failed: %s", name, exc)
+        if replicas < 1:
+            self._lonely_until = time.monotonic() + LONELY_S
+            logger.warning(
+                "no replica confirmed the %s step within %d ms: a failover now could lose it",
+                name,
+                REPLICA_WAIT_MS,
+            )
 
     def begin(self, delivery_id: str, token: int) -> Begun:
         found = [_text(v) for v in self._call("begin", [delivery_id, token])]
