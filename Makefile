@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install test lint format typecheck mypy demo flower bench soak redis php rabbitmq clean
+.PHONY: all install test lint format typecheck mypy demo flower bench soak redis tools rabbitmq clean
 
 all: lint typecheck test
 
@@ -19,13 +19,13 @@ install: $(STAMP)
 redis: ## make sure a Redis answers at SHAHIHOOKS_REDIS_URL (starts the machine's one if it is down)
 	@$(BIN)/python scripts/ensure_redis.py
 
-php: ## make sure `php` runs (installs Debian's php-cli if missing): the PHP receiver tests need it
-	@bash scripts/ensure_php.sh
+tools: ## make sure php and faketime run (installs Debian's php-cli and faketime if missing)
+	@bash scripts/ensure_tools.sh
 
 rabbitmq: ## make sure a RabbitMQ answers on 127.0.0.1:5672 (the broker tests use it)
 	@bash scripts/ensure_rabbitmq.sh
 
-test: install redis php rabbitmq
+test: install redis tools rabbitmq
 	$(BIN)/python -m pytest
 
 lint: install

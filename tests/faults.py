@@ -32,7 +32,7 @@ for i in range(count):
     start = time.monotonic()
     try:
         (d,) = shahihooks.emit("ticket.created", {"ticket_id": i, "n": i})
-        row = {"ok": d.id}
+        row = {"ok": d.id, "status": d.status}
     except Exception as exc:
         row = {"error": type(exc).__name__, "message": str(exc),
                "shahihooks": isinstance(exc, shahihooks.ShahihooksError)}
@@ -177,10 +177,18 @@ class World:
         self.procs.append(proc)
         return proc
 
-    def emitter(self, count: int, path: str, pause_s: float = 0.0) -> subprocess.Popen[str]:
+    def emitter(
+        self,
+        count: int,
+        path: str,
+        pause_s: float = 0.0,
+        env: dict[str, str] | None = None,
+        wrap: tuple[str, ...] = (),
+    ) -> subprocess.Popen[str]:
+        """An app process emitting `count` events (`wrap`: a command to run it under)."""
         proc = subprocess.Popen(
-            [sys.executable, "-c", EMITTER, str(count), path, str(pause_s)],
-            env={**self.env(), "SHAHIHOOKS_URLS": self.receiver.url(path)},
+            [*wrap, sys.executable, "-c", EMITTER, str(count), path, str(pause_s)],
+            env={**self.env(), "SHAHIHOOKS_URLS": self.receiver.url(path), **(env or {})},
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -188,11 +196,18 @@ class World:
         self.procs.append(proc)  # type: ignore[arg-type]
         return proc
 
-    def emit(self, count: int, path: str) -> list[str]:
-        out, _ = self.emitter(count, path).communicate(timeout=120)
+    def emit(
+        self, count: int, path: str, env: dict[str, str] | None = None, wrap: tuple[str, ...] = ()
+    ) -> list[str]:
+        return [r["ok"] for r in self.emit_rows(count, path, env, wrap)]
+
+    def emit_rows(
+        self, count: int, path: str, env: dict[str, str] | None = None, wrap: tuple[str, ...] = ()
+    ) -> list[dict[str, str]]:
+        out, _ = self.emitter(count, path, env=env, wrap=wrap).communicate(timeout=120)
         rows = [json.loads(line) for line in out.splitlines()]
         assert all("ok" in r for r in rows), rows[:3]
-        return [r["ok"] for r in rows]
+        return rows
 
     def ledger(self, ids: list[str], path: str) -> Ledger:
         client = self.client

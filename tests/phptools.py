@@ -1,6 +1,6 @@
 """Real PHP for the tests: the page's receivers under `php -S`, and PHP's own re-encoding.
 
-`make test` installs Debian's php-cli when `php` is missing (scripts/ensure_php.sh).
+`make test` installs Debian's php-cli when `php` is missing (scripts/ensure_tools.sh).
 """
 
 from __future__ import annotations

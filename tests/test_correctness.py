@@ -14,6 +14,7 @@ import redis
 
 import shahihooks
 from shahihooks.keys import Keys
+from shahihooks.state import Finished, Outcome, Verdict, state_for
 from tests.conftest import wait_until
 from tests.faults import World
 from tests.receiver import Receiver
@@ -154,3 +155,86 @@ def test_a_key_emitted_again_after_its_ttl_while_its_delivery_lives_is_a_duplica
     time.sleep(1)
     assert len(receiver.requests_to(path)) == 2
     assert got[1].header("x-shahi-assist-attempt") == "2"
+
+
+def test_a_broker_that_refuses_the_publish_at_emit_leaves_no_phantom_and_loses_nothing(
+    world: World, receiver: Receiver
+) -> None:
+    path = f"/refused-{uuid.uuid4().hex[:6]}"
+    world.worker()  # its broker answers; the app's does not
+    ids = world.emit(5, path, env={"SHAHIHOOKS_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"})
+    ledger = world.wait_ledger(ids, path, timeout=60)
+    assert ledger.missing == []
+    assert (ledger.delivered, ledger.dead, ledger.received_distinct) == (5, 0, 5)
+
+
+def test_a_lost_message_is_found_while_the_queue_never_empties(
+    world: World, receiver: Receiver
+) -> None:
+    lost, busy = f"/lost-{uuid.uuid4().hex[:6]}", f"/busy-{uuid.uuid4().hex[:6]}"
+    ids = world.emit(3, lost)
+    client = world.client
+    client.delete("faults")  # their messages are gone
+    receiver.rule(busy, lambda n: (time.sleep(2.0), 200)[1])
+    world.emit(60, busy)  # a queue that drains for two minutes
+    world.worker(concurrency=1)
+    found_at_depth: list[int] = []
+    deadline = time.monotonic() + 120
+    while len(found_at_depth) < 3 and time.monotonic() < deadline:
+        depth = client.llen("faults")
+        found = [
+            f for _, f in client.xrange(world.keys.log) if b"its message was lost" in f[b"error"]
+        ]
+        found_at_depth += [depth] * (len(found) - len(found_at_depth))
+        time.sleep(0.2)
+    assert len(found_at_depth) == 3, "each lost message published again"
+    assert min(found_at_depth) > 0, "while the queue was still busy"
+    receiver.rule(busy, lambda n: 200)
+    ledger = world.wait_ledger(ids, lost, timeout=60)
+    assert ledger.missing == []
+    assert ledger.received_distinct == 3
+
+
+def test_rate_windows_follow_redis_clock_not_the_apps(world: World) -> None:
+    world.settings.update({"SHAHIHOOKS_RATE_LIMIT": "2", "SHAHIHOOKS_RATE_WINDOW": "30"})
+    path = f"/clock-{uuid.uuid4().hex[:6]}"
+    client = world.client
+    wait_until(lambda: 2 <= client.time()[0] % 30 <= 15, timeout=30, what="early in a window")
+    on_time = world.emit_rows(2, path)
+    # an app whose clock is a whole window ahead: by its own clock, a fresh window
+    ahead = world.emit_rows(2, path, wrap=("faketime", "-f", "+30s"))
+    statuses = [r["status"] for r in on_time + ahead]
+    assert statuses == ["queued", "queued", "deferred", "deferred"]
+
+
+def test_a_copy_meets_an_attempt_or_its_end_never_a_gap_between(settings) -> None:
+    queue = f"shtest-gap-{uuid.uuid4().hex[:6]}"
+    s = settings(urls=("https://127.0.0.1:9/gap",), queue=queue)
+    (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 1})
+    state = state_for(s)
+    assert state.begin(delivery.id, 1).verdict is Verdict.GO
+    assert state.begin(delivery.id, 1).verdict is Verdict.BUSY  # a copy during the attempt
+    # the attempt ends in one step: lease, outcome and marker together
+    assert state.finish(delivery.id, 1, Outcome(Finished.DELIVERED)) is Finished.DELIVERED
+    assert state.begin(delivery.id, 1).verdict is Verdict.STALE  # a copy after it
+    redis.Redis.from_url(s.redis_url).delete(queue)
+
+
+def test_the_users_pickle_configuration_is_honoured_end_to_end(
+    world: World, receiver: Receiver, tmp_path
+) -> None:
+    (tmp_path / "picklecelery.py").write_text(
+        "task_serializer = 'pickle'\naccept_content = ['pickle']\n"
+    )
+    # (Celery refuses pickle as root unless told: this machine runs tests as root)
+    env = {"CELERY_CONFIG_MODULE": "picklecelery", "C_FORCE_ROOT": "1"}
+    world.settings["PYTHONPATH"] = f"{tmp_path}:{world.env()['PYTHONPATH']}"
+    world.settings.update(env)
+    path = f"/pickle-{uuid.uuid4().hex[:6]}"
+    ids = world.emit(5, path)
+    raw = world.client.lrange("faults", 0, -1)
+    assert len(raw) == 5
+    assert all(b'"content-type": "application/x-python-serialize"' in m for m in raw)
+    world.worker()
+    ledger = world.wait_ledger(ids, path, timeout=30)
+    assert (ledger.delivered, ledger.received_distinct) == (5, 5)
