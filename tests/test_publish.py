@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 import redis
 from celery import signals
+from kombu import Exchange, Queue
 
-from shahihooks.app import app, publisher
-from shahihooks.publish import Message
+from shahihooks.app import app, create_app, publisher
+from shahihooks.publish import Message, Publisher
+from shahihooks.settings import current
 
 
 def decoded(raw: bytes) -> dict[str, Any]:
@@ -61,6 +63,13 @@ def test_any_configuration_kombu_would_write_differently_goes_through_kombu(
     finally:
         app.conf.update(saved)
     assert publisher.direct_queue() == queue
+
+
+def test_a_queue_bound_to_a_fanout_exchange_goes_through_kombu(queue: str) -> None:
+    own = create_app(current())
+    own.conf.task_queues = [Queue(queue, Exchange(queue, type="fanout"))]
+    assert Publisher(own).direct_queue() is None
+    assert Publisher(create_app(current())).direct_queue() == queue
 
 
 def test_a_publish_signal_receiver_sends_messages_through_kombu(queue: str) -> None:
