@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -17,6 +18,9 @@ import shahihooks
 from shahihooks.endpoints import forget_cached
 from shahihooks.settings import Settings
 from tests.receiver import Receiver, start_receiver
+
+if TYPE_CHECKING:
+    from tests.faults import World
 
 REDIS_URL = os.environ.get("SHAHIHOOKS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "test-secret-0123456789"
@@ -124,3 +128,16 @@ def worker(ca: tuple[trustme.CA, str]) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def world(receiver: Receiver, ca: tuple[trustme.CA, str]) -> Iterator[World]:
+    """A private append-only Redis, and subprocess workers and apps configured for it."""
+    from tests.faults import World
+
+    w = World(receiver, ca[1])
+    w.start_redis()
+    try:
+        yield w
+    finally:
+        w.close()

@@ -209,6 +209,13 @@ class World:
         assert all("ok" in r for r in rows), rows[:3]
         return rows
 
+    def wait_retrying(self, count: int, timeout: float = 30) -> None:
+        """Until `count` deliveries wait for a retry (their first attempts failed)."""
+        deadline = time.monotonic() + timeout
+        while sum(int(n) for n in self.client.hvals(self.keys.retrying)) < count:
+            assert time.monotonic() < deadline, f"{count} first attempts must fail and wait"
+            time.sleep(0.05)
+
     def ledger(self, ids: list[str], path: str) -> Ledger:
         client = self.client
         states = client.mget([self.keys.done(i) for i in ids]) if ids else []

@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -79,16 +78,6 @@ def test_an_attempt_ends_at_its_deadline_however_slowly_the_peer_answers(
     assert trickler.closed_after[0] < 4.5
     time.sleep(16)  # past the lease (3 + 10 s): no second copy was sent meanwhile
     assert trickler.requests == 1
-
-
-@pytest.fixture
-def world(receiver: Receiver, ca: tuple[object, str]) -> Iterator[World]:
-    w = World(receiver, ca[1])
-    w.start_redis()
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 def test_emit_says_nothing_was_enqueued_only_when_that_is_known(

@@ -12,9 +12,6 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from shahihooks.celeryconf import grace_s, lease_s, visibility_timeout_s
 from shahihooks.settings import Settings
@@ -24,16 +21,6 @@ from tests.receiver import Receiver
 
 # With the default settings, a killed worker's deliveries are all sent again within this.
 RECOVERY_BOUND_S = 120
-
-
-@pytest.fixture
-def world(receiver: Receiver, ca: tuple[object, str]) -> Iterator[World]:
-    w = World(receiver, ca[1])
-    w.start_redis()
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 def settings_of(world: World) -> Settings:
@@ -80,11 +67,8 @@ def test_sigterm_leaves_waiting_retries_in_redis_and_a_new_worker_sends_them(
     receiver.rule(path, lambda n: 500 if n <= 50 else 200)
     ids = world.emit(50, path)
     first = world.worker()
-    deadline = time.monotonic() + 30
+    world.wait_retrying(50)
     client = world.client
-    while sum(int(n) for n in client.hvals(world.keys.retrying)) < 50:
-        assert time.monotonic() < deadline, "the 50 first attempts must fail and wait"
-        time.sleep(0.05)
     started = time.monotonic()
     halt(first, signal.SIGTERM)
     assert time.monotonic() - started < 10, "nothing held: a stopping worker has no wait to finish"
@@ -105,12 +89,7 @@ def test_waiting_retries_survive_a_redis_restart_with_aof(world: World, receiver
     receiver.rule(path, lambda n: 500 if n <= 30 else 200)
     ids = world.emit(30, path)
     worker = world.worker()
-    deadline = time.monotonic() + 30
-    while world.client.zcard(world.keys.schedule) < 30 or any(
-        world.client.hget(world.keys.delivery(i), "s") != b"w" for i in ids
-    ):
-        assert time.monotonic() < deadline, "the 30 first attempts must fail and wait"
-        time.sleep(0.05)
+    world.wait_retrying(30)
     world.stop_redis()
     world.start_redis()
     assert world.client.zcard(world.keys.schedule) == 30, "the schedule is on disk"

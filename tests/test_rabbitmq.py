@@ -104,10 +104,7 @@ def test_rabbitmq_sigterm_leaves_waiting_retries_in_redis(world: World, receiver
     receiver.rule(path, lambda n: 500 if n <= 20 else 200)
     ids = world.emit(20, path)
     first = world.worker()
-    deadline = time.monotonic() + 30
-    while sum(int(n) for n in world.client.hvals(world.keys.retrying)) < 20:
-        assert time.monotonic() < deadline, "the 20 first attempts must fail and wait"
-        time.sleep(0.05)
+    world.wait_retrying(20)
     halt(first, signal.SIGTERM)
     assert queue_depth(world.settings["SHAHIHOOKS_QUEUE"]) == 0
     assert world.client.zcard(world.keys.schedule) == 20

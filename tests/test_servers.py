@@ -40,16 +40,6 @@ def test_doctor_warns_when_redis_does_not_persist(settings) -> None:
     assert "appendonly yes" in str(check["fix"])
 
 
-@pytest.fixture
-def world(receiver: Receiver, ca: tuple[object, str]) -> Iterator[World]:
-    w = World(receiver, ca[1])
-    w.start_redis()
-    try:
-        yield w
-    finally:
-        w.close()
-
-
 def test_doctor_is_content_with_an_append_only_redis(settings, world: World) -> None:
     settings(redis_url=world.url, broker_url=world.url)
     (check,) = [c for c in doctor_checks() if "persist" in str(c["what"])]
