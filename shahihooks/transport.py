@@ -217,11 +217,21 @@ class GuardedAdapter(HTTPAdapter):
         self.poolmanager.key_fn_by_scheme = dict(self.poolmanager.key_fn_by_scheme)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where one URL's POSTs go: its connection pool, the request line's path, and the
+    headers requests would add (User-Agent, Accept-Encoding, basic auth from the URL)."""
+
+    pool: HTTPConnectionPool
+    path: str
+    headers: dict[str, str]
+
+
 class _Local(threading.local):
     session: requests.Session | None = None
     pid: int = 0
     key: tuple[Any, ...] = ()
-    templates: dict[str, requests.PreparedRequest]
+    targets: dict[str, _Target]
 
 
 _local = _Local()
@@ -236,28 +246,35 @@ def session_for(settings: Settings) -> requests.Session:
         session.trust_env = False
         session.verify = verify
         session.max_redirects = 0
-        adapter = GuardedAdapter(settings.allow_networks, pool_connections=16, pool_maxsize=16)
+        adapter = GuardedAdapter(settings.allow_networks, pool_connections=64, pool_maxsize=16)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers["User-Agent"] = USER_AGENT
         _local.session, _local.pid, _local.key = session, os.getpid(), key
-        _local.templates = {}
+        _local.targets = {}
     return _local.session
 
 
-def _prepare(session: requests.Session, url: str, body: bytes, headers: dict[str, str]) -> Any:
-    """A POST to `url`, from a per-thread template: the URL is parsed once, not per send."""
-    template = _local.templates.get(url)
-    if template is None:
-        template = session.prepare_request(requests.Request("POST", url))
-        if len(_local.templates) > 10_000:
-            _local.templates.clear()
-        _local.templates[url] = template
-    request = template.copy()
-    request.headers.update(headers)
-    request.headers["Content-Length"] = str(len(body))
-    request.body = body
-    return request
+def _target(url: str, settings: Settings) -> _Target:
+    """The pool, path and headers of `url`, worked out by requests once per thread and URL.
+
+    The hot path then drives urllib3's pool itself: the TLS configuration, the guarded
+    connections and the headers are requests' own, without a PreparedRequest, a Response
+    and a cookie jar per POST (and no cookie travels from one delivery to the next).
+    """
+    session = session_for(settings)
+    found = _local.targets.get(url)
+    if found is not None and found.pool.pool is not None:  # a pool is closed once evicted
+        return found
+    request = session.prepare_request(requests.Request("POST", url))
+    adapter: Any = session.get_adapter(url)
+    pool = adapter.get_connection_with_tls_context(request, settings.tls_verify)
+    headers = {k: v for k, v in request.headers.items() if k.lower() != "connection"}
+    found = _Target(pool, request.path_url, headers)
+    if len(_local.targets) > 10_000:
+        _local.targets.clear()
+    _local.targets[url] = found
+    return found
 
 
 def post(
@@ -267,25 +284,40 @@ def post(
     settings: Settings,
 ) -> Response:
     """POST `body` to `url` once; never raises for what the network or the peer does."""
-    session = session_for(settings)
-    timeout = (min(settings.timeout_s, _CONNECT_TIMEOUT_MAX_S), settings.timeout_s)
+    timeout = urllib3.Timeout(
+        connect=min(settings.timeout_s, _CONNECT_TIMEOUT_MAX_S), read=settings.timeout_s
+    )
     start = time.monotonic()
     deadline = start + settings.timeout_s
     _attempt.id = _watchdog.begin(deadline)
     try:
-        request = _prepare(session, url, body, headers)
-        with session.send(request, timeout=timeout, allow_redirects=False, stream=True) as resp:
+        target = _target(url, settings)
+        resp = target.pool.urlopen(
+            "POST",
+            target.path,
+            body=body,
+            headers={**target.headers, **headers, "Content-Length": str(len(body))},
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            timeout=timeout,
+            preload_content=False,
+            release_conn=False,
+        )
+        try:
             text = _read_bounded(resp, settings.max_response_bytes, deadline)
-            return Response(
-                status=resp.status_code,
-                duration_s=time.monotonic() - start,
-                body=text,
-                retry_after=resp.headers.get("Retry-After"),
-                location=resp.headers.get("Location"),
-            )
+        finally:
+            _release(resp)
+        return Response(
+            status=resp.status,
+            duration_s=time.monotonic() - start,
+            body=text,
+            retry_after=resp.headers.get("Retry-After"),
+            location=resp.headers.get("Location"),
+        )
     except UnsafeTargetError as exc:
         return Response(None, time.monotonic() - start, error=f"refused: {exc}")
-    except requests.RequestException as exc:
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
         elapsed = time.monotonic() - start
         if elapsed >= settings.timeout_s:
             error = f"timeout: no complete answer within {settings.timeout_s:g} s"
@@ -297,12 +329,20 @@ def post(
         _attempt.id = 0
 
 
-def _read_bounded(resp: requests.Response, limit: int, deadline: float) -> str:
+def _release(resp: Any) -> None:
+    """Give the connection back for the next POST if the answer was read to its end, else
+    close it (an unread rest would be read as the next answer)."""
+    if resp.length_remaining not in (0, None) or (not resp.isclosed() and resp.chunked):
+        resp.close()
+    resp.release_conn()
+
+
+def _read_bounded(resp: Any, limit: int, deadline: float) -> str:
     """Up to `limit` bytes of the body, stopping at the deadline; the rest is never read."""
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in resp.raw.stream(8192, decode_content=True):
+        for chunk in resp.stream(8192, decode_content=True):
             chunks.append(chunk)
             size += len(chunk)
             if size >= limit or time.monotonic() > deadline:
@@ -315,13 +355,26 @@ def _read_bounded(resp: requests.Response, limit: int, deadline: float) -> str:
 def describe_error(exc: BaseException) -> str:
     """A short, log-friendly cause: timeout, refused, reset, TLS, DNS..."""
     text = str(exc)
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
         return "tls error: " + _innermost(exc)
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+    if isinstance(exc, requests.exceptions.ConnectTimeout | urllib3.exceptions.ConnectTimeoutError):
         return "connect timeout"
-    if isinstance(exc, requests.exceptions.ReadTimeout | requests.exceptions.Timeout):
+    if isinstance(
+        exc,
+        requests.exceptions.ReadTimeout
+        | requests.exceptions.Timeout
+        | urllib3.exceptions.ReadTimeoutError
+        | TimeoutError,
+    ):
         return "read timeout"
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    if isinstance(
+        exc,
+        requests.exceptions.ConnectionError
+        | urllib3.exceptions.NewConnectionError
+        | urllib3.exceptions.ProtocolError
+        | urllib3.exceptions.NameResolutionError
+        | OSError,
+    ):
         inner = _innermost(exc)
         if isinstance(exc.__context__, UnsafeTargetError) or "refused:" in text:
             return inner
