@@ -357,6 +357,8 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
         return "tls error: " + _innermost(exc)
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # urllib3 makes it a timeout
+        return "connection error: " + _innermost(exc)
     if isinstance(exc, requests.exceptions.ConnectTimeout | urllib3.exceptions.ConnectTimeoutError):
         return "connect timeout"
     if isinstance(
