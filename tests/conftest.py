@@ -35,6 +35,18 @@ def wait_until(check: Callable[[], object], timeout: float = 20.0, what: str = "
     raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess: no SHAHIHOOKS_* and no DJANGO_SETTINGS_MODULE (which
+    pytest-django sets, and which would make shahihooks read the test project's settings)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SHAHIHOOKS_") and k != "DJANGO_SETTINGS_MODULE"
+    }
+    env.update(extra)
+    return env
+
+
 @pytest.fixture(scope="session")
 def redis_client() -> redis.Redis:
     client = redis.Redis.from_url(REDIS_URL)

@@ -4,11 +4,11 @@ commands against a real Redis and a real worker, asserting on their --json outpu
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 import uuid
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import shahihooks
 from shahihooks.cli import main
 from shahihooks.stats import p95_from_histogram, parse_duration
-from tests.conftest import SECRET, wait_until
+from tests.conftest import SECRET, clean_env, wait_until
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
