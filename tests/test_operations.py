@@ -47,13 +47,20 @@ def test_log_shows_attempts_with_status_duration_and_error(settings, receiver: R
         "dead",
     ]
     delivered = [r for r in _log("--url", receiver.url(ok_path))]
-    assert delivered[0]["status"] == "200"
+    assert delivered[0]["status"] == 200, "numbers as numbers"
     assert delivered[0]["error"] == ""
-    assert int(delivered[0]["ms"]) >= 0
+    assert isinstance(delivered[0]["ms"], int)
+    assert delivered[0]["ms"] >= 0
+    assert delivered[0]["attempt"] == 1
+    assert isinstance(delivered[0]["ts"], float)
+    assert delivered[0]["next_s"] is None
+    retry, dead = _log("--failed", "--url", receiver.url(bad_path))
+    assert (retry["next_s"], dead["next_s"]) == (0.2, None)
+    assert (retry["status"], dead["attempt"]) == (502, 2)
     assert "HTTP 502" in failed[0]["error"]
 
 
-def _log(*args: str) -> list[dict[str, str]]:
+def _log(*args: str) -> list[dict[str, Any]]:
     result = CliRunner().invoke(main, ["log", *args, "--json"])
     assert result.exit_code == 0, result.output
     return [json.loads(line) for line in result.output.splitlines() if line.strip()]
@@ -246,7 +253,7 @@ def test_listen_verifies_prints_and_fails_on_purpose(settings, ca: tuple[object,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "SHAHIHOOKS_ALLOW_HTTP": "1"},
+        env=clean_env(SHAHIHOOKS_ALLOW_HTTP="1"),
     )
     try:
         s = settings(allow_http=True)

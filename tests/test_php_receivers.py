@@ -261,7 +261,7 @@ def test_doctor_probes_an_endpoint_that_got_401_and_names_the_style_it_verifies(
 
 def _logged_401(url: str) -> bool:
     result = CliRunner().invoke(main, ["log", "--url", url, "--json"])
-    return any(json.loads(line)["status"] == "401" for line in result.output.splitlines())
+    return any(json.loads(line)["status"] == 401 for line in result.output.splitlines())
 
 
 def test_listen_php_verifies_as_the_page_php_handler_does(settings) -> None:
