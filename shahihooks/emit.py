@@ -147,7 +147,7 @@ def _enqueue(p: Prepared) -> list[Delivery]:
         for e in endpoints
     ]
     messages = [Message(t.delivery_id, 1, event, t.shown_url) for t in targets]
-    queue = publisher.same_redis_queue(settings.redis_url)
+    queue = publisher.same_redis_queue(settings)
     emitted = state.emit(
         msg_id=msg_id,
         event=event,
