@@ -72,6 +72,7 @@ class Prepared:
     settings: Settings
     throttle: Throttle | None
     throttle_value: str
+    timestamp: int | None = None  # when it happened (Unix s); None: when it is sent
 
     def send(self) -> list[Delivery]:
         return _send(self)
@@ -151,7 +152,7 @@ def _enqueue(p: Prepared) -> list[Delivery]:
     emitted = state.emit(
         msg_id=msg_id,
         event=event,
-        timestamp=int(time.time()),
+        timestamp=int(time.time()) if p.timestamp is None else p.timestamp,
         data_json=p.data_json,
         targets=targets,
         messages=publisher.encode(messages, queue) if queue else [],

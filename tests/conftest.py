@@ -118,7 +118,11 @@ def worker(ca: tuple[trustme.CA, str]) -> Iterator[object]:
     from celery.contrib.testing.worker import start_worker
 
     from shahihooks.app import app
+    from shahihooks.contrib.django.outbox import RelayStep
 
+    # the Django app added its outbox relay to every worker; this in-process one has none
+    # (pytest-django guards the database): the outbox tests run the project's own worker
+    app.steps["worker"].discard(RelayStep)
     shahihooks.configure(base_settings(ca[1]))
     with start_worker(
         app,
