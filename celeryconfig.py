@@ -24,8 +24,9 @@ broker_connection_retry_on_startup = True
 # Acknowledge after the attempt, and give a killed worker's deliveries back to the queue.
 task_acks_late = True
 task_reject_on_worker_lost = True
-# A task that raises met an outage (Redis down): requeued, never acknowledged away.
-task_acks_on_failure_or_timeout = False
+# A dead-lettered delivery's task fails (FAILURE in Flower, with the reason) and its message
+# is done with. An outage (Redis down) is not a failure: the task requeues its message.
+task_acks_on_failure_or_timeout = True
 # Outcomes live in shahihooks' own log and stats; Celery results would only cost memory.
 task_ignore_result = True
 result_backend = None
