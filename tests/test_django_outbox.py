@@ -71,10 +71,11 @@ class Project:
             "SHAHIHOOKS_TEST_DJANGO_DB": self.db,
         }
 
-    def worker(self) -> subprocess.Popen[bytes]:
+    def worker(self, command: tuple[str, ...] = (MANAGE, "shahihooks")) -> subprocess.Popen[bytes]:
+        """The project's worker: `manage.py shahihooks worker`, or another command line."""
         log = open(os.path.join(self.world.folder, "django-worker.log"), "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, MANAGE, "shahihooks", "worker", *WORKER_OPTIONS],
+            [sys.executable, *command, "worker", *WORKER_OPTIONS],
             env=self.env(),
             stdout=log,
             stderr=log,
@@ -190,6 +191,19 @@ def test_outside_a_transaction_an_event_is_kept_only_while_redis_is_down(
     project.worker()
     got = project.delivered(2)
     assert sorted(p["data"]["ticket_id"] for p in got) == [1, 2]
+
+
+def test_shahihooks_worker_with_django_settings_module_runs_the_relay(project: Project) -> None:
+    """Celery's Django fix-up sets Django up (and so adds the relay) before the worker
+    builds its blueprint."""
+    project.world.stop_redis()
+    emit("ticket.assigned", {"ticket_id": 4, "agent_id": 10})
+    assert len(rows()) == 1
+    project.world.start_redis()
+    project.worker(("-m", "shahihooks"))
+    (got,) = project.delivered(1)
+    assert got["data"] == {"ticket_id": 4, "agent_id": 10}
+    wait_until(lambda: rows() == [], 10, "the outbox emptied")
 
 
 def test_a_rolled_back_transaction_leaves_nothing_to_relay(project: Project) -> None:

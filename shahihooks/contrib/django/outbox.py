@@ -45,6 +45,7 @@ RELAY_EVERY_S = 1.0
 BATCH = 100
 PAUSE_AFTER_OUTAGE_S = 5.0  # requests leave their rows to the relay for this long
 BACKOFF_MAX_S = 3600.0
+OUTAGE = "Redis unreachable: "  # how a row's last_error begins when Redis was away
 
 _redis_away_until: dict[str, float] = {}  # Redis URL -> until when requests leave it be
 _pushed: dict[str, deque[uuid.UUID]] = defaultdict(deque)  # database -> rows to delete
@@ -82,7 +83,12 @@ def _delete_pushed(alias: str) -> None:
     from shahihooks.contrib.django.models import OutboxEvent
 
     pushed = _pushed[alias]
-    ids = [pushed.popleft() for _ in range(min(len(pushed), BATCH))]
+    ids: list[uuid.UUID] = []
+    while pushed and len(ids) < BATCH:
+        try:
+            ids.append(pushed.popleft())
+        except IndexError:  # another thread's request took the last ones
+            break
     if not ids:
         return
     conn = connections[alias]
@@ -137,9 +143,6 @@ def _after_commit(row_id: uuid.UUID, p: Prepared, alias: str) -> None:
         logger.warning("outbox row %s: its error not recorded: %s", row_id, exc)
 
 
-OUTAGE = "Redis unreachable: "
-
-
 def _push(p: Prepared, *, relaying: bool = False) -> str | None:
     """Enqueue `p`; None if done, else why not (an outage starts with OUTAGE)."""
     url = p.settings.redis_url
@@ -181,11 +184,29 @@ class Relayed:
         )
 
 
+_TABLE_RECHECK_S = 60.0
+_with_table: set[str] = set()
+_seen_without: dict[str, float] = {}  # database -> when it was last seen without the table
+
+
 def aliases() -> list[str]:
-    """The databases that hold the outbox table (those its migration runs on)."""
+    """The databases that hold the outbox table: those its migration may run on, and has."""
     from shahihooks.contrib.django.models import OutboxEvent
 
-    return [a for a in connections if router.allow_migrate_model(a, OutboxEvent)]
+    table = OutboxEvent._meta.db_table
+    found = []
+    for alias in connections:
+        if not router.allow_migrate_model(alias, OutboxEvent):
+            continue
+        last_missing = _seen_without.get(alias, -_TABLE_RECHECK_S)
+        if alias not in _with_table and time.monotonic() - last_missing >= _TABLE_RECHECK_S:
+            if table in connections[alias].introspection.table_names():
+                _with_table.add(alias)
+            else:
+                _seen_without[alias] = time.monotonic()
+        if alias in _with_table:
+            found.append(alias)
+    return found
 
 
 def relay(*, everything: bool = False, batch: int = BATCH) -> Relayed:
@@ -243,35 +264,35 @@ class Relay:
 
     def run(self) -> None:
         while not self.stop.is_set():
-            wait = RELAY_EVERY_S
-            try:
-                done = relay()
-                if done.pushed:
-                    logger.info("outbox: relayed %d event(s)", done.pushed)
-                if done.pushed >= BATCH and not done.outage:
-                    wait = 0.0
-            except OperationalError as exc:
-                if "locked" not in str(exc):  # SQLite lets one writer in: next pass
-                    self._complain(exc)
-                self._reconnect()
-            except Exception as exc:
-                self._complain(exc)
-                self._reconnect()
-            self.stop.wait(wait)
+            self.stop.wait(0.0 if self.step() else RELAY_EVERY_S)
         connections.close_all()
 
-    def _reconnect(self) -> None:
-        for alias in aliases():
-            connections[alias].close()  # a fresh connection on the next pass
+    def step(self) -> bool:
+        """One pass over every database; True if there may be more to push at once."""
+        more = False
+        try:
+            names = aliases()
+        except Exception as exc:
+            self._complain("", exc)
+            connections.close_all()
+            return False
+        for alias in names:
+            try:
+                done = relay_from(alias)
+            except Exception as exc:
+                if not (isinstance(exc, OperationalError) and "locked" in str(exc)):
+                    self._complain(alias, exc)  # (SQLite's one writer: the next pass)
+                connections[alias].close()  # a fresh connection on the next pass
+                continue
+            if done.pushed:
+                logger.info("outbox: relayed %d event(s) from %s", done.pushed, alias)
+            more = more or (done.pushed >= BATCH and not done.outage)
+        return more
 
-    def _complain(self, exc: Exception) -> None:
+    def _complain(self, alias: str, exc: Exception) -> None:
         if time.monotonic() - self._complained > 60:  # once a minute, not once a second
             self._complained = time.monotonic()
-            logger.error(
-                "outbox relay: %s: %s (is the table migrated? python manage.py migrate)",
-                type(exc).__name__,
-                exc,
-            )
+            logger.error("outbox relay %s: %s: %s", alias, type(exc).__name__, exc)
 
     def start(self) -> Relay:
         thread = threading.Thread(target=self.run, name="shahihooks-outbox", daemon=True)
