@@ -277,10 +277,13 @@ def _example(event: str) -> Any:
 
 
 def _show_deliveries(deliveries: Sequence[Any], as_json: bool) -> None:
-    rows = [{"id": d.id, "url": d.url, "event": d.event, "status": d.status} for d in deliveries]
+    rows = [
+        {"id": d.id, "url": redact_url(d.url), "event": d.event, "status": d.status}
+        for d in deliveries
+    ]
     text = table(
         ["ID", "STATUS", "URL"],
-        [(d.id, d.status, d.url) for d in deliveries],
+        [(r["id"], r["status"], r["url"]) for r in rows],
         empty="no endpoint subscribes",
     )
     _out(rows, as_json, text)
