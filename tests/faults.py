@@ -4,6 +4,7 @@ nothing was lost."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -79,6 +80,7 @@ class World:
     folder: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="shahihooks-faults-"))
     redis_proc: subprocess.Popen[bytes] | None = None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    sessions: list[int] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -171,8 +173,10 @@ class World:
             stdout=log,
             stderr=log,
             cwd=ROOT,
+            start_new_session=True,  # close() stops the --processes children with it
         )
         self.procs.append(proc)
+        self.sessions.append(proc.pid)
         return proc
 
     def emitter(self, count: int, path: str, pause_s: float = 0.0) -> subprocess.Popen[str]:
@@ -239,6 +243,9 @@ class World:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        for leader in self.sessions:  # a worker's --processes children, in its session
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(leader, signal.SIGKILL)
         self.stop_redis()
         if not os.environ.get("SHAHIHOOKS_KEEP_FAULTS"):
             shutil.rmtree(self.folder, ignore_errors=True)
