@@ -44,8 +44,11 @@ mypy: typecheck
 demo: install redis
 	$(BIN)/python scripts/demo.py
 
-flower: install redis ## Flower on http://127.0.0.1:5555 (start workers with -E for task events)
-	$(BIN)/celery -A shahihooks.app flower --port=5555
+# Flower's task list: the delivery (event → URL, attempt) is the args column
+FLOWER_COLUMNS := name,uuid,state,args,exception,retries,received,runtime,worker
+
+flower: install redis ## Flower on http://127.0.0.1:5555 (workers need -E); FLOWER_BASIC_AUTH=user:pw
+	$(BIN)/celery -A shahihooks.app flower --address=127.0.0.1 --port=5555 --tasks_columns=$(FLOWER_COLUMNS)
 
 bench: install redis ## speed and memory against a naive Celery sender (several minutes)
 	$(BIN)/python -m bench.run

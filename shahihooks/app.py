@@ -14,7 +14,7 @@ import os
 import threading
 from typing import Any
 
-from celery import Celery, bootsteps, signals
+from celery import Celery, bootsteps
 
 from shahihooks.celeryconf import celery_config, check_celery_config, is_redis
 from shahihooks.connections import (
@@ -23,10 +23,15 @@ from shahihooks.connections import (
     redis_client,
     refuse_cluster,
     server_facts,
+    state_redis,
 )
+from shahihooks.endpoints import EndpointStore, is_action
+from shahihooks.errors import ConfigurationError, ShahihooksError
 from shahihooks.mover import Mover
 from shahihooks.publish import Publisher
+from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, current, on_configure
+from shahihooks.state import state_for
 
 logger = logging.getLogger("shahihooks.worker")
 
@@ -58,7 +63,14 @@ on_configure(_reconfigure)
 
 
 def check_worker(settings: Settings) -> None:
-    """Refuse to start a worker that could lose deliveries; warn about what a restart loses."""
+    """Refuse to run a worker that would lose deliveries or could not sign them; warn about
+    what a restart of its Redis would lose.
+
+    Its Celery settings (celeryconf.py); its Redis (never a Cluster; append-only persistence
+    advised); and its secrets: with no SHAHIHOOKS_SECRET, every endpoint in the store and
+    every URL a live delivery waits for needs a secret of its own, or each of those
+    deliveries would fail on the whole retry schedule.
+    """
     check_celery_config(app.conf, settings)
     servers = [("state Redis", settings.redis_url)]
     if is_redis(publisher.broker_url) and publisher.broker_url != settings.redis_url:
@@ -73,12 +85,46 @@ def check_worker(settings: Settings) -> None:
         warning = persistence_warning(facts, what, url)
         if warning:
             logger.warning("%s", warning)
+    if not settings.secret:
+        _check_secrets(settings)
 
 
-@signals.worker_init.connect
-def _check_on_worker_start(sender: Any = None, **_: Any) -> None:
-    if getattr(sender, "app", None) is app:
-        check_worker(current())
+def _check_secrets(settings: Settings) -> None:
+    try:
+        client = state_redis(settings)
+        stored = {e.url: e for e in EndpointStore(client, settings).all()}
+        needed = {u for u, e in stored.items() if e.enabled}
+        needed |= state_for(settings).live_urls()
+    except OUTAGES:
+        return  # Redis is away: the worker waits for it, and checks nothing it cannot read
+    unsigned = sorted(
+        redact_url(u)
+        for u in needed
+        if not is_action(u) and not (u in stored and stored[u].secrets)
+    )
+    if unsigned:
+        more = f" and {len(unsigned) - 1} more" if len(unsigned) > 1 else ""
+        raise ConfigurationError(
+            f"no secret: SHAHIHOOKS_SECRET is not set for this worker, and {unsigned[0]}"
+            f"{more} has deliveries or an endpoint with no secret of its own. Give the "
+            "worker the configuration the app emits with (Django: DJANGO_SETTINGS_MODULE or "
+            "`python manage.py shahihooks worker`; Flask: `flask shahihooks worker`)"
+        )
+
+
+class CheckStep(bootsteps.StartStopStep):
+    """Runs `check_worker` as the worker starts, before it takes any message.
+
+    A bootstep, not a `worker_init` receiver: Celery logs a signal receiver's exception and
+    starts the worker anyway.
+    """
+
+    def start(self, parent: Any) -> None:
+        try:
+            check_worker(current())
+        except ShahihooksError as exc:
+            logging.getLogger("shahihooks.worker").critical("refusing to start: %s", exc)
+            raise SystemExit(1) from None
 
 
 class MoverStep(bootsteps.StartStopStep):
@@ -96,4 +142,5 @@ class MoverStep(bootsteps.StartStopStep):
             self.stop_mover.set()
 
 
+app.steps["worker"].add(CheckStep)
 app.steps["worker"].add(MoverStep)

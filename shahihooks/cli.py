@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from shahihooks.bodystyle import BodyStyle
+from shahihooks.connections import OUTAGES
 from shahihooks.errors import ShahihooksError, VerificationError
 from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.safety import redact_url
@@ -26,17 +29,83 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+class Commands(click.Group):
+    """A command group whose commands fail in one line: a shahihooks error, or Redis or the
+    broker unreachable, is printed as `Error: ...` with exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ShahihooksError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OUTAGES as exc:
+            raise click.ClickException(_unreachable(exc)) from None
+
+
+def _unreachable(exc: BaseException) -> str:
+    import redis
+
+    detail = str(exc).strip().rstrip(".") or type(exc).__name__
+    try:
+        settings = current()
+    except ShahihooksError:
+        return f"Redis or the broker is unreachable ({detail})"
+    if isinstance(exc, redis.RedisError):
+        what, url, setting = "Redis", settings.redis_url, "SHAHIHOOKS_REDIS_URL"
+    else:
+        what, url, setting = "the broker", settings.broker_url, "SHAHIHOOKS_BROKER_URL"
+    return f"{what} at {redact_url(url)} is unreachable ({detail}): start it, or fix {setting}"
+
+
+def color_on() -> bool:
+    """Colour on a terminal only, and never with NO_COLOR set (https://no-color.org)."""
+    return not os.environ.get("NO_COLOR") and sys.stdout.isatty()
+
+
+_MARKS = {"✓": "green", "✗": "red", "↻": "yellow"}
+
+
+def paint(text: str) -> str:
+    """`text` with its ✓, ✗ and ↻ marks coloured (on a terminal)."""
+    if not color_on():
+        return text
+    for mark, colour in _MARKS.items():
+        text = text.replace(mark, click.style(mark, fg=colour, bold=True))
+    return text
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], empty: str = "") -> str:
+    """Rows under a header row, in columns (the last one not padded)."""
+    if not rows and empty:
+        return empty
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers) - 1)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in cells
+    ]
+    lines[0] = click.style(lines[0], bold=True) if color_on() else lines[0]
+    return "\n".join(lines)
+
+
+def bold(text: str) -> str:
+    return click.style(text, bold=True) if color_on() else text
+
+
 def _out(payload: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
+    click.echo(json.dumps(payload, indent=2, default=str) if as_json else paint(text))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shahihooks")
 def main() -> None:
     """Signed, retried, rate-limited webhooks for Python apps, on Celery and Redis.
 
-    Configuration comes from SHAHIHOOKS_* environment variables (see the README).
+    Configuration comes from SHAHIHOOKS_* environment variables (see the README); with
+    DJANGO_SETTINGS_MODULE set, from the project's SHAHIHOOKS dict.
     """
+    if os.environ.get("DJANGO_SETTINGS_MODULE") and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python manage.py` and Celery's Django fixup do
 
 
 _STYLES = click.Choice([s.value for s in BodyStyle], case_sensitive=False)
@@ -144,27 +213,40 @@ def verify(
         secret_keys(list(secrets), "--secret")
         check(body, headers, list(secrets), tolerance_s=tolerance or 10**12)
     except VerificationError as exc:
-        click.echo(f"✗ invalid: {exc}")
+        click.echo(paint(f"✗ invalid: {exc}"))
         sys.exit(1)
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo("✓ valid")
+    click.echo(paint("✓ valid"))
 
 
 @main.command()
 @click.argument("event")
-@click.option("--data", "data_arg", required=True, help="JSON, or @file to read it from.")
+@click.option(
+    "--data",
+    "data_arg",
+    default=None,
+    help="JSON, or @file to read it from. Default: the event's example data (the page's).",
+)
 @click.option("--key", default=None, help="Idempotency key: the same key enqueues once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the deliveries as JSON.")
-def emit(event: str, data_arg: str, key: str | None, as_json: bool) -> None:
+def emit(event: str, data_arg: str | None, key: str | None, as_json: bool) -> None:
     """Emit EVENT; prints one delivery id per endpoint.
 
+    Without --data it sends the event's example data: the page's own example for
+    ticket.created, ticket.status_changed and article.published.
+
     \b
-    Example:
+    Examples:
+      shahihooks emit ticket.created
       shahihooks emit ticket.created --data '{"ticket_id": 123, "title": "Login issue"}'
     """
     from shahihooks.emit import emit as do_emit
 
+    if data_arg is None:
+        deliveries = do_emit(event, _example(event), key=key, settings=_settings())
+        _show_deliveries(deliveries, as_json)
+        return
     raw = data_arg
     if raw.startswith("@"):
         try:
@@ -179,8 +261,32 @@ def emit(event: str, data_arg: str, key: str | None, as_json: bool) -> None:
         deliveries = do_emit(event, data, key=key, settings=_settings())
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
-    rows = [{"id": d.id, "url": redact_url(d.url), "event": d.event} for d in deliveries]
-    text = "\n".join(f"{r['id']}  {r['url']}" for r in rows) or "no endpoint subscribes"
+    _show_deliveries(deliveries, as_json)
+
+
+def _example(event: str) -> Any:
+    """The example data of `event`, said on stderr so a pipe gets only the deliveries."""
+    import copy
+
+    from shahihooks.events import registry
+
+    example = registry.get(event).example
+    if not example:
+        raise click.UsageError(f"{event} has no example data: pass --data")
+    click.echo(f"no --data: sending the example data of {event}", err=True)
+    return copy.deepcopy(example)
+
+
+def _show_deliveries(deliveries: Sequence[Any], as_json: bool) -> None:
+    rows = [
+        {"id": d.id, "url": redact_url(d.url), "event": d.event, "status": d.status}
+        for d in deliveries
+    ]
+    text = table(
+        ["ID", "STATUS", "URL"],
+        [(r["id"], r["status"], r["url"]) for r in rows],
+        empty="no endpoint subscribes",
+    )
     _out(rows, as_json, text)
 
 
@@ -217,16 +323,12 @@ def worker(ctx: click.Context, processes: int) -> None:
       shahihooks worker --loglevel INFO
       shahihooks worker --processes 2     # one per core: the fastest setup measured here
     """
-    if processes > 1:
-        sys.exit(_supervise(processes, list(ctx.args)))
-    from shahihooks.app import app
-    from shahihooks.celeryconf import check_celery_config
+    from shahihooks.app import app, check_worker
 
     settings = _settings()
-    try:
-        check_celery_config(app.conf, settings)
-    except ShahihooksError as exc:
-        raise click.ClickException(str(exc)) from None
+    check_worker(settings)
+    if processes > 1:
+        sys.exit(_supervise(processes, list(ctx.args)))
     argv = ["worker", "-Q", settings.queue]
     extra = list(ctx.args)
     if not any(a.startswith(("--pool", "-P")) for a in extra):
@@ -234,6 +336,24 @@ def worker(ctx: click.Context, processes: int) -> None:
     if not any(a.startswith(("--concurrency", "-c")) for a in extra):
         argv += ["--concurrency", str(DEFAULT_WORKER_CONCURRENCY)]
     app.worker_main(argv + extra)
+
+
+def _respawn(extra: list[str]) -> list[str]:
+    """This worker's own command line without --processes: the same entry point (shahihooks,
+    `python manage.py shahihooks`, `flask shahihooks`), so each child has the same settings."""
+    argv = list(sys.orig_argv[1:])
+    if "worker" not in argv:  # not run from a command line (e.g. a test's runner)
+        return [sys.executable, "-m", "shahihooks", "worker", *extra]
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            out.append(arg)
+    return [sys.executable, *out]
 
 
 def _supervise(processes: int, extra: list[str]) -> int:
@@ -244,11 +364,11 @@ def _supervise(processes: int, extra: list[str]) -> int:
     import signal
     import subprocess
 
-    argv = [sys.executable, "-m", "shahihooks", "worker"]
+    argv = _respawn(extra)
     tag = os.getpid()
     children = [
         subprocess.Popen(  # noqa: S603 - our own argv
-            [*argv, "-n", f"shahihooks{i}.{tag}@%h", *extra], preexec_fn=_die_with_parent
+            [*argv, "-n", f"shahihooks{i}.{tag}@%h"], preexec_fn=_die_with_parent
         )
         for i in range(1, processes + 1)
     ]
@@ -312,7 +432,9 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     data = [{**r.as_dict(), **waiting.get(r.url, none)} for r in rows]
     listed = {r.url for r in rows}
     data += [{"url": u, "event": "", **w} for u, w in waiting.items() if u not in listed]
-    lines = [f"{'URL':<44} {'EVENT':<22} {'COUNT':>6} {'OK %':>6} {'AVG ms':>8} {'P95 ms':>8}"]
+    lines = [
+        bold(f"{'URL':<44} {'EVENT':<22} {'COUNT':>6} {'OK %':>6} {'AVG ms':>8} {'P95 ms':>8}")
+    ]
     for r in rows:
         p95 = (
             "-"
@@ -331,19 +453,37 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     _out(data, as_json, "\n".join(lines))
 
 
-def _log_line(row: dict[str, str]) -> str:
-    when = time.strftime("%H:%M:%S", time.localtime(float(row.get("ts", "0"))))
+_LOG_HEADERS = ("TIME", "", "STATUS", "MS", "#", "EVENT", "ID", "URL", "ERROR")
+_LOG_WIDTHS = (8, 1, 6, 6, 2, 22, 49)  # the fixed columns of `log --follow`
+
+
+def _log_cells(row: dict[str, str]) -> list[str]:
+    when = time.strftime("%H:%M:%S", time.localtime(float(row.get("ts") or 0)))
     outcome = row.get("outcome", "")
     mark = {"delivered": "✓", "retry": "↻", "dead": "✗", "deferred": "…"}.get(outcome, "?")
-    status = row.get("status") or "---"
-    tail = f"  {row['error']}" if row.get("error") else ""
+    error = row.get("error", "")
     if row.get("next_s"):
-        again = "released" if outcome == "deferred" else "retry"
-        tail += f" ({again} in {row['next_s']} s)"
-    return (
-        f"{when} {mark} {status:>3} {row.get('ms', '0'):>6} ms  {row.get('event', ''):<22} "
-        f"{row.get('url', '')}  #{row.get('attempt')}  {row.get('id')}{tail}"
-    )
+        error += f" ({'released' if outcome == 'deferred' else 'retry'} in {row['next_s']} s)"
+    status = row.get("status") or "---"
+    cells = [when, mark, status, row.get("ms", "0"), row.get("attempt", ""), row.get("event", "")]
+    return [*cells, row.get("id", ""), row.get("url", ""), error]
+
+
+def _log_line(cells: list[str]) -> str:
+    padded = [c.ljust(w) for c, w in zip(cells, _LOG_WIDTHS, strict=False)]
+    return "  ".join([*padded, *cells[len(_LOG_WIDTHS) :]]).rstrip()
+
+
+_LOG_NUMBERS: dict[str, Any] = {"ts": float, "attempt": int, "status": int, "ms": int}
+
+
+def _log_json(row: dict[str, str]) -> str:
+    """One attempt as JSON: numbers as numbers, and null for what it has not (no status)."""
+    out: dict[str, Any] = dict(row)
+    for name, kind in {**_LOG_NUMBERS, "next_s": float}.items():
+        if name in row:
+            out[name] = kind(row[name]) if row[name] else None
+    return json.dumps(out)
 
 
 @main.command()
@@ -368,14 +508,20 @@ def log(
     settings = _settings()
     url = redact_url(url) if url else None  # the log holds URLs as shown
     rows = read_log(settings, limit, url, event, failed)
-    for row in rows:
-        click.echo(json.dumps(row) if as_json else _log_line(row))
-    if not rows and not follow and not as_json:
-        click.echo("no attempts logged")
+    if as_json:
+        for row in rows:
+            click.echo(_log_json(row))
+    elif follow:
+        click.echo(bold(_log_line(list(_LOG_HEADERS))))
+        for row in rows:
+            click.echo(paint(_log_line(_log_cells(row))))
+    else:
+        cells = [_log_cells(row) for row in rows]
+        click.echo(paint(table(_LOG_HEADERS, cells, empty="no attempts logged")))
     if follow:
         try:
             for row in follow_log(settings, url, event, failed):
-                click.echo(json.dumps(row) if as_json else _log_line(row))
+                click.echo(_log_json(row) if as_json else paint(_log_line(_log_cells(row))))
         except KeyboardInterrupt:
             pass
 
@@ -421,12 +567,22 @@ def dead_list(since: str | None, url: str | None, limit: int, as_json: bool) -> 
     settings = _settings()
     letters = _select_dead(settings, (), False, since, url, limit)
     rows = [_dead_row(d) for d in letters]
-    lines = [
-        f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(r['died_at']))}  {r['id']}  "
-        f"{r['event']:<22} {r['url']}  ({r['attempts']} attempts: {r['reason']})"
-        for r in rows
-    ] or ["no dead letters"]
-    _out(rows, as_json, "\n".join(lines))
+    text = table(
+        ["DIED", "ID", "EVENT", "ATTEMPTS", "URL", "REASON"],
+        [
+            (
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(r["died_at"])),
+                r["id"],
+                r["event"],
+                r["attempts"],
+                r["url"],
+                r["reason"],
+            )
+            for r in rows
+        ],
+        empty="no dead letters",
+    )
+    _out(rows, as_json, text)
     del dead_letters
 
 
@@ -449,7 +605,7 @@ def dead_show(delivery_id: str, as_json: bool) -> None:
         **_dead_row(letter),
         "body": letter.body.decode("utf-8", "replace"),
         "response": letter.response,
-        "status": letter.status,
+        "status": int(letter.status) if letter.status.isdigit() else None,
     }
     text = "\n".join(f"{k:>9}: {v}" for k, v in row.items())
     _out(row, as_json, text)
@@ -569,14 +725,25 @@ def endpoints_list(as_json: bool) -> None:
     from shahihooks.stats import describe_waiting
 
     rows = _endpoint_rows()
-    lines = [
-        f"{'on ' if r['enabled'] else 'off'} {r['url']}  events: "
-        f"{r['events'] if isinstance(r['events'], str) else ','.join(r['events'])}  "
-        f"secret: {r['secrets']}  body: {r['body_style']}  ({r['source']})"
-        + (f"\n    waiting: {describe_waiting(r)}" if r["waiting"] or r["retrying"] else "")
-        for r in rows
-    ] or ["no endpoints: set SHAHIHOOKS_URLS or use `shahihooks endpoints add URL`"]
-    _out(rows, as_json, "\n".join(lines))
+    text = table(
+        ["STATE", "URL", "EVENTS", "SECRET", "BODY", "SOURCE"],
+        [
+            (
+                "on" if r["enabled"] else "off",
+                r["url"],
+                r["events"] if isinstance(r["events"], str) else ",".join(r["events"]),
+                r["secrets"],
+                r["body_style"],
+                r["source"],
+            )
+            for r in rows
+        ],
+        empty="no endpoints: set SHAHIHOOKS_URLS or use `shahihooks endpoints add URL`",
+    )
+    waiting = [(r["url"], describe_waiting(r)) for r in rows if r["waiting"] or r["retrying"]]
+    if waiting:
+        text += "\n\n" + table(["URL", "WAITING NOW"], waiting)
+    _out(rows, as_json, text)
 
 
 @endpoints.command("add")
@@ -710,33 +877,26 @@ def listen(
     done = threading.Event()
 
     def show(heard: Any, n: int) -> None:
-        click.echo(json.dumps(heard.as_dict()) if as_json else heard.line(n))
+        click.echo(json.dumps(heard.as_dict()) if as_json else paint(heard.line(n)))
         if count and n >= count:
             done.set()
 
     if self_signed:
         tls_cert, tls_key = _self_signed(host)
-    if secrets:
-        try:
-            secret_keys(list(secrets), "--secret")
-        except ShahihooksError as exc:
-            raise click.ClickException(str(exc)) from None
     listener = Listener(
-        list(secrets or _settings().secrets),
-        status,
-        show,
-        php=php,
-        max_body_bytes=max_body_bytes,
+        _listen_secrets(secrets), status, show, php=php, max_body_bytes=max_body_bytes
     )
     try:
         server = serve(listener, host, port, tls_cert, tls_key)
     except OSError as exc:  # the port is taken, or the certificate cannot be read (SSLError)
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
     scheme = "https" if tls_cert else "http"
+    verifying = (
+        "verifying" if listener.secrets else "NOT verifying: no --secret, no SHAHIHOOKS_SECRET"
+    )
     click.echo(
         f"listening on {scheme}://{host}:{server.server_address[1]}/ "
-        f"({'verifying' if listener.secrets else 'NOT verifying'}{' as PHP' if php else ''}; "
-        f"answering {status})",
+        f"({verifying}{' as PHP' if php and listener.secrets else ''}; answering {status})",
         err=True,
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -748,7 +908,28 @@ def listen(
         pass
     finally:
         server.shutdown()
-        click.echo(f"{listener.received} received, {listener.verified} verified", err=True)
+        if listener.secrets:
+            click.echo(f"{listener.received} received, {listener.verified} verified", err=True)
+        else:
+            click.echo(f"{listener.received} received, none verified (no secret)", err=True)
+
+
+def _listen_secrets(given: tuple[str, ...]) -> list[str]:
+    """--secret, else SHAHIHOOKS_SECRET; none (and no error) if the settings have none or
+    are incomplete: a receiver needs no other setting to start."""
+    if given:
+        secret_keys(list(given), "--secret")  # too short or not base64: said now, named
+        return list(given)
+    try:
+        return list(current().secrets)
+    except ShahihooksError:
+        names = ("SHAHIHOOKS_SECRET", "SHAHIHOOKS_OLD_SECRETS")
+        try:
+            return list(
+                Settings.from_env({k: os.environ[k] for k in names if k in os.environ}).secrets
+            )
+        except ShahihooksError:
+            return []
 
 
 def _self_signed(host: str) -> tuple[str, str]:

@@ -179,8 +179,19 @@ def check_endpoint(
         check_target(url, settings)
     except ShahihooksError as exc:
         return [*out, Check(False, f"{shown}: {exc}", "use a public https:// URL")]
-    out.append(Check(True, f"{shown}: https, resolves to a public (or allowed) address"))
     parts = urlsplit(url)
+    if parts.scheme == "https":
+        out.append(Check(True, f"{shown}: https, resolves to a public (or allowed) address"))
+    else:
+        out.append(Check(True, f"{shown}: resolves to a public (or allowed) address"))
+        out.append(
+            Check(
+                False,
+                f"{shown}: plain http, not https: sent unencrypted "
+                "(allowed by SHAHIHOOKS_ALLOW_HTTP=1)",
+                "use an https:// URL outside local development",
+            )
+        )
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     try:
         # the deliveries' own guarded path: resolve, vet, connect only to a vetted address

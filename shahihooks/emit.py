@@ -79,6 +79,7 @@ class Prepared:
     settings: Settings
     throttle: Throttle | None
     throttle_value: object  # data[throttle.field]; its JSON keys the throttle (1 != "1")
+    timestamp: int | None = None  # when it happened (Unix s); None: when it is sent
 
     def send(self) -> list[Delivery]:
         return _send(self)
@@ -179,11 +180,11 @@ def _enqueue(p: Prepared, nonce: str) -> list[Delivery]:
         for e in endpoints
     ]
     messages = [Message(t.delivery_id, 1, event, t.shown_url) for t in targets]
-    queue = publisher.same_redis_queue(settings.redis_url)
+    queue = publisher.same_redis_queue(settings)
     emitted = state.emit(
         msg_id=msg_id,
         event=event,
-        timestamp=int(time.time()),
+        timestamp=int(time.time()) if p.timestamp is None else p.timestamp,
         data_json=p.data_json,
         targets=targets,
         messages=publisher.encode(messages, queue) if queue else [],

@@ -34,7 +34,7 @@ HISTORY = 1000
 class Heard:
     """One request the listener received."""
 
-    valid: bool
+    valid: bool | None  # None: not verified (the listener has no secret)
     event: str
     delivery_id: str
     attempt: str
@@ -42,7 +42,7 @@ class Heard:
     reason: str = ""
 
     def line(self, n: int) -> str:
-        mark = "✓" if self.valid else "✗"
+        mark = "?" if self.valid is None else ("✓" if self.valid else "✗")
         short = self.body.decode("utf-8", "replace")
         short = short if len(short) <= 100 else short[:97] + "..."
         tail = f"  {self.reason}" if self.reason else ""
@@ -88,7 +88,7 @@ class Listener:
     def handle(self, body: bytes, headers: dict[str, str]) -> int:
         lower = {k.lower(): v for k, v in headers.items()}
         heard = Heard(
-            True,
+            None,
             lower.get("x-shahi-assist-event", "?"),
             lower.get("webhook-id") or lower.get("x-shahi-assist-delivery", "?"),
             lower.get("x-shahi-assist-attempt", "?"),
@@ -98,6 +98,7 @@ class Listener:
         if self.secrets:
             try:
                 (verify_like_php if self.php else verify)(body, headers, self.secrets)
+                heard.valid = True
             except VerificationError as exc:
                 heard.valid, heard.reason, status = False, str(exc), 401
         else:
@@ -105,7 +106,7 @@ class Listener:
         with self.lock:
             self.heard.append(heard)
             self.received += 1
-            self.verified += heard.valid
+            self.verified += heard.valid is True
             n = self.received
         self.on_heard(heard, n)
         return status

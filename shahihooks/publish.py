@@ -27,6 +27,7 @@ from celery import Celery, signals
 
 from shahihooks.celeryconf import is_redis
 from shahihooks.connections import redis_client
+from shahihooks.settings import Settings
 
 TASK_NAME = "shahihooks.deliver"
 
@@ -97,15 +98,16 @@ class Publisher:
             return None
         return str(queue.name)
 
-    def content_type(self) -> str:
-        """The content type of the messages this app publishes (workers must accept it)."""
-        if self.direct_queue() is not None:
-            return "application/json"
-        return str(self.app.conf.task_serializer)
+    def same_redis_queue(self, settings: Settings) -> str | None:
+        """The queue to push onto inside a state script: only if the broker is that Redis.
 
-    def same_redis_queue(self, redis_url: str) -> str | None:
-        """The queue to push onto inside a state script: only if the broker is that Redis."""
-        return self.direct_queue() if self.broker_url == redis_url else None
+        Routed as Celery routes it, to `settings.queue` under the default routing: the
+        settings of an emit (a Flask app's own) may name other than this process's.
+        """
+        if settings.broker_url != settings.redis_url:
+            return None
+        queue = self.direct_queue()
+        return settings.queue if queue is not None and queue == self.queue else queue
 
     def encode(self, messages: Sequence[Message], queue: str) -> list[str]:
         """Celery protocol-2 messages in kombu's Redis envelope, ready for LPUSH."""

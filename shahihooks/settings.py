@@ -309,14 +309,56 @@ _READERS: dict[str, tuple[str, Any]] = {
 
 _current: Settings | None = None
 _listeners: list[Callable[[Settings], None]] = []
+# Framework hooks naming the settings of the code running now (Flask: the app in context)
+_sources: list[Callable[[], Settings | None]] = []
 
 
 def current() -> Settings:
-    """The process's settings: those given to `configure()`, else the environment's."""
+    """The settings of the code running now.
+
+    A Flask app's own, inside its app context; else those given to `configure()`; else the
+    Django project's `SHAHIHOOKS` dict when DJANGO_SETTINGS_MODULE is set; else the
+    environment's.
+    """
+    for source in _sources:
+        found = source()
+        if found is not None:
+            return found
     global _current
     if _current is None:
-        _current = Settings.from_env()
+        _current = _django_settings() or Settings.from_env()
     return _current
+
+
+def _django_settings() -> Settings | None:
+    """The `SHAHIHOOKS` dict of the project DJANGO_SETTINGS_MODULE names, if it has one.
+
+    Only the settings module is imported (not the project's apps), so the CLI, Flower and
+    `celery -A shahihooks.app` read the same configuration as the project's web processes.
+    """
+    module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not module:
+        return None
+    try:
+        from django.conf import settings as django_settings
+    except ImportError:
+        return None
+    try:
+        values = getattr(django_settings, "SHAHIHOOKS", None)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"DJANGO_SETTINGS_MODULE={module!r} cannot be imported ({exc}): run from the "
+            "project's directory, or use `python manage.py shahihooks ...`"
+        ) from None
+    if values is None:
+        return None
+    return Settings.from_mapping(values, 'settings.SHAHIHOOKS["{}"]')
+
+
+def add_source(source: Callable[[], Settings | None]) -> None:
+    """Let a framework name the settings of the code running now (see `current`)."""
+    if source not in _sources:
+        _sources.append(source)
 
 
 def configure(settings: Settings | None = None, **changes: Any) -> Settings:

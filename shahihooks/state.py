@@ -398,6 +398,23 @@ class State:
             )
         return [w for w in out if w.backlog or w.retrying]
 
+    def live_urls(self, sample: int = 200) -> set[str]:
+        """URLs that live deliveries wait for: every backlog and retry, and the schedule's
+        `sample` soonest (for the worker's startup check: can it sign them?)."""
+        keys, client = self.keys, self.client
+        tags = {_text(t) for t in client.zrange(keys.releases, 0, -1)}
+        tags |= {_text(t) for t, n in client.hgetall(keys.retrying).items() if int(n) > 0}
+        ids = client.zrange(keys.schedule, 0, sample - 1)
+        if ids:
+            pipe = client.pipeline(transaction=False)
+            for delivery_id in ids:
+                pipe.hget(keys.delivery(_text(delivery_id)), "u")
+            tags |= {_text(t) for t in pipe.execute() if t}
+        if not tags:
+            return set()
+        found: list[Any] = client.hmget(keys.urls, sorted(tags))
+        return {_text(u) for u in found if u}
+
 
 @functools.lru_cache(maxsize=64)
 def _state(pid: int, settings: Settings) -> State:

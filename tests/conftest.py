@@ -39,6 +39,18 @@ def wait_until(check: Callable[[], object], timeout: float = 20.0, what: str = "
     raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess: no SHAHIHOOKS_* and no DJANGO_SETTINGS_MODULE (which
+    pytest-django sets, and which would make shahihooks read the test project's settings)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SHAHIHOOKS_") and k != "DJANGO_SETTINGS_MODULE"
+    }
+    env.update(extra)
+    return env
+
+
 @pytest.fixture(scope="session")
 def redis_client() -> redis.Redis:
     client = redis.Redis.from_url(REDIS_URL)
@@ -110,7 +122,11 @@ def worker(ca: tuple[trustme.CA, str]) -> Iterator[object]:
     from celery.contrib.testing.worker import start_worker
 
     from shahihooks.app import app
+    from shahihooks.contrib.django.outbox import RelayStep
 
+    # the Django app added its outbox relay to every worker; this in-process one has none
+    # (pytest-django guards the database): the outbox tests run the project's own worker
+    app.steps["worker"].discard(RelayStep)
     shahihooks.configure(base_settings(ca[1]))
     with start_worker(
         app,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -16,18 +15,16 @@ from click.testing import CliRunner
 
 import shahihooks
 from shahihooks.cli import main
-from tests.conftest import REDIS_URL, SECRET
+from tests.conftest import REDIS_URL, SECRET, clean_env
 from tests.receiver import Receiver
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHAHIHOOKS_")}
-    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "shahihooks", *args],
         capture_output=True,
         text=True,
-        env=full_env,
+        env=clean_env(**(env or {})),
         timeout=60,
     )
 

@@ -1,5 +1,7 @@
-"""Django: emit waits for COMMIT; the receiver decorator verifies, answers 401, drops
-duplicates. A real test database (sqlite on disk), a real worker, a real HTTPS receiver."""
+"""Django: emit waits for COMMIT (the outbox row goes with it); settings from the SHAHIHOOKS
+dict, override_settings and the system check; the receiver decorator verifies, answers 401,
+drops duplicates. A real test database (sqlite on disk), a real worker, a real HTTPS
+receiver. The outbox with Redis away: test_django_outbox.py."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from django.test import Client
 import shahihooks
 from examples import django_receiver
 from shahihooks.contrib.django import emit
+from shahihooks.contrib.django.models import OutboxEvent
 from tests.conftest import SECRET
 from tests.django_project.tickets.models import Ticket
 from tests.receiver import Receiver
@@ -47,6 +50,12 @@ def test_committed_ticket_is_delivered_once_and_only_after_its_row_exists(
     time.sleep(0.5)
     assert len(receiver.requests_to(p)) == 1
     assert row_existed == [True]
+    (pushed,) = OutboxEvent.objects.all()  # the next emit's transaction deletes it
+    assert (pushed.event, pushed.attempts, pushed.last_error) == ("ticket.created", 0, "")
+    with transaction.atomic():
+        emit("ticket.closed", {"ticket_id": ticket.pk})
+    assert pushed.pk not in {row.pk for row in OutboxEvent.objects.all()}
+    receiver.wait_for(p, 2)
 
 
 def test_rolled_back_ticket_enqueues_nothing(settings, receiver: Receiver, redis_client) -> None:
@@ -59,6 +68,7 @@ def test_rolled_back_ticket_enqueues_nothing(settings, receiver: Receiver, redis
     time.sleep(1.0)
     assert receiver.requests_to(p) == []
     assert list(redis_client.scan_iter(match=f"{s.prefix}:body:*")) == []
+    assert not OutboxEvent.objects.exists(), "rolled back with the ticket"
 
 
 def test_bad_input_raises_at_the_call_not_at_commit(settings) -> None:
@@ -99,21 +109,45 @@ def test_receiver_accepts_a_real_delivery_rejects_tampering_and_drops_duplicates
     assert len(django_receiver.handled) == 1
 
 
-def test_settings_dict_configures_shahihooks_and_names_bad_values() -> None:
-    from django.apps import apps
+def test_override_settings_reconfigures_shahihooks_and_restores_the_project_dict() -> None:
+    from django.conf import settings as django_settings
     from django.test import override_settings
 
-    config = apps.get_app_config("shahihooks")
+    from shahihooks.contrib.django.apps import settings_from
+    from shahihooks.settings import current
+
+    project = settings_from(django_settings.SHAHIHOOKS)
     try:
-        with override_settings(SHAHIHOOKS={"RATE_LIMIT": 3, "SECRET": "django-secret-0123456789"}):
-            config.ready()
-            assert shahihooks.settings.current().rate_limit == 3
+        with override_settings(SHAHIHOOKS={"RATE_LIMIT": 3, "SECRET": SECRET}):
+            assert current().rate_limit == 3
+            assert current().secret == SECRET
+        assert current() == project
+    finally:
+        shahihooks.configure(shahihooks.Settings())
+
+
+def test_override_settings_names_a_bad_value() -> None:
+    from django.test import override_settings
+
+    try:
         with (
-            override_settings(SHAHIHOOKS={"RATE_LIMIT": -1}),
             pytest.raises(
                 shahihooks.ConfigurationError, match=r"""settings.SHAHIHOOKS\["RATE_LIMIT"\]=-1"""
             ),
+            override_settings(SHAHIHOOKS={"RATE_LIMIT": -1}),
         ):
-            config.ready()
+            pass
     finally:
         shahihooks.configure(shahihooks.Settings())
+
+
+def test_a_bad_settings_dict_is_a_system_check_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.conf import settings as django_settings
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    monkeypatch.setattr(django_settings, "SHAHIHOOKS", {"URLS": ["https://example.com/hook"]})
+    with pytest.raises(SystemCheckError, match=r"shahihooks.E001.*SHAHIHOOKS_SECRET is not"):
+        call_command("check")
+    monkeypatch.setattr(django_settings, "SHAHIHOOKS", {"SECRET": SECRET})
+    call_command("check")

@@ -111,5 +111,5 @@ def test_flapping_receiver_is_classified_each_time_and_delivered(
     rows = log_rows(receiver.url(path))
     assert {r["id"] for r in rows if r["outcome"] == "delivered"} == {d.id for d in deliveries}
     assert all(
-        r["status"] == "500" and r["error"] == "HTTP 500" for r in rows if r["outcome"] == "retry"
+        r["status"] == 500 and r["error"] == "HTTP 500" for r in rows if r["outcome"] == "retry"
     )

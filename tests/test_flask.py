@@ -1,9 +1,14 @@
-"""Flask: the extension reads app.config, emit is bound to it, and the receiver decorator
-verifies, answers 401 and drops duplicates."""
+"""Flask: each app's settings from its config, kept in app.extensions (two apps, one
+extension); the worker started with `flask shahihooks worker` takes the app's configuration;
+the receiver decorator verifies, answers 401 and drops duplicates."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import flask
 import pytest
@@ -11,8 +16,11 @@ import pytest
 import shahihooks
 from examples import flask_receiver
 from shahihooks.contrib.flask import Shahihooks
-from tests.conftest import REDIS_URL, RUN, SECRET
+from tests import flask_project
+from tests.conftest import REDIS_URL, RUN, SECRET, clean_env
 from tests.receiver import Receiver
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -20,13 +28,15 @@ pytestmark = pytest.mark.usefixtures("worker")
 def flask_app(ca_path: str, **config: object) -> flask.Flask:
     app = flask.Flask("test")
     app.config.update(
-        SHAHIHOOKS_REDIS_URL=REDIS_URL,
-        SHAHIHOOKS_SECRET=SECRET,
-        SHAHIHOOKS_ALLOW_NETWORKS="127.0.0.0/8",
-        SHAHIHOOKS_CA_BUNDLE=ca_path,
-        SHAHIHOOKS_PREFIX=f"shtest{RUN}",
-        SHAHIHOOKS_QUEUE=f"shtest{RUN}",
-        **config,
+        {
+            "SHAHIHOOKS_REDIS_URL": REDIS_URL,
+            "SHAHIHOOKS_SECRET": SECRET,
+            "SHAHIHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
+            "SHAHIHOOKS_CA_BUNDLE": ca_path,
+            "SHAHIHOOKS_PREFIX": f"shtest{RUN}",
+            "SHAHIHOOKS_QUEUE": f"shtest{RUN}",
+            **config,
+        }
     )
     return app
 
@@ -37,10 +47,99 @@ def test_extension_emits_with_the_apps_settings(settings, receiver: Receiver, ca
     app = flask_app(ca[1], SHAHIHOOKS_URLS=receiver.url(p))
     ext = Shahihooks()
     ext.init_app(app)
-    assert app.extensions["shahihooks"] is ext
-    (delivery,) = ext.emit("ticket.created", {"ticket_id": 9})
+    state = app.extensions["shahihooks"]
+    assert state.extension is ext
+    assert state.settings.urls == (receiver.url(p),)
+    with app.app_context():
+        (delivery,) = ext.emit("ticket.created", {"ticket_id": 9})
     (got,) = receiver.wait_for(p, 1)
     assert got.header("webhook-id") == delivery.id
+
+
+def test_two_apps_with_one_extension_each_emit_with_their_own_settings(
+    settings, receiver: Receiver, ca
+) -> None:
+    s = settings(urls=())
+    ext = Shahihooks()
+    paths = {name: f"/flask-{name}-{uuid.uuid4().hex[:8]}" for name in ("a", "b")}
+    apps = {
+        name: flask_app(
+            ca[1], SHAHIHOOKS_URLS=receiver.url(p), SHAHIHOOKS_SITE_URL=f"https://{name}.example"
+        )
+        for name, p in paths.items()
+    }
+    for app in apps.values():
+        ext.init_app(app)
+    with apps["a"].test_request_context():
+        (a1,) = ext.emit("ticket.created", {"ticket_id": 1})
+        (a2,) = shahihooks.emit("ticket.created", {"ticket_id": 2})  # the app's, in its context
+    with apps["b"].app_context():
+        (b1,) = ext.emit("ticket.created", {"ticket_id": 3})
+    assert {a1.url, a2.url} == {receiver.url(paths["a"])}
+    assert b1.url == receiver.url(paths["b"])
+    got = receiver.wait_for(paths["a"], 2) + receiver.wait_for(paths["b"], 1)
+    sent = {
+        p["data"]["ticket_id"]: p["site_url"]
+        for p in (shahihooks.verify(g.body, g.headers, SECRET) for g in got)
+    }
+    assert sent == {1: "https://a.example", 2: "https://a.example", 3: "https://b.example"}
+    assert shahihooks.settings.current() == s, "outside the apps: the process's settings"
+
+
+def test_emit_outside_an_app_context_says_what_to_do(ca) -> None:
+    ext = Shahihooks()
+    ext.init_app(flask_app(ca[1]))
+    with pytest.raises(RuntimeError, match="inside an app context"):
+        ext.emit("ticket.created", {"ticket_id": 1})
+    bound = flask_app(ca[1], SHAHIHOOKS_SITE_URL="https://bound.example")
+    assert Shahihooks(bound).settings_for().site_url == "https://bound.example"
+
+
+def test_the_worker_takes_the_apps_configuration_from_its_factory(
+    receiver: Receiver, ca, redis_client
+) -> None:
+    path = f"/flask-worker-{uuid.uuid4().hex[:8]}"
+    prefix = f"flask{RUN}"
+    config = {
+        "SHAHIHOOKS_REDIS_URL": REDIS_URL,
+        "SHAHIHOOKS_SECRET": SECRET,
+        "SHAHIHOOKS_URLS": receiver.url(path),
+        "SHAHIHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
+        "SHAHIHOOKS_CA_BUNDLE": ca[1],
+        "SHAHIHOOKS_PREFIX": prefix,
+        "SHAHIHOOKS_QUEUE": prefix,
+    }
+    env = clean_env(TEST_FLASK_CONFIG=json.dumps(config))
+    flask_cli = [sys.executable, "-m", "flask", "--app", "tests.flask_project", "shahihooks"]
+    doctor = subprocess.run(
+        [*flask_cli, "doctor", "--no-worker-check", "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert any(receiver.url(path) in c["what"] for c in json.loads(doctor.stdout)), doctor.stderr
+    worker = subprocess.Popen(
+        [*flask_cli, "worker", "--concurrency", "2", "--without-mingle", "--without-gossip"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        app = flask_project.create_app(config)
+        reply = app.test_client().post("/tickets/5")
+        assert reply.status_code == 201
+        (got,) = receiver.wait_for(path, 1, timeout=30)
+        assert got.header("webhook-id") == reply.get_json()["delivery"]
+        assert shahihooks.verify(got.body, got.headers, SECRET)["data"] == {"ticket_id": 5}
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        names = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
+        if names:
+            redis_client.delete(*names)
 
 
 def test_bad_config_value_names_the_config_key(ca) -> None:

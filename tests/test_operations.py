@@ -4,11 +4,11 @@ commands against a real Redis and a real worker, asserting on their --json outpu
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 import uuid
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import shahihooks
 from shahihooks.cli import main
 from shahihooks.stats import p95_from_histogram, parse_duration
-from tests.conftest import SECRET, wait_until
+from tests.conftest import SECRET, clean_env, wait_until
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -47,13 +47,20 @@ def test_log_shows_attempts_with_status_duration_and_error(settings, receiver: R
         "dead",
     ]
     delivered = [r for r in _log("--url", receiver.url(ok_path))]
-    assert delivered[0]["status"] == "200"
+    assert delivered[0]["status"] == 200, "numbers as numbers"
     assert delivered[0]["error"] == ""
-    assert int(delivered[0]["ms"]) >= 0
+    assert isinstance(delivered[0]["ms"], int)
+    assert delivered[0]["ms"] >= 0
+    assert delivered[0]["attempt"] == 1
+    assert isinstance(delivered[0]["ts"], float)
+    assert delivered[0]["next_s"] is None
+    retry, dead = _log("--failed", "--url", receiver.url(bad_path))
+    assert (retry["next_s"], dead["next_s"]) == (0.2, None)
+    assert (retry["status"], dead["attempt"]) == (502, 2)
     assert "HTTP 502" in failed[0]["error"]
 
 
-def _log(*args: str) -> list[dict[str, str]]:
+def _log(*args: str) -> list[dict[str, Any]]:
     result = CliRunner().invoke(main, ["log", *args, "--json"])
     assert result.exit_code == 0, result.output
     return [json.loads(line) for line in result.output.splitlines() if line.strip()]
@@ -246,7 +253,7 @@ def test_listen_verifies_prints_and_fails_on_purpose(settings, ca: tuple[object,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "SHAHIHOOKS_ALLOW_HTTP": "1"},
+        env=clean_env(SHAHIHOOKS_ALLOW_HTTP="1"),
     )
     try:
         s = settings(allow_http=True)

@@ -1,20 +1,40 @@
-"""The files a user runs: docker-compose.yml and the Dockerfile (checked as files, since no
-Docker engine runs here), the Makefile targets the README names, and `make demo`."""
+"""The files a user runs: docker-compose.yml (production by default, the demo in a profile;
+validated here, and by a compose client when one is installed), .dockerignore and the
+Dockerfile, the Makefile targets the README names, and `make demo`."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
+from tests.conftest import REDIS_URL, clean_env, wait_until
 
-def test_compose_has_persistent_redis_scalable_worker_flower_and_receiver(repo_root: Path) -> None:
-    compose = yaml.safe_load((repo_root / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert {"redis", "worker", "flower", "receiver"} <= set(services)
+
+def compose(repo_root: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((repo_root / "docker-compose.yml").read_text())
+    return loaded
+
+
+def default_services(repo_root: Path) -> dict[str, Any]:
+    """The services `docker compose up` starts: those in no profile."""
+    return {n: s for n, s in compose(repo_root)["services"].items() if not s.get("profiles")}
+
+
+def test_compose_has_persistent_redis_scalable_worker_and_flower(repo_root: Path) -> None:
+    services = compose(repo_root)["services"]
+    assert {"redis", "worker", "flower"} == set(default_services(repo_root))
     assert "--appendonly" in services["redis"]["command"]
     assert "yes" in services["redis"]["command"]
     assert "redis-data:/data" in services["redis"]["volumes"]
@@ -25,11 +45,124 @@ def test_compose_has_persistent_redis_scalable_worker_flower_and_receiver(repo_r
     assert "ports" not in worker, "must scale"
     assert "flower" in services["flower"]["entrypoint"]
     assert services["flower"]["ports"] == ["5555:5555"]
-    assert services["receiver"]["command"][0] == "listen"
-    for name in ("worker", "flower", "receiver"):
-        env = services[name]["environment"]
-        assert env["SHAHIHOOKS_REDIS_URL"] == "redis://redis:6379/0"
-        assert "SHAHIHOOKS_SECRET" in env
+    for name in ("worker", "flower", "cli", "demo-worker"):
+        assert services[name]["environment"]["SHAHIHOOKS_REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_compose_default_services_are_for_production(repo_root: Path) -> None:
+    for name, service in default_services(repo_root).items():
+        assert service.get("restart") == "unless-stopped", name
+        env = service.get("environment", {})
+        assert "SHAHIHOOKS_ALLOW_HTTP" not in env, name
+        assert "SHAHIHOOKS_ALLOW_NETWORKS" not in env, name
+        if "SHAHIHOOKS_SECRET" in env:
+            assert env["SHAHIHOOKS_SECRET"] == "${SHAHIHOOKS_SECRET:-}", "no placeholder secret"
+    flower = default_services(repo_root)["flower"]["environment"]
+    assert flower["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?"), "auth required"
+    assert "FLOWER_UNAUTHENTICATED_API" not in flower
+
+
+def test_compose_demo_profile_holds_the_demo(repo_root: Path) -> None:
+    services = compose(repo_root)["services"]
+    demo = {n: s for n, s in services.items() if "demo" in s.get("profiles", [])}
+    assert set(demo) == {"demo-receiver", "demo-worker", "demo"}
+    for service in demo.values():
+        env = service["environment"]
+        assert env["SHAHIHOOKS_URLS"] == "http://demo-receiver:8000/webhook"
+        assert env["SHAHIHOOKS_ALLOW_HTTP"] == "1"
+        assert env["SHAHIHOOKS_QUEUE"] != services["worker"]["environment"].get(
+            "SHAHIHOOKS_QUEUE", "shahihooks"
+        ), "the demo has its own queue: the production worker never takes its deliveries"
+    assert services["demo"]["command"] == ["emit", "ticket.created"]
+
+
+_SERVICE_KEYS = {
+    "build", "image", "command", "entrypoint", "environment", "env_file", "ports", "volumes",
+    "depends_on", "restart", "profiles", "healthcheck", "networks", "deploy", "labels", "user",
+    "working_dir", "expose", "logging", "stop_grace_period", "init",
+}  # fmt: skip
+_INTERPOLATION = re.compile(r"\$(\$|\{[A-Za-z_][A-Za-z0-9_]*(?:(?::?[-?+])[^}]*)?\}|[A-Za-z_]\w*)")
+
+
+def test_compose_file_is_valid(repo_root: Path) -> None:
+    """What `docker compose config` checks that a YAML parser does not: known keys, restart
+    policies, dependencies and volumes that exist, scalar environment values, well-formed
+    ${VAR} interpolation. (No Docker engine runs here; the next test runs a compose client
+    when one is installed.)"""
+    text = (repo_root / "docker-compose.yml").read_text()
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        rest = _INTERPOLATION.sub("", line)
+        assert "$" not in rest, f"bad interpolation: {line.strip()}"
+    spec = compose(repo_root)
+    assert set(spec) - {"services", "volumes", "networks", "configs", "secrets", "name"} == {
+        k for k in spec if k.startswith("x-")
+    }
+    volumes = set(spec.get("volumes") or {})
+    services = spec["services"]
+    for name, service in services.items():
+        assert set(service) <= _SERVICE_KEYS, (name, set(service) - _SERVICE_KEYS)
+        assert "build" in service or "image" in service, name
+        assert service.get("restart", "no") in {"no", "always", "on-failure", "unless-stopped"}
+        for dep, how in (service.get("depends_on") or {}).items():
+            assert dep in services, (name, dep)
+            assert how["condition"] in {
+                "service_started",
+                "service_healthy",
+                "service_completed_successfully",
+            }
+            if how["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], dep
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            assert source.startswith((".", "/")) or source in volumes, (name, volume)
+        for key, value in (service.get("environment") or {}).items():
+            assert isinstance(value, str | int | float | bool) or value is None, (name, key)
+        assert all(isinstance(p, str) for p in service.get("profiles", [])), name
+
+
+def _compose_client() -> list[str] | None:
+    plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+    if shutil.which("docker") and plugin.returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+def test_docker_compose_config_accepts_the_file_and_names_a_missing_login(
+    repo_root: Path,
+) -> None:
+    client = _compose_client()
+    if client is None:
+        pytest.skip("no compose client here (docker compose or docker-compose)")
+    base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    for profile in ([], ["--profile", "demo"]):
+        ok = subprocess.run(
+            [*client, *profile, "config", "-q"],
+            cwd=repo_root,
+            env={**base, "FLOWER_BASIC_AUTH": "admin:secret"},
+            capture_output=True,
+            text=True,
+        )
+        assert ok.returncode == 0, ok.stderr
+    missing = subprocess.run(
+        [*client, "config", "-q"], cwd=repo_root, env=base, capture_output=True, text=True
+    )
+    assert missing.returncode != 0
+    assert "FLOWER_BASIC_AUTH" in missing.stderr
+
+
+def test_dockerignore_keeps_the_venv_and_secrets_out_of_the_build(repo_root: Path) -> None:
+    ignored = [
+        line.strip()
+        for line in (repo_root / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for needed in (".venv/", ".git", ".env"):
+        assert needed in ignored, needed
+    copied = re.findall(r"^COPY (.+) \S+$", (repo_root / "Dockerfile").read_text(), re.M)
+    for source in " ".join(copied).split():
+        assert not any(fnmatch.fnmatch(source, p.rstrip("/")) for p in ignored), source
 
 
 def test_dockerfile_installs_the_package_and_runs_the_cli(repo_root: Path) -> None:
@@ -47,6 +180,75 @@ def test_readme_names_the_commands_and_every_variable(repo_root: Path) -> None:
 
     for name in _READERS:
         assert f"SHAHIHOOKS_{name}" in readme, name
+
+
+def test_readme_documents_every_django_setting_and_the_flower_api(repo_root: Path) -> None:
+    readme = (repo_root / "README.md").read_text()
+    from shahihooks.settings import _READERS
+
+    django = readme[readme.index("### Django") : readme.index("### Flask")]
+    for name in _READERS:
+        assert f'| `"{name}"` |' in django, name
+    assert "emit` returns `None`" in django
+    assert "override_settings" in django
+    assert "python manage.py shahihooks worker" in django
+    assert "flask --app myproject shahihooks worker" in readme
+    assert "FLOWER_UNAUTHENTICATED_API" in readme
+    assert "curl -u user:password" in readme
+    columns = re.search(r"^FLOWER_COLUMNS := (\S+)$", (repo_root / "Makefile").read_text(), re.M)
+    assert columns
+    assert f"--tasks_columns={columns.group(1)}" in readme.replace("\n", " ")
+
+
+def test_readme_opens_with_a_pip_quick_start_and_says_what_the_page_is(repo_root: Path) -> None:
+    readme = (repo_root / "README.md").read_text()
+    assert readme.index("pip install shahihooks") < readme.index("make demo")
+    assert readme.count("**the page**") == 1
+
+
+def test_the_readme_quick_start_delivers_as_written(
+    repo_root: Path, tmp_path: Path, redis_client: Any
+) -> None:
+    """The README's five commands (bar pip install), on a free port, with this run's Redis
+    database and key prefix: the listener prints the delivery, verified."""
+    readme = (repo_root / "README.md").read_text()
+    found = re.search(r"## Quick start\n.*?```sh\n(.*?)```", readme, re.S)
+    assert found
+    commands = [
+        line
+        for line in found.group(1).replace("\\\n", " ").splitlines()
+        if line.strip() and not line.startswith("pip install")
+    ]
+    assert len(commands) == 4, commands
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    prefix = f"quickstart{uuid.uuid4().hex[:8]}"
+    env = clean_env(
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        SHAHIHOOKS_REDIS_URL=REDIS_URL,
+        SHAHIHOOKS_PREFIX=prefix,
+        SHAHIHOOKS_QUEUE=prefix,
+    )
+    out = tmp_path / "out.txt"
+    script = "set -e\n" + "\n".join(commands).replace("8000", str(port)) + "\nwait\n"
+    with open(out, "wb") as sink:
+        shell = subprocess.Popen(
+            ["bash", "-c", script], stdout=sink, stderr=sink, env=env, start_new_session=True
+        )
+    try:
+        wait_until(lambda: "✓ ticket.created" in out.read_text(), 60, "the delivery")
+        text = out.read_text()
+        assert "STATUS" in text
+        assert "queued" in text
+        assert "[1] ✓ ticket.created" in text
+        assert "sending the example data of ticket.created" in text
+    finally:
+        os.killpg(shell.pid, signal.SIGTERM)
+        shell.wait(timeout=30)
+        names = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
+        if names:
+            redis_client.delete(*names)
 
 
 def test_make_demo_finishes_and_leaves_no_process(repo_root: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from shahihooks.events import BUILTIN_EVENTS
 from shahihooks.keys import Keys
 from shahihooks.signing import sign_headers
 from shahihooks.transport import post
-from tests.conftest import SECRET, wait_until
+from tests.conftest import SECRET, clean_env, wait_until
 from tests.phptools import PhpReceiver, start_php_receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -199,12 +198,11 @@ def test_laravel_middleware_changes_empty_and_padded_strings_so_no_style_matches
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("SHAHIHOOKS_")}
     return subprocess.run(
         [sys.executable, "-m", "shahihooks", *args],
         capture_output=True,
         text=True,
-        env={**clean, **env},
+        env=clean_env(**env),
         timeout=60,
     )
 
@@ -263,7 +261,7 @@ def test_doctor_probes_an_endpoint_that_got_401_and_names_the_style_it_verifies(
 
 def _logged_401(url: str) -> bool:
     result = CliRunner().invoke(main, ["log", "--url", url, "--json"])
-    return any(json.loads(line)["status"] == "401" for line in result.output.splitlines())
+    return any(json.loads(line)["status"] == 401 for line in result.output.splitlines())
 
 
 def test_listen_php_verifies_as_the_page_php_handler_does(settings) -> None:
@@ -276,6 +274,7 @@ def test_listen_php_verifies_as_the_page_php_handler_does(settings) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=clean_env(),
     )
     try:
         s = settings(allow_http=True)

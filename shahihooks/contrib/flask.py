@@ -1,53 +1,120 @@
 """Flask: `Shahihooks(app)` or `ext.init_app(app)`, reading `app.config["SHAHIHOOKS_*"]`.
 
-hooks = Shahihooks(app)
-hooks.emit("ticket.created", {"ticket_id": 123})
+hooks = Shahihooks()
+def create_app():
+    app = flask.Flask(__name__)
+    app.config.from_prefixed_env()      # SHAHIHOOKS_URLS, SHAHIHOOKS_SECRET, ...
+    hooks.init_app(app)                 # the app's settings live in app.extensions
+    return app
+
+hooks.emit("ticket.created", {"ticket_id": 123})   # with the settings of the current app
 
 @app.post("/webhook")
 @webhook_receiver()            # 401 on a bad signature; duplicates never get here
 def hook():
     handle(flask.g.webhook)    # the verified payload
     return {"status": "success"}
+
+Each app keeps its own settings in `app.extensions["shahihooks"]`; inside an app context
+they are the settings every shahihooks function uses (`shahihooks.emit`, the receivers).
+`flask --app APP shahihooks worker` runs a worker with the app's settings (and every other
+shahihooks command with them too).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 try:
     import flask
+    from flask.cli import with_appcontext
     from werkzeug.exceptions import RequestEntityTooLarge
 except ImportError:  # pragma: no cover - exercised without Flask installed
     raise ImportError(
         "shahihooks.contrib.flask needs Flask: pip install 'shahihooks[flask]'"
     ) from None
 
+import click
+
+from shahihooks.cli import Commands, main
 from shahihooks.emit import Delivery
 from shahihooks.emit import emit as _emit
 from shahihooks.receiving import Seen, body_limit, declared_too_large, receive
-from shahihooks.settings import Settings, configure
+from shahihooks.settings import Settings, add_source, configure
 
 PREFIX = "SHAHIHOOKS_"
+NAME = "shahihooks"
+
+
+@dataclass(frozen=True)
+class State:
+    """What one app keeps in `app.extensions["shahihooks"]`."""
+
+    extension: Shahihooks
+    settings: Settings
 
 
 class Shahihooks:
-    """The Flask extension: settings from the app's config, `emit` bound to them."""
+    """The Flask extension: each app's settings from its config, `emit` bound to them."""
 
     def __init__(self, app: flask.Flask | None = None) -> None:
-        self.settings: Settings | None = None
+        self._app = app  # only for use outside an app context, as Flask extensions do
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: flask.Flask) -> None:
         values = {k[len(PREFIX) :]: v for k, v in app.config.items() if k.startswith(PREFIX)}
-        self.settings = Settings.from_mapping(values, 'app.config["SHAHIHOOKS_{}"]')
-        configure(self.settings)
-        app.extensions["shahihooks"] = self
+        settings = Settings.from_mapping(values, 'app.config["SHAHIHOOKS_{}"]')
+        app.extensions[NAME] = State(self, settings)
+        app.cli.add_command(flask_commands)
+        add_source(_app_settings)
+
+    def settings_for(self, app: flask.Flask | None = None) -> Settings:
+        """The settings of `app`, else of the current app, else of the app given at init."""
+        app = app or (flask.current_app if flask.has_app_context() else None)
+        app = app or self._app
+        if app is None:
+            raise RuntimeError(
+                "no Flask app: call this inside an app context (a request, or "
+                "`with app.app_context():`), or give the app to Shahihooks(app)"
+            )
+        state = app.extensions.get(NAME)
+        if not isinstance(state, State):
+            raise RuntimeError(f"the app {app.name!r} was not initialised: call init_app(app)")
+        return state.settings
 
     def emit(self, event: str, data: Any, *, key: str | None = None) -> list[Delivery]:
-        return _emit(event, data, key=key, settings=self.settings)
+        """`shahihooks.emit` with the current app's settings."""
+        return _emit(event, data, key=key, settings=self.settings_for())
+
+
+def _app_settings() -> Settings | None:
+    """The current app's settings, inside the context of an app that has the extension."""
+    if not flask.has_app_context():
+        return None
+    state = flask.current_app.extensions.get(NAME)
+    return state.settings if isinstance(state, State) else None
+
+
+@click.group(NAME, cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@with_appcontext
+def flask_commands() -> None:
+    """shahihooks with this app's settings (app.config["SHAHIHOOKS_*"]).
+
+    \b
+    Examples:
+      flask --app myproject shahihooks worker
+      flask --app myproject shahihooks doctor
+    """
+    # the whole process (the worker's threads too) uses the app's settings
+    configure(_app_settings() or Settings.from_env())
+
+
+for _name, _command in main.commands.items():
+    flask_commands.add_command(_command, _name)
 
 
 def read_bounded(request: flask.Request, limit: int) -> bytes | None:

@@ -1,5 +1,6 @@
 """A small Django project for the tests: sqlite on disk, the shahihooks app, a Ticket model."""
 
+import json
 import os
 import tempfile
 
@@ -14,6 +15,8 @@ INSTALLED_APPS = [
 ]
 ROOT_URLCONF = "tests.django_project.urls"
 _DB = os.path.join(tempfile.gettempdir(), f"shahihooks-django-{os.getpid()}.sqlite3")
+# the outbox tests give the project's worker (a subprocess) the tests' own database
+_DB = os.environ.get("SHAHIHOOKS_TEST_DJANGO_DB", _DB)
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
@@ -28,3 +31,5 @@ SHAHIHOOKS = {
     "SECRET": "test-secret-0123456789",
     "ALLOW_NETWORKS": "127.0.0.0/8",
 }
+if os.environ.get("SHAHIHOOKS_TEST_DJANGO"):  # a test's own dict, for its subprocesses
+    SHAHIHOOKS = json.loads(os.environ["SHAHIHOOKS_TEST_DJANGO"])

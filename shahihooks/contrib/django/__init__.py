@@ -4,7 +4,8 @@ from shahihooks.contrib.django import emit, webhook_receiver
 
 with transaction.atomic():
     ticket = Ticket.objects.create(...)
-    emit("ticket.created", {"ticket_id": ticket.pk})   # sent after COMMIT, not before
+    emit("ticket.created", {"ticket_id": ticket.pk})   # written to the outbox with the row,
+                                                       # sent after COMMIT (outbox.py)
 
 @csrf_exempt
 @webhook_receiver()                                    # 401 on a bad signature
@@ -20,29 +21,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 try:
-    from django.db import transaction
     from django.http import HttpRequest, HttpResponse, JsonResponse
 except ImportError:  # pragma: no cover - exercised without Django installed
     raise ImportError(
         "shahihooks.contrib.django needs Django: pip install 'shahihooks[django]'"
     ) from None
 
-from shahihooks.emit import prepare
+from shahihooks.contrib.django.outbox import emit
 from shahihooks.keys import Keys
 from shahihooks.receiving import Seen, body_limit, declared_too_large, receive
 from shahihooks.settings import current
 
+__all__ = ["cache_seen", "emit", "webhook_receiver"]
+
 View = Callable[..., HttpResponse]
-
-
-def emit(event: str, data: Any, *, key: str | None = None, using: str | None = None) -> None:
-    """Validate now, enqueue when the surrounding transaction commits (now, if none).
-
-    A rolled-back transaction sends nothing; a committed one is never delivered before its
-    rows exist. Bad input raises here, at the call, not at commit.
-    """
-    prepared = prepare(event, data, key=key)
-    transaction.on_commit(prepared.send, using=using)
 
 
 def cache_seen(alias: str = "default", ttl_s: int = 7 * 86_400) -> Seen:
