@@ -72,6 +72,8 @@ def check_worker(settings: Settings) -> None:
     deliveries would fail on the whole retry schedule.
     """
     check_celery_config(app.conf, settings)
+    if not settings.secret:
+        _check_secrets(settings)
     servers = [("state Redis", settings.redis_url)]
     if is_redis(publisher.broker_url) and publisher.broker_url != settings.redis_url:
         servers.append(("broker Redis", publisher.broker_url))
@@ -85,8 +87,6 @@ def check_worker(settings: Settings) -> None:
         warning = persistence_warning(facts, what, url)
         if warning:
             logger.warning("%s", warning)
-    if not settings.secret:
-        _check_secrets(settings)
 
 
 def _check_secrets(settings: Settings) -> None:

@@ -85,7 +85,10 @@ def test_backlog_is_released_in_emit_order_never_over_the_limit_per_window(
     deferred = wait_until(
         lambda: [f for _, f in redis_client.xrange(keys.log) if f[b"outcome"] == b"deferred"]
     )
-    assert len(deferred) == statuses.count("deferred")  # type: ignore[arg-type]
+    # each deferred at emit is logged so (and again if it waited across a window: it is
+    # admitted again in the window it is sent in)
+    deferred_ids = {f[b"id"].decode() for f in deferred}  # type: ignore[union-attr]
+    assert {d.id for d in sent if d.status == "deferred"} <= deferred_ids
     assert b"rate limit of 20 per 2 s reached" in deferred[0][b"error"]  # type: ignore[index]
     assert not redis_client.exists(keys.backlog(url_tag(receiver.url(path))))
 
