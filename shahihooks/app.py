@@ -57,6 +57,7 @@ publisher = Publisher(app)
 
 def _reconfigure(settings: Settings) -> None:
     app.conf.update({**celery_config(settings), **user_config()})
+    publisher.forget()
 
 
 on_configure(_reconfigure)

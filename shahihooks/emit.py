@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +60,7 @@ class Delivery:
 def message_id(key: str | None) -> str:
     """The id of one emitted event: random, or derived from `key` (deterministic)."""
     if key is None:
-        return "evt_" + uuid.uuid4().hex
+        return "evt_" + os.urandom(16).hex()
     return "evt_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
@@ -125,7 +125,7 @@ _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
 
 def _send(p: Prepared) -> list[Delivery]:
     """Enqueue, trying again on an outage: a try whose step had run changes nothing."""
-    nonce = uuid.uuid4().hex
+    nonce = os.urandom(8).hex()
     may_have_run = False
     cause: BaseException | None = None
     for tried in range(EMIT_TRIES):

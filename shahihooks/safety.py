@@ -166,14 +166,29 @@ def literal_address(host: str) -> IPAddress | None:
         return None
 
 
+_allowed: set[tuple[str, bool, tuple[Network, ...]]] = set()
+
+
 def check_url(url: str, settings: Settings) -> str:
     """Return `url` if it may be a webhook target under `settings`, else raise.
 
     Checks the scheme and, when the host is a literal address, the address; names are
-    resolved later (`check_target`, and again when connecting).
+    resolved later (`check_target`, and again when connecting). A URL once allowed under
+    the same rules is not parsed again (every attempt checks its URL).
     """
     if not isinstance(url, str):
         raise ConfigurationError(f"a webhook URL must be a string, got {type(url).__name__}")
+    key = (url, settings.allow_http, settings.allow_networks)
+    if key in _allowed:
+        return url
+    _check_url(url, settings)
+    if len(_allowed) > 10_000:
+        _allowed.clear()
+    _allowed.add(key)
+    return url
+
+
+def _check_url(url: str, settings: Settings) -> None:
     shown = redact_url(url)
     try:
         parts = urlsplit(url)
@@ -193,7 +208,6 @@ def check_url(url: str, settings: Settings) -> str:
             check_address(str(literal), settings.allow_networks, parts.hostname)
         except UnsafeTargetError as exc:
             raise UnsafeTargetError(f"{shown!r}: {exc}") from None
-    return url
 
 
 def resolve(host: str, port: int) -> tuple[str, ...]:
@@ -212,13 +226,27 @@ def resolve(host: str, port: int) -> tuple[str, ...]:
     return addresses
 
 
+_vetted: dict[tuple[str, bool, tuple[Network, ...]], float] = {}
+
+
 def check_target(url: str, settings: Settings) -> None:
-    """Raise unless `url` may be delivered to: scheme, then every address its host has."""
+    """Raise unless `url` may be delivered to: scheme, then every address its host has.
+
+    A URL that passed is not looked at again for as long as its addresses are cached
+    (emit's hot path); connections are vetted again anyway, each time (transport.py).
+    """
+    key = (url, settings.allow_http, settings.allow_networks)
+    now = time.monotonic()
+    if now - _vetted.get(key, -_RESOLVE_CACHE_S) < _RESOLVE_CACHE_S:
+        return
     check_url(url, settings)
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     check_addresses(resolve(host, port), settings.allow_networks, host)
+    if len(_vetted) > 10_000:
+        _vetted.clear()
+    _vetted[key] = now
 
 
 _MASK = "***"

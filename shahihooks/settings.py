@@ -72,6 +72,13 @@ class Settings:
     body_style: BodyStyle = BodyStyle.STANDARD  # for the URLs not in the endpoint store
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
+    def __hash__(self) -> int:  # hashed on every delivery (state_for): computed once
+        found: int | None = self.__dict__.get("_hash")
+        if found is None:
+            found = hash(tuple(getattr(self, f.name) for f in fields(self) if f.compare))
+            object.__setattr__(self, "_hash", found)
+        return found
+
     def __post_init__(self) -> None:
         if not self.broker_url:
             object.__setattr__(self, "broker_url", self.redis_url)

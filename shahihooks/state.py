@@ -187,7 +187,14 @@ class State:
 
     def _call(self, name: str, args: Sequence[Any], keys: Sequence[str] = ()) -> list[Any]:
         """Run `lua/<name>.lua` (after the prelude) with the common arguments first."""
-        result: list[Any] = _script(self.client, name)(keys=list(keys), args=[*self._common, *args])
+        script = _script(self.client, name)
+        command = ("EVALSHA", script.sha, len(keys), *keys, *self._common, *args)
+        client: Any = self.client  # execute_command: the plain call, without Script's wrapping
+        try:
+            result: list[Any] = client.execute_command(*command)
+        except redis.exceptions.NoScriptError:  # not run: a restarted Redis forgot it
+            client.script_load(script.script)
+            result = client.execute_command(*command)
         return result
 
     def emit(

@@ -16,6 +16,7 @@ environment are ignored: a webhook goes straight to its target.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -67,6 +68,7 @@ class Watchdog:
         self._next = 0
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._wakes_at = 0.0  # when the thread looks next: an earlier deadline wakes it
 
     def begin(self, deadline: float) -> int:
         with self._lock:
@@ -78,7 +80,8 @@ class Watchdog:
                 self._thread.start()
             self._next += 1
             self._watched[self._next] = (deadline, [])
-            self._lock.notify()
+            if deadline < self._wakes_at:
+                self._lock.notify()
             return self._next
 
     def watch(self, attempt: int, sock: socket.socket) -> None:
@@ -100,6 +103,7 @@ class Watchdog:
                     for sock in self._watched.pop(attempt)[1]:
                         _cut(sock)
                 soonest = min((d for d, _ in self._watched.values()), default=now + 60)
+                self._wakes_at = soonest
                 self._lock.wait(max(0.01, soonest - now))
 
 
@@ -114,6 +118,7 @@ _watchdog = Watchdog()
 
 class _Attempt(threading.local):
     id: int = 0  # the attempt this thread is making (0: none)
+    reused: bool = False  # its request went out on a kept-alive connection
 
 
 _attempt = _Attempt()
@@ -161,6 +166,7 @@ def open_socket(
 def _guarded(base: type[HTTPConnection], allow: tuple[Network, ...]) -> type[HTTPConnection]:
     class Guarded(base):  # type: ignore[valid-type,misc]
         def request(self, *args: Any, **kwargs: Any) -> None:
+            _attempt.reused = self.sock is not None
             _watch(self.sock)  # a kept-alive connection: its socket joins this attempt
             super().request(*args, **kwargs)
 
@@ -292,7 +298,8 @@ def post(
     _attempt.id = _watchdog.begin(deadline)
     try:
         target = _target(url, settings)
-        resp = target.pool.urlopen(
+        send = functools.partial(
+            target.pool.urlopen,
             "POST",
             target.path,
             body=body,
@@ -304,6 +311,14 @@ def post(
             preload_content=False,
             release_conn=False,
         )
+        try:
+            resp = send()
+        except urllib3.exceptions.ProtocolError:
+            if not _attempt.reused or time.monotonic() >= deadline:  # not cut by the deadline
+                raise
+            # a kept-alive connection the receiver had closed meanwhile (idle servers do):
+            # the request most likely never reached it: once more, on a new connection
+            resp = send()
         try:
             text = _read_bounded(resp, settings.max_response_bytes, deadline)
         finally:

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 import shahihooks
 from shahihooks.cli import main
-from tests.conftest import wait_until
+from shahihooks.transport import post
+from tests.conftest import SECRET, wait_until
 from tests.receiver import Receiver, start_receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -113,3 +114,42 @@ def test_flapping_receiver_is_classified_each_time_and_delivered(
     assert all(
         r["status"] == 500 and r["error"] == "HTTP 500" for r in rows if r["outcome"] == "retry"
     )
+
+
+def test_a_kept_alive_connection_closed_by_the_receiver_is_not_a_failed_attempt(settings) -> None:
+    """An idle receiver closes its end of a kept-alive connection just as the next delivery
+    goes out on it: that POST goes again on a new connection, within the same attempt."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+    connections: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            connections.append(1)
+            with conn:
+                for n in (1, 2):
+                    if not conn.recv(65536):
+                        break
+                    if n == 2 and len(connections) == 1:
+                        break  # the first connection: closed without answering its second
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+    threading.Thread(target=serve, daemon=True).start()
+    s = settings(allow_http=True)
+    url = f"http://127.0.0.1:{port}/keep"
+    headers = shahihooks.sign_headers(
+        b"{}", delivery_id="evt_k-1", event="ticket.created", secrets=SECRET
+    )
+    try:
+        assert post(url, b"{}", headers, s).status == 200
+        second = post(url, b"{}", headers, s)
+    finally:
+        server.close()
+    assert (second.status, second.error) == (200, None)
+    assert len(connections) == 2

@@ -58,10 +58,12 @@ def test_any_configuration_kombu_would_write_differently_goes_through_kombu(
 ) -> None:
     saved = {k: app.conf[k] for k in change}
     app.conf.update(change)
+    publisher.forget()  # as configure() does: the publisher works its route out again
     try:
         assert publisher.direct_queue() is None
     finally:
         app.conf.update(saved)
+        publisher.forget()
     assert publisher.direct_queue() == queue
 
 
