@@ -16,7 +16,7 @@
                                masked (for logs written inside Lua)
 {p}:retrying            hash   url tag -> deliveries waiting for a retry
 {p}:seq                 string emit counter: the order of backlogs
-{p}:watermark           string (ms) every message published before it has left the queue
+{p}:watermark           zset   "ms" -> every message published before it has left the queue
 {p}:done:{dlv}          string "ok" once delivered, "dead" once dead-lettered; idempotency TTL
 {p}:emit:{key}          string the delivery list of an `emit(key=...)`; idempotency TTL
 {p}:throttle:{ev}:{v}   string one `article.viewed` per article per window; the window. {v}

@@ -11,6 +11,7 @@ the worker no memory. `lua/prelude.lua` describes the record; `keys.py` every ke
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -150,18 +151,39 @@ class Waiting:
     next_release_in_s: float | None
 
 
-_scripts: dict[tuple[int, str], Any] = {}
+SCRIPTS = ("emit", "begin", "finish", "claim", "replay", "watermark", "unpublished")
 
 
-def _script(client: redis.Redis, name: str) -> Any:
-    """`lua/<name>.lua` after the prelude, registered once per client (EVALSHA)."""
-    key = (id(client), name)  # clients live as long as their process (connections.py)
-    found = _scripts.get(key)
-    if found is None:
-        lua = resources.files("shahihooks").joinpath("lua")
-        source = lua.joinpath("prelude.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
-        found = _scripts[key] = client.register_script(source)
-    return found
+@functools.cache
+def library() -> tuple[str, str]:
+    """The Redis function library (its name, its source): the prelude, loaded once, then
+    each script's body as a function. Named by its content, so two versions of shahihooks
+    on one Redis (a rolling upgrade) each call their own."""
+    lua = resources.files("shahihooks").joinpath("lua")
+    bodies = {name: lua.joinpath(f"{name}.lua").read_text() for name in SCRIPTS}
+    prelude = lua.joinpath("prelude.lua").read_text()
+    tag = hashlib.sha256((prelude + "".join(bodies.values())).encode()).hexdigest()[:12]
+    name = f"shahihooks_{tag}"
+    parts = [f"#!lua name={name}\n", prelude]
+    for script, body in bodies.items():
+        parts.append(
+            f"\nredis.register_function('{name}_{script}', function(KEYS, ARGV)\n"
+            f"setup(ARGV)\n{body}\nend)\n"
+        )
+    return name, "".join(parts)
+
+
+def _is_missing(exc: redis.exceptions.ResponseError) -> bool:
+    return "function not found" in str(exc).lower()
+
+
+def _load(client: Any) -> None:
+    """Load the library (a restarted Redis without persistence forgot it)."""
+    try:
+        client.execute_command("FUNCTION", "LOAD", library()[1])
+    except redis.exceptions.ResponseError as exc:
+        if "already exists" not in str(exc):
+            raise
 
 
 class State:
@@ -185,15 +207,20 @@ class State:
             settings.stats_retention_s,
         ]
 
+    def _command(self, name: str, args: Sequence[Any], keys: Sequence[str]) -> tuple[Any, ...]:
+        function = f"{library()[0]}_{name}"
+        return ("FCALL", function, len(keys), *keys, *self._common, *args)
+
     def _call(self, name: str, args: Sequence[Any], keys: Sequence[str] = ()) -> list[Any]:
-        """Run `lua/<name>.lua` (after the prelude) with the common arguments first."""
-        script = _script(self.client, name)
-        command = ("EVALSHA", script.sha, len(keys), *keys, *self._common, *args)
-        client: Any = self.client  # execute_command: the plain call, without Script's wrapping
+        """Call `lua/<name>.lua` (a function of the library) with the common arguments first."""
+        command = self._command(name, args, keys)
+        client: Any = self.client
         try:
             result: list[Any] = client.execute_command(*command)
-        except redis.exceptions.NoScriptError:  # not run: a restarted Redis forgot it
-            client.script_load(script.script)
+        except redis.exceptions.ResponseError as exc:
+            if not _is_missing(exc):  # a script's own error: a bug, said as it is
+                raise
+            _load(client)  # not run: loaded now, and called again
             result = client.execute_command(*command)
         return result
 
@@ -259,8 +286,7 @@ class State:
 
     def _tracked(self, name: str, args: Sequence[Any], keys: Sequence[str]) -> list[Any]:
         """`_call`, telling a step that never reached Redis from one that may have run."""
-        script = _script(self.client, name)
-        command = ("EVALSHA", script.sha, len(keys), *keys, *self._common, *args)
+        command = self._command(name, args, keys)
         pool = self.client.connection_pool
         try:
             conn: Any = pool.get_connection()
@@ -278,12 +304,12 @@ class State:
                     if self.replicated and time.monotonic() >= self._lonely_until:
                         self._wait_for_a_replica(conn, name)
                     return result
-                except redis.exceptions.NoScriptError:
-                    self.client.script_load(script.script)  # not run: load it, send again
                 except redis.ReadOnlyError as exc:  # a replica refused it (a failover)
                     raise NotSent(exc) from exc
-                except redis.exceptions.ResponseError:
-                    raise
+                except redis.exceptions.ResponseError as exc:
+                    if not _is_missing(exc):
+                        raise
+                    _load(self.client)  # not run: loaded now, and sent again
                 except redis.RedisError as exc:
                     conn.disconnect()
                     raise MaybeSent(exc) from exc

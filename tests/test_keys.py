@@ -1,15 +1,18 @@
 """Every key is named alike in keys.py and in the Lua prelude (which builds the keys of the
-URL tags, windows and deliveries it meets inside a script)."""
+URL tags, windows and deliveries it meets inside a script); the function library loads."""
 
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 import redis
 
 from shahihooks.keys import Keys, url_tag
+from shahihooks.state import SCRIPTS, library
 
 PROBE = """
+setup(ARGV)
 return {key('dlv', 'evt_1-abc'), key('body', 'evt_1'), key('rate', 'abc', window_of(7200000)),
         key('backlog', 'abc'), key('done', 'evt_1-abc'), key('dead', 'evt_1-abc'),
         key('stats', '12'), K.schedule, K.releases, K.urls, K.endpoints, K.watermark, K.log,
@@ -47,3 +50,13 @@ def test_url_tags_are_short_stable_and_distinct() -> None:
     assert url_tag("https://a.example/hook") == url_tag("https://a.example/hook")
     assert len(url_tag("https://a.example/hook")) == 12
     assert url_tag("https://a.example/hook") != url_tag("https://a.example/hook2")
+
+
+def test_the_function_library_loads_and_names_every_script(redis_client: redis.Redis) -> None:
+    name, source = library()
+    redis_client.execute_command("FUNCTION", "LOAD", "REPLACE", source)
+    listed: Any = redis_client.function_list(name)
+    libraries = [dict(zip(lib[::2], lib[1::2], strict=True)) for lib in listed]
+    (found,) = [lib for lib in libraries if lib[b"library_name"] == name.encode()]
+    functions = {dict(zip(f[::2], f[1::2], strict=True))[b"name"] for f in found[b"functions"]}
+    assert functions == {f"{name}_{script}".encode() for script in SCRIPTS}

@@ -14,12 +14,11 @@ if d.s == 'x' then return {'busy'} end
 if d.s ~= 'q' then return {'stale'} end
 
 -- Everything published before this message has left the queue (see claim.lua).
-if tonumber(d.t) > (tonumber(redis.call('GET', K.watermark)) or 0) then
-  redis.call('SET', K.watermark, d.t)
-end
+redis.call('ZADD', K.watermark, 'GT', d.t, 'ms')
 
 local url = redis.call('HGET', K.urls, d.u)
-local endpoint = url and redis.call('HGET', K.endpoints, url)
+-- a stored endpoint's own secrets and style; a URL of the settings is signed by the settings
+local endpoint = url and d.src == 'store' and redis.call('HGET', K.endpoints, url)
 local reason
 if not url then
   reason = 'its URL is not known to this Redis'
@@ -34,8 +33,9 @@ if reason then
   return {'dead', reason}
 end
 
-local limit = limit_of(url)
-if limit > 0 and d.w ~= window_of(now) then
+-- admitted under a limit, in an earlier window (the queue was slow): a slot in this one
+local limit = d.w ~= '' and d.w ~= window_of(now) and limit_of(url) or 0
+if limit > 0 then
   local win = admit(d.u, limit, now)
   if not win then
     if to_backlog(id, d, now, limit) then return {'deferred'} end

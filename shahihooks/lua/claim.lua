@@ -73,7 +73,7 @@ for _, id in ipairs(due) do
   elseif d.s == 'r' then
     publish(id, d, to_queue(id, d, now))
   elseif d.s == 'q' then
-    local taken = tonumber(d.t) < (tonumber(redis.call('GET', K.watermark)) or 0)
+    local taken = tonumber(d.t) < (tonumber(redis.call('ZSCORE', K.watermark, 'ms')) or 0)
     if taken and d.k == '' then
       redis.call('HSET', key('dlv', id), 'k', num(now))
       redis.call('ZADD', K.schedule, num(now + C.grace_ms), id)

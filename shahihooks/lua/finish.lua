@@ -11,11 +11,12 @@ if n_log > 0 then
   redis.call('XADD', K.log, 'MAXLEN', '~', C.log_max, '*',
              unpack(ARGV, A + 12, A + 11 + 2 * n_log))
   local stats, p = key('stats', num(math.floor(now / 3600000))), ARGV[A + 7]
-  redis.call('HINCRBY', stats, p .. 'n', 1)
+  if redis.call('HINCRBY', stats, p .. 'n', 1) == 1 then  -- the hour's first for this pair
+    redis.call('EXPIRE', stats, C.stats_ttl)
+  end
   if kind == 'delivered' then redis.call('HINCRBY', stats, p .. 'ok', 1) end
   redis.call('HINCRBY', stats, p .. 'ms', ARGV[A + 8])
   redis.call('HINCRBY', stats, p .. ARGV[A + 9], 1)
-  redis.call('EXPIRE', stats, C.stats_ttl)
 end
 
 local d = record(id)

@@ -1,10 +1,12 @@
--- Prepended to every script by state.py: the key names (built with keys.py's patterns),
--- the settings every script shares, Redis's clock, and the steps several scripts take.
+-- The head of shahihooks' Redis function library (state.py builds it: this, then each
+-- script's body as a registered function): the key names (built with keys.py's patterns),
+-- the settings every call shares, Redis's clock, and the steps several scripts take. It runs
+-- once, when the library is loaded; each call begins with `setup(ARGV)`.
 --
--- ARGV[1..9] are the same for every script (state.py `_common`):
+-- ARGV[1..9] are the same for every call (state.py `_common`):
 --   prefix, lease_ms, grace_ms, default_limit, window_ms, backlog_max, done_ttl_s,
 --   log_max_len, stats_ttl_s
--- A script's own arguments start at ARGV[A].
+-- A call's own arguments start at ARGV[A].
 --
 -- A delivery's record (`dlv`) fields:
 --   m message id   u url tag   e event   a attempt   p fencing token of its live message
@@ -15,19 +17,28 @@
 --   k when its message was seen to have left the queue (ms)   c checks of a queued message
 --   src "store" when the endpoint came from the store   b attempts that hit a bug
 --   l messages of it found lost
-local P = ARGV[1]
-local C = {
-  lease_ms = tonumber(ARGV[2]), grace_ms = tonumber(ARGV[3]), limit = tonumber(ARGV[4]),
-  window_ms = tonumber(ARGV[5]), backlog_max = tonumber(ARGV[6]), done_ttl = ARGV[7],
-  log_max = ARGV[8], stats_ttl = ARGV[9],
-}
 local A = 10
+local P, C, K, CHECK_MS  -- this call's prefix, settings and keys (Redis runs one at a time)
 local function key(...) return table.concat({P, ...}, ':') end
-local K = {
-  schedule = key('schedule'), releases = key('releases'), urls = key('urls'),
-  endpoints = key('endpoints'), watermark = key('watermark'), log = key('log'),
-  dead_index = key('dead'), retrying = key('retrying'), seq = key('seq'),
-}
+local SETUP = ''
+
+local function setup(argv)
+  local common = table.concat(argv, '\0', 1, 9)
+  if common == SETUP then return end  -- the same settings as the call before: kept
+  SETUP, P = common, argv[1]
+  C = {
+    lease_ms = tonumber(argv[2]), grace_ms = tonumber(argv[3]), limit = tonumber(argv[4]),
+    window_ms = tonumber(argv[5]), backlog_max = tonumber(argv[6]), done_ttl = argv[7],
+    log_max = argv[8], stats_ttl = argv[9],
+  }
+  K = {
+    schedule = key('schedule'), releases = key('releases'), urls = key('urls'),
+    endpoints = key('endpoints'), watermark = key('watermark'), log = key('log'),
+    dead_index = key('dead'), retrying = key('retrying'), seq = key('seq'),
+  }
+  -- a queued message is first looked at this soon (has it left the queue?), then less often
+  CHECK_MS = math.min(10000, C.grace_ms)
+end
 
 -- Lua's tostring() writes large numbers in exponent form: integers go through this.
 local function num(x) return string.format('%.0f', x) end
@@ -142,9 +153,6 @@ local function to_backlog(id, d, now, limit)
   redis.call('EXPIRE', stats, C.stats_ttl)
   return true
 end
-
--- A queued message is first looked at this soon (has it left the queue?), then less often.
-local CHECK_MS = math.min(10000, C.grace_ms)
 
 -- A new message for the delivery: a new fencing token, and a check that it is not lost.
 local function to_queue(id, d, now)
