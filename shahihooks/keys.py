@@ -17,6 +17,8 @@
 {p}:retrying            hash   url tag -> deliveries waiting for a retry
 {p}:seq                 string emit counter: the order of backlogs
 {p}:watermark           zset   "ms" -> every message published before it has left the queue
+{p}:watermark:history   zset   when (member, ms) the watermark passed each value (score);
+                               the last few grace periods
 {p}:done:{dlv}          string "ok" once delivered, "dead" once dead-lettered; idempotency TTL
 {p}:emit:{key}          string the delivery list of an `emit(key=...)`; idempotency TTL
 {p}:throttle:{ev}:{v}   string one `article.viewed` per article per window; the window. {v}
@@ -111,6 +113,10 @@ class Keys:
     @property
     def watermark(self) -> str:
         return self._key("watermark")
+
+    @property
+    def watermark_history(self) -> str:
+        return self._key("watermark", "history")
 
     @property
     def endpoints(self) -> str:

@@ -4,15 +4,26 @@
 --   waiting retry, due admission, lease expired (the attempt's worker died): admitted
 --     (queued, or to the backlog when the URL's window is full)
 --   admitted, unpublished: queued
---   queued: is its message lost? Once a message published later has been taken, or the
---     queue was seen empty (the watermark), this one has left the queue too; if it has not
---     begun a grace period later, the worker that took it died before recording it: a new
---     message. Otherwise it still waits its turn: checked again, less and less often.
+--   queued (looked at a grace period after it was published): is its message lost? Once
+--     a message published later has been taken, or the queue was seen empty (the
+--     watermark), this one has left the queue too; if it has not begun a grace period after
+--     that, the worker that took it died before recording it: a new message. Otherwise it
+--     still waits its turn: looked at again, less and less often.
 -- ARGV[A..]: budget (entries handled at most)
 -- Returns {ms until the next entry is due, then per message: id, token, attempt, event, url}
 local budget = tonumber(ARGV[A])
 local LOST_MAX = 5
 local now = now_ms()
+
+-- The watermark's history: when it passed each value (a queued message's check reads it).
+local wm = tonumber(redis.call('ZSCORE', K.watermark, 'ms'))
+if wm then
+  local last = redis.call('ZRANGE', K.wmhist, -1, -1, 'WITHSCORES')
+  if not last[2] or tonumber(last[2]) < wm then
+    redis.call('ZADD', K.wmhist, num(wm), num(now))
+    redis.call('ZREMRANGEBYSCORE', K.wmhist, '-inf', num(now - 4 * C.grace_ms))
+  end
+end
 local out = {}
 local function publish(id, d, pub)
   out[#out + 1] = id
@@ -73,11 +84,9 @@ for _, id in ipairs(due) do
   elseif d.s == 'r' then
     publish(id, d, to_queue(id, d, now))
   elseif d.s == 'q' then
-    local taken = tonumber(d.t) < (tonumber(redis.call('ZSCORE', K.watermark, 'ms')) or 0)
-    if taken and d.k == '' then
-      redis.call('HSET', key('dlv', id), 'k', num(now))
-      redis.call('ZADD', K.schedule, num(now + C.grace_ms), id)
-    elseif taken and now - tonumber(d.k) >= C.grace_ms then
+    -- when the watermark first passed it: from then on, its message was out of the queue
+    local passed = redis.call('ZRANGEBYSCORE', K.wmhist, '(' .. d.t, '+inf', 'LIMIT', 0, 1)[1]
+    if passed and now - tonumber(passed) >= C.grace_ms then
       local lost = redis.call('HINCRBY', key('dlv', id), 'l', 1)
       if lost > LOST_MAX then  -- no worker can read its messages (their accept_content?)
         local reason = 'its message was lost ' .. LOST_MAX .. ' times: do the workers accept '
@@ -89,11 +98,11 @@ for _, id in ipairs(due) do
           .. 'before recording it): sent again', 0)
         publish(id, d, to_queue(id, d, now))
       end
-    elseif taken then
-      redis.call('ZADD', K.schedule, num(tonumber(d.k) + C.grace_ms), id)
-    else
+    elseif passed then
+      redis.call('ZADD', K.schedule, num(tonumber(passed) + C.grace_ms), id)
+    else  -- still waiting its turn in the queue: looked at again, less and less often
       local checks = redis.call('HINCRBY', key('dlv', id), 'c', 1)
-      redis.call('ZADD', K.schedule, num(now + CHECK_MS * math.min(2 ^ checks, 16)), id)
+      redis.call('ZADD', K.schedule, num(now + C.grace_ms * math.min(2 ^ checks, 8)), id)
     end
   else  -- in a backlog: released from there
     redis.call('ZREM', K.schedule, id)

@@ -14,11 +14,11 @@
 --            w waiting for a retry   n due for admission   r admitted, due for a message
 --            b in its URL's backlog
 --   t when the state was entered (ms)   o emit order   w the rate window it was admitted in
---   k when its message was seen to have left the queue (ms)   c checks of a queued message
+--   c checks of a queued message
 --   src "store" when the endpoint came from the store   b attempts that hit a bug
 --   l messages of it found lost
 local A = 10
-local P, C, K, CHECK_MS  -- this call's prefix, settings and keys (Redis runs one at a time)
+local P, C, K  -- this call's prefix, settings and keys (Redis runs one at a time)
 local function key(...) return table.concat({P, ...}, ':') end
 local SETUP = ''
 
@@ -35,9 +35,8 @@ local function setup(argv)
     schedule = key('schedule'), releases = key('releases'), urls = key('urls'),
     endpoints = key('endpoints'), watermark = key('watermark'), log = key('log'),
     dead_index = key('dead'), retrying = key('retrying'), seq = key('seq'),
+    wmhist = key('watermark', 'history'),
   }
-  -- a queued message is first looked at this soon (has it left the queue?), then less often
-  CHECK_MS = math.min(10000, C.grace_ms)
 end
 
 -- Lua's tostring() writes large numbers in exponent form: integers go through this.
@@ -49,7 +48,7 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local FIELDS = {'m', 'u', 'e', 'a', 's', 'p', 't', 'o', 'w', 'k', 'c', 'src', 'b'}
+local FIELDS = {'m', 'u', 'e', 'a', 's', 'p', 't', 'o', 'w', 'c', 'src', 'b'}
 local function record(id)
   local v = redis.call('HMGET', key('dlv', id), unpack(FIELDS))
   if not v[1] then return nil end
@@ -157,9 +156,9 @@ end
 -- A new message for the delivery: a new fencing token, and a check that it is not lost.
 local function to_queue(id, d, now)
   local pub = redis.call('HINCRBY', key('dlv', id), 'p', 1)
-  redis.call('HSET', key('dlv', id), 'k', '', 'c', '0')
+  redis.call('HSET', key('dlv', id), 'c', '0')
   set_state(id, d, 'q', now)
-  redis.call('ZADD', K.schedule, num(now + CHECK_MS), id)
+  redis.call('ZADD', K.schedule, num(now + C.grace_ms), id)
   return pub
 end
 
