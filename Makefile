@@ -44,11 +44,11 @@ demo: install redis
 flower: install redis ## Flower on http://127.0.0.1:5555 (start workers with -E for task events)
 	$(BIN)/celery -A shahihooks.app flower --port=5555
 
-bench: install redis ## speed and memory against a naive Celery sender (several minutes)
-	$(BIN)/python -m bench.run
+bench: install ## throughput against baselines at the same setups, waits, recovery (about an hour)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 soak: install redis ## thousands of deliveries with failures and a worker restart, then the ledger
 	$(BIN)/python scripts/soak.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-peer .pytest_cache .mypy_cache .ruff_cache build *.egg-info
