@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.systems import Setup
-from bench.throughput import scaling, table
+from bench.throughput import Cells, scaling, summary, table
 from bench.waiting import FAN_OUT
 
 
@@ -23,6 +23,8 @@ def report(r: dict[str, Any]) -> str:
     ]
     for key, why in r.get("systems_not_run", {}).items():
         out.append(f"not run: {key}: {why}")
+    for name, why in r.get("errors", {}).items():
+        out.append(f"FAILED: {name}: {why}")
     for name, section in SECTIONS:
         if name in r:
             out += ["", *section(r)]
@@ -34,15 +36,16 @@ def met(ok: bool) -> str:
 
 
 def throughput_lines(r: dict[str, Any]) -> list[str]:
-    t = r["throughput"]
     keys = list(r["systems"])
+    setups = [Setup.parse(s) for s in r["setups"]]
+    saved = r["throughput"]
+    t = summary(Cells(saved["rates"], saved.get("failures", {})), keys, setups)
     sizes = r["sizes"]
     out = [
         f"Throughput: deliveries/s (C: tasks/s), mean of {sizes['rounds']} interleaved "
         f"round(s), {sizes['n']:,} per cell ({sizes['peer_n']:,} for P)",
         "  " + ", ".join(f"{k} = {name}" for k, name in r["systems"].items()),
     ]
-    setups = [Setup.parse(s) for s in r["setups"]]
     out.append(table(t, keys, setups))
     for key, failures in t.get("failures", {}).items():
         for setup, why in failures.items():
@@ -65,6 +68,20 @@ def throughput_lines(r: dict[str, Any]) -> list[str]:
             f"  no regression (S against S0, the core before): best vs best {vs['S/S0']:.2f}x, "
             f"lowest {shared[worst]:.2f}x at {worst}"
         )
+        out.append("  before -> after, against the baselines at the same setups:")
+        for label, row in per.items():
+            parts = [
+                f"{b} {row[f'S0/{b}']:.2f}x -> {row[f'S/{b}']:.2f}x"
+                for b in ("N", "C")
+                if row.get(f"S0/{b}") and row.get(f"S/{b}")
+            ]
+            out.append(f"    {label:<14} " + ", ".join(parts))
+        parts = [
+            f"{b} {vs[f'S0/{b}']:.2f}x -> {vs[f'S/{b}']:.2f}x"
+            for b in ("N", "C")
+            if f"S0/{b}" in vs and f"S/{b}" in vs
+        ]
+        out.append(f"    {'best vs best':<14} " + ", ".join(parts))
     if "P/N" in vs:
         out.append(f"  peer against N, best vs best: {vs['P/N']:.2f}x")
     curve = scaling(t, keys, setups)
@@ -89,9 +106,11 @@ def commands_lines(r: dict[str, Any]) -> list[str]:
     out = ["Redis commands per delivery (INFO commandstats, enqueue to acknowledgement):"]
     for key, c in r["commands"].items():
         top = sorted(c["by_command"].items(), key=lambda kv: -kv[1])[:12]
+        ours = (
+            f"EVALSHA (shahihooks' calls) {c['client_calls_of_ours']:.2f}; " if key == "S" else ""
+        )
         out.append(
-            f"  {key}: {c['total']:.1f} in all; client calls of shahihooks "
-            f"{c['client_calls_of_ours']:.2f}; " + ", ".join(f"{k} {v:.2f}" for k, v in top)
+            f"  {key}: {c['total']:.1f} in all; {ours}" + ", ".join(f"{k} {v:.2f}" for k, v in top)
         )
     return out
 
@@ -128,7 +147,7 @@ def waiting_lines(r: dict[str, Any]) -> list[str]:
 
 
 def curve(x: dict[str, Any]) -> str:
-    return ", ".join(f"{s['waiting']:,} {s['rss_kb'] / 1024:.0f}" for s in x["samples"][::3])
+    return ", ".join(f"{s['waiting']:,}: {s['rss_kb'] / 1024:.0f}" for s in x["samples"][::3])
 
 
 def backlog_lines(r: dict[str, Any]) -> list[str]:
@@ -138,8 +157,8 @@ def backlog_lines(r: dict[str, Any]) -> list[str]:
     return [
         "Backlog depth: Redis commands per delivery released from one URL's backlog:",
         *(
-            f"  {int(k):>6} deep: {v['total']:.2f} ({v['client_calls_of_ours']:.2f} client "
-            f"calls of shahihooks)"
+            f"  {int(k):>6} deep (+ the released): {v['total']:.2f} "
+            f"({v['client_calls_of_ours']:.2f} EVALSHA)"
             for k, v in sorted(rows.items(), key=lambda kv: int(kv[0]))
         ),
         f"  deep / shallow: {ratio:.2f}x (target: equal)",

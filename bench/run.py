@@ -81,7 +81,11 @@ def main() -> None:
     parser.add_argument("--before", default=BEFORE, help="the commit S0 runs ('' for none)")
     parser.add_argument("--only", help=f"sections, from {','.join(SECTIONS)}")
     parser.add_argument("--json", default=str(ROOT / "bench-results.json"), help="results file")
+    parser.add_argument("--report", metavar="JSON", help="print the tables of a saved run, only")
     args = parser.parse_args()
+    if args.report:
+        print(report(json.loads(Path(args.report).read_text())))
+        return
     sizes = Sizes.of(args.quick, args.n, args.rounds)
     chosen = args.setups or (QUICK_SETUPS if args.quick else SETUPS)
     setups = [Setup.parse(s) for s in chosen.split(",") if s.strip()]
@@ -89,8 +93,10 @@ def main() -> None:
     keys = args.systems.split(",")
     if not args.before:
         keys = [k for k in keys if k != "S0"]
-    results = run(sizes, setups, keys, args.before, sections, args.quick)
-    Path(args.json).write_text(json.dumps(results, indent=2))
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}: choose from {','.join(SECTIONS)}")
+    results = run(sizes, setups, keys, args.before, sections, args.quick, Path(args.json))
     print(report(results))
     print(f"\nwritten: {args.json}")
 
@@ -102,7 +108,10 @@ def run(
     before: str,
     sections: list[str],
     quick: bool,
+    out: Path,
 ) -> dict[str, Any]:
+    """Each section in turn; one that fails is reported and the others still run. The JSON
+    file is written after every section, so a long run interrupted keeps what it measured."""
     world = World()
     world.start()
     started = time.monotonic()
@@ -112,46 +121,85 @@ def run(
         "machine": machine(),
         "sizes": sizes.__dict__,
         "setups": [s.label for s in setups],
+        "errors": {},
     }
     try:
         results["receiver_ceiling_per_s"] = receiver_ceiling(world)
-        systems = available(world, keys, before, results)
-        if "throughput" in sections:
-            results["throughput"] = measure_throughput(world, systems, setups, sizes)
-        best = best_setup(results, setups)
-        ours = Shahihooks()
-        if "events" in sections:
-            print(f"\ntask events (-E) at shahihooks' best setup, {best.label}:")
-            results["events"] = throughput.events_cost(world, ours, best, sizes.rounds, sizes.n)
-        if "commands" in sections:
-            print(f"\nRedis commands per delivery at {best.label}:")
-            results["commands"] = {
-                k: commands.per_delivery(world, s, best, sizes.commands)
-                for k, s in (("S", ours), ("N", Naive()))
-            }
-        if "waiting" in sections:
-            print(f"\nwaiting deliveries ({sizes.waiting:,} retries an hour away):")
-            w, warm = WAITING_SETUP, sizes.warm
-            results["waiting"] = {
-                "ours": waiting.ours(world, sizes.waiting, w, warm),
-                "mover": waiting.mover_rate(world, sizes.waiting),
-                "naive": waiting.naive(world, sizes.naive_held, w, warm),
-                "backlog": waiting.backlog_redis(world, sizes.backlog_deep),
-            }
-        if "backlog" in sections:
-            print("\nbacklog depth:")
-            depths = (10, sizes.backlog_deep)
-            results["backlog"] = commands.backlog_depths(world, depths, sizes.backlog_k)
-        if "recovery" in sections:
-            print("\nrecovery after SIGKILL (default timings):")
-            results["recovery"] = recovery.after_sigkill(world, sizes.recovery)
-        if "emit" in sections:
-            print("\nemit fan-out:")
-            results["emit"] = emitting.fan_out(world, sizes.rounds, sizes.emits)
+        run_ = Run(world, sizes, setups, available(world, keys, before, results), results)
+        for name in sections:
+            try:
+                results[name] = getattr(run_, name)()
+            except Exception as exc:  # reported; the next section still runs
+                results["errors"][name] = f"{type(exc).__name__}: {exc}"
+                print(f"  {name} FAILED: {exc}", flush=True)
+            results["seconds"] = time.monotonic() - started
+            out.write_text(json.dumps(results, indent=2))
     finally:
         world.stop()
-        results["seconds"] = time.monotonic() - started
     return results
+
+
+@dataclass
+class Run:
+    """The sections of one run, each returning its results."""
+
+    world: World
+    sizes: Sizes
+    setups: list[Setup]
+    systems: list[System]
+    results: dict[str, Any]
+
+    def throughput(self) -> dict[str, Any]:
+        sizes, setups = self.sizes, self.setups
+        print(
+            f"\nthroughput: {sizes.n:,} per cell ({sizes.peer_n:,} for the peer), "
+            f"{sizes.rounds} round(s), setups {', '.join(s.label for s in setups)}"
+        )
+        cells = throughput.interleaved(
+            self.world, self.systems, setups, sizes.rounds, sizes.n, {"P": sizes.peer_n}
+        )
+        return throughput.summary(cells, [s.key for s in self.systems], setups)
+
+    @property
+    def best(self) -> Setup:
+        """shahihooks' best setup in this run; without a throughput section, the first."""
+        found = self.results.get("throughput", {}).get("best", {}).get("S")
+        return Setup.parse(found["setup"]) if found else self.setups[0]
+
+    def events(self) -> dict[str, Any]:
+        print(f"\ntask events (-E) at shahihooks' best setup, {self.best.label}:")
+        rounds, n = self.sizes.rounds, self.sizes.n
+        return throughput.events_cost(self.world, Shahihooks(), self.best, rounds, n)
+
+    def commands(self) -> dict[str, Any]:
+        print(f"\nRedis commands per delivery at {self.best.label}:")
+        return {
+            k: commands.per_delivery(self.world, s, self.best, self.sizes.commands)
+            for k, s in (("S", Shahihooks()), ("N", Naive()))
+        }
+
+    def waiting(self) -> dict[str, Any]:
+        world, sizes, setup = self.world, self.sizes, WAITING_SETUP
+        print(f"\nwaiting deliveries ({sizes.waiting:,} retries an hour away):")
+        return {
+            "ours": waiting.ours(world, sizes.waiting, setup, sizes.warm),
+            "mover": waiting.mover_rate(world, sizes.waiting),
+            "naive": waiting.naive(world, sizes.naive_held, setup, sizes.warm),
+            "backlog": waiting.backlog_redis(world, sizes.backlog_deep),
+        }
+
+    def backlog(self) -> dict[str, Any]:
+        print("\nbacklog depth:")
+        depths = (10, self.sizes.backlog_deep)
+        return commands.backlog_depths(self.world, depths, self.sizes.backlog_k)
+
+    def recovery(self) -> dict[str, Any]:
+        print("\nrecovery after SIGKILL (default timings):")
+        return recovery.after_sigkill(self.world, self.sizes.recovery)
+
+    def emit(self) -> dict[str, Any]:
+        print("\nemit fan-out:")
+        return emitting.fan_out(self.world, self.sizes.rounds, self.sizes.emits)
 
 
 def available(world: World, keys: list[str], before: str, results: dict[str, Any]) -> list[System]:
@@ -173,25 +221,6 @@ def available(world: World, keys: list[str], before: str, results: dict[str, Any
     results["systems"] = {s.key: s.name for s in systems}
     results["systems_not_run"] = missing
     return systems
-
-
-def measure_throughput(
-    world: World, systems: list[System], setups: list[Setup], sizes: Sizes
-) -> dict[str, Any]:
-    print(
-        f"\nthroughput: {sizes.n:,} per cell ({sizes.peer_n:,} for the peer), "
-        f"{sizes.rounds} round(s), setups {', '.join(s.label for s in setups)}"
-    )
-    cells = throughput.interleaved(
-        world, systems, setups, sizes.rounds, sizes.n, {"P": sizes.peer_n}
-    )
-    return throughput.summary(cells, [s.key for s in systems], setups)
-
-
-def best_setup(results: dict[str, Any], setups: list[Setup]) -> Setup:
-    """shahihooks' best setup in this run; without a throughput section, the first."""
-    best = results.get("throughput", {}).get("best", {}).get("S")
-    return Setup.parse(best["setup"]) if best else setups[0]
 
 
 def receiver_ceiling(world: World) -> float:

@@ -109,24 +109,24 @@ def events_cost(world: World, system: System, setup: Setup, rounds: int, n: int)
     }
 
 
+def pairs(keys: Sequence[str]) -> list[tuple[str, str]]:
+    """The ratios reported: S to every other system; S0 (before) and P to the baselines."""
+    out = [("S", k) for k in keys if k != "S" and "S" in keys]
+    out += [(a, b) for a in ("S0", "P") for b in ("N", "C") if a in keys and b in keys]
+    return out
+
+
 def summary(cells: Cells, keys: Sequence[str], setups: Sequence[Setup]) -> dict[str, Any]:
-    """Per-setup means, per-setup ratios of S to the others, each system's best, best vs best."""
+    """Per-setup means and ratios, each system's best setup, and best against best."""
     per_setup: dict[str, dict[str, Any]] = {}
     for setup in setups:
         row: dict[str, Any] = {k: cells.mean(k, setup.label) for k in keys}
-        ours = row.get("S")
-        for k in keys:
-            if k != "S" and ours and row.get(k):
-                row[f"S/{k}"] = ours / row[k]
+        for a, b in pairs(keys):
+            if row.get(a) and row.get(b):
+                row[f"{a}/{b}"] = row[a] / row[b]
         per_setup[setup.label] = row
-    best = {k: b for k in keys if (b := cells.best(k))}
-    vs: dict[str, float] = {}
-    if "S" in best:
-        for k in keys:
-            if k != "S" and k in best:
-                vs[f"S/{k}"] = best["S"][1] / best[k][1]
-    if "P" in best and "N" in best:
-        vs["P/N"] = best["P"][1] / best["N"][1]
+    best = {k: found for k in keys if (found := cells.best(k))}
+    vs = {f"{a}/{b}": best[a][1] / best[b][1] for a, b in pairs(keys) if a in best and b in best}
     return {
         "rates": cells.rates,
         "failures": cells.failures,
