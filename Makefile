@@ -44,7 +44,7 @@ demo: install redis
 flower: install redis ## Flower on http://127.0.0.1:5555 (start workers with -E for task events)
 	$(BIN)/celery -A shahihooks.app flower --port=5555
 
-bench: install ## throughput against baselines at the same setups, waits, recovery (about an hour)
+bench: install redis ## throughput against baselines at the same setups, waits, recovery (about an hour)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 soak: install redis ## thousands of deliveries with failures and a worker restart, then the ledger

@@ -11,6 +11,7 @@ the same run, because absolute numbers drift on a shared machine. Results also g
 JSON file beside the table.
 
     python -m bench.run [--quick] [--setups "threads 1x16,prefork 2"] [--only waiting,...]
+    python -m bench.run --report bench-results.json     # the tables of a saved run
 """
 
 from __future__ import annotations

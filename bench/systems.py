@@ -194,7 +194,7 @@ class Peer(System):
 def install_peer() -> None:
     """django-webhook from PyPI into `.venv-peer`, apart from shahihooks' own venv."""
     steps = [
-        ["python3", "-m", "venv", str(PEER_VENV)],
+        [PY, "-m", "venv", str(PEER_VENV)],
         [str(PEER_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", *PEER_PACKAGES],
     ]
     for argv in steps:
