@@ -1,10 +1,11 @@
 """Waiting deliveries: what they cost a worker and Redis, and how fast the mover moves them.
 
 Waiting means failed once with an hour's retry ahead (SHAHIHOOKS_RETRY_SCHEDULE=3600): the
-receiver answers 500 on /fail*. The worker is read from /proc (its process tree's RSS) idle,
-then as the waiting count (the `retrying` counters in Redis) passes milestones; Redis from
-`INFO memory` before and after, split with `MEMORY USAGE` by key family. The naive task's
-held retry (a Celery ETA message kept in the worker) is measured the same way.
+receiver answers 500 on /fail*. The workers are read from /proc (each process tree's RSS)
+cold, after a warm-up of successful deliveries, then each time another tenth is waiting (the
+`retrying` counters in Redis); Redis from `INFO memory` before and after, split with
+`MEMORY USAGE` by key family. The naive task's held retry (a Celery ETA message kept in the
+worker) is measured the same way.
 
 The mover: the hour is made to pass (every due time in the schedule set to now), then one
 worker that consumes another queue starts, and its mover's publications are timed as the
