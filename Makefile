@@ -50,11 +50,11 @@ FLOWER_COLUMNS := name,uuid,state,args,exception,retries,received,runtime,worker
 flower: install redis ## Flower on http://127.0.0.1:5555 (workers need -E); FLOWER_BASIC_AUTH=user:pw
 	$(BIN)/celery -A shahihooks.app flower --address=127.0.0.1 --port=5555 --tasks_columns=$(FLOWER_COLUMNS)
 
-bench: install redis ## speed and memory against a naive Celery sender (several minutes)
-	$(BIN)/python -m bench.run
+bench: install redis ## throughput against baselines at the same setups, waits, recovery (about an hour)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 soak: install redis ## thousands of deliveries with failures and a worker restart, then the ledger
 	$(BIN)/python scripts/soak.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-peer .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,5 +1,7 @@
 """A fast HTTP/1.1 receiver for benchmarks: asyncio, keep-alive, answers 200 (or 500 on
-paths starting /fail). GET /_stats returns {"count", "first", "last"} of POSTs seen.
+paths starting /fail; 200 after 5 ms on paths starting /slow). GET /_stats returns
+{"count", "first", "last", "failed"}: 2xx answers, the wall-clock time of the first and the
+last, and 500s.
 
     python -m bench.receiver PORT
 """
@@ -13,6 +15,7 @@ import time
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
 FAIL = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+SLOW_S = 0.005
 
 
 class Stats:
@@ -67,6 +70,12 @@ class Http(asyncio.Protocol):
             Stats.failed += 1
             self.transport.write(FAIL)  # type: ignore[attr-defined]
             return
+        if path.startswith(b"/slow"):
+            asyncio.get_running_loop().call_later(SLOW_S, self.ok)
+            return
+        self.ok()
+
+    def ok(self) -> None:
         now = time.time()
         if not Stats.count:
             Stats.first = now

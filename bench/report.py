@@ -1,0 +1,196 @@
+"""The bench's results as text: the tables `make bench` prints, with the targets of issues
+#10 and #15 marked met or MISSED."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.systems import Setup
+from bench.throughput import Cells, scaling, summary, table
+from bench.waiting import FAN_OUT
+
+
+def report(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    out = [
+        "",
+        "=" * 96,
+        f"shahihooks bench: {r['command']}",
+        f"{m['cpus']} cores, Python {m['python']}, commit {m['commit']}, load at start "
+        f"{m['load_at_start'][0]:.2f}; {r['seconds'] / 60:.1f} min"
+        + ("; QUICK: sizes too small for figures" if r["quick"] else ""),
+        f"receiver ceiling (4 clients, keep-alive): {r['receiver_ceiling_per_s']:,.0f} requests/s",
+    ]
+    for key, why in r.get("systems_not_run", {}).items():
+        out.append(f"not run: {key}: {why}")
+    for name, why in r.get("errors", {}).items():
+        out.append(f"FAILED: {name}: {why}")
+    for name, section in SECTIONS:
+        if name in r:
+            out += ["", *section(r)]
+    return "\n".join(out)
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def throughput_lines(r: dict[str, Any]) -> list[str]:
+    keys = list(r["systems"])
+    setups = [Setup.parse(s) for s in r["setups"]]
+    saved = r["throughput"]
+    t = summary(Cells(saved["rates"], saved.get("failures", {})), keys, setups)
+    sizes = r["sizes"]
+    out = [
+        f"Throughput: deliveries/s (C: tasks/s), mean of {sizes['rounds']} interleaved "
+        f"round(s), {sizes['n']:,} per cell ({sizes['peer_n']:,} for P)",
+        "  " + ", ".join(f"{k} = {name}" for k, name in r["systems"].items()),
+    ]
+    out.append(table(t, keys, setups))
+    for key, failures in t.get("failures", {}).items():
+        for setup, why in failures.items():
+            out.append(f"  {key} at {setup} failed: {why[0]}")
+    per, vs = t["per_setup"], t["best_vs_best"]
+    if "S/N" in vs:
+        shared = {s: row["S/N"] for s, row in per.items() if row.get("S/N")}
+        worst = min(shared, key=shared.__getitem__)
+        out.append(
+            f"  target S >= 1.1x N at every shared setup: {met(shared[worst] >= 1.1)} "
+            f"(lowest {shared[worst]:.2f}x at {worst}); best vs best {vs['S/N']:.2f}x: "
+            f"{met(vs['S/N'] >= 1.1)}"
+        )
+    if "S/C" in vs:
+        out.append(f"  target S >= 0.6x C best vs best: {vs['S/C']:.2f}x, {met(vs['S/C'] >= 0.6)}")
+    if "S/S0" in vs:
+        shared = {s: row["S/S0"] for s, row in per.items() if row.get("S/S0")}
+        worst = min(shared, key=shared.__getitem__)
+        out.append(
+            f"  no regression (S against S0, the core before): best vs best {vs['S/S0']:.2f}x, "
+            f"lowest {shared[worst]:.2f}x at {worst}"
+        )
+        out.append("  before -> after, against the baselines at the same setups:")
+        for label, row in per.items():
+            parts = [
+                f"{b} {row[f'S0/{b}']:.2f}x -> {row[f'S/{b}']:.2f}x"
+                for b in ("N", "C")
+                if row.get(f"S0/{b}") and row.get(f"S/{b}")
+            ]
+            out.append(f"    {label:<14} " + ", ".join(parts))
+        parts = [
+            f"{b} {vs[f'S0/{b}']:.2f}x -> {vs[f'S/{b}']:.2f}x"
+            for b in ("N", "C")
+            if f"S0/{b}" in vs and f"S/{b}" in vs
+        ]
+        out.append(f"    {'best vs best':<14} " + ", ".join(parts))
+    if "P/N" in vs:
+        out.append(f"  peer against N, best vs best: {vs['P/N']:.2f}x")
+    curve = scaling(t, keys, setups)
+    if curve:
+        out += ["Scaling by worker processes (same harness, rate and x the 1-process rate):", curve]
+    return out
+
+
+def events_lines(r: dict[str, Any]) -> list[str]:
+    e = r["events"]
+    return [
+        f"Task events (-E) at {e['setup']}: without {fmt(e['without'])}, with {fmt(e['with'])} "
+        f"deliveries/s: cost {e['cost']:.0%} (target <= 15 %: {met(e['cost'] <= 0.15)})"
+    ]
+
+
+def fmt(values: list[float]) -> str:
+    return "/".join(f"{v:.0f}" for v in values)
+
+
+def commands_lines(r: dict[str, Any]) -> list[str]:
+    out = ["Redis commands per delivery (INFO commandstats, enqueue to acknowledgement):"]
+    for key, c in r["commands"].items():
+        top = sorted(c["by_command"].items(), key=lambda kv: -kv[1])[:12]
+        ours = (
+            f"EVALSHA (shahihooks' calls) {c['client_calls_of_ours']:.2f}; " if key == "S" else ""
+        )
+        out.append(
+            f"  {key}: {c['total']:.1f} in all; {ours}" + ", ".join(f"{k} {v:.2f}" for k, v in top)
+        )
+    return out
+
+
+def waiting_lines(r: dict[str, Any]) -> list[str]:
+    w = r["waiting"]
+    o, n, mv, b = w["ours"], w["naive"], w["mover"], w["backlog"]
+    per, slope = o["rss_bytes_per_waiting"], o["rss_slope_bytes_per_waiting"]
+    split = ", ".join(f"{k} {v:.0f}" for k, v in o["redis_split_bytes_per_waiting"].items() if v)
+    beyond = o["redis_beyond_body_per_waiting"]
+    return [
+        f"Waiting deliveries: {o['count']:,} retries an hour away, workers {o['setup']} "
+        f"(warmed up by {r['sizes']['warm']:,} deliveries first):",
+        f"  worker RSS per waiting delivery: {per:,.0f} bytes against the warm worker "
+        f"(target <= 1 KB: {met(per <= 1024)}); {o['rss_bytes_per_waiting_vs_cold']:,.0f} "
+        f"against the cold one; slope from {o['samples'][0]['waiting']:,} to "
+        f"{o['samples'][-1]['waiting']:,} waiting: {slope:,.0f} bytes each",
+        f"  RSS (MB) cold {o['cold_rss_kb'] / 1024:.0f}, warm {o['warm_rss_kb'] / 1024:.0f}, "
+        f"then by waiting: {curve(o)}; messages held by workers: {o['messages_held_by_workers']}",
+        f"  naive task, {n['count']:,} retries held as ETA messages: "
+        f"{n['rss_bytes_per_waiting']:,.0f} bytes each against the warm worker, slope "
+        f"{n['rss_slope_bytes_per_waiting']:,.0f}; RSS (MB) by held: {curve(n)}",
+        f"  Redis per waiting delivery: {o['redis_bytes_per_waiting']:.0f} bytes, "
+        f"{beyond:.0f} beyond its body (bodies {o['body_bytes_each']:.0f} bytes per emit, "
+        f"shared by its {FAN_OUT} deliveries); MEMORY USAGE per delivery: {split}",
+        f"  Redis per delivery in a rate-limit backlog ({b['in_backlogs']:,}): "
+        f"{b['redis_bytes_per_deferred']:.0f} bytes, "
+        f"{b['redis_beyond_body_per_deferred']:.0f} beyond its body",
+        f"  failed attempts: {o['attempts_per_s']:,.0f}/s (shahihooks), "
+        f"{n['attempts_per_s']:,.0f}/s (naive)",
+        f"  mover: {mv['count']:,} made due at once, published at "
+        f"{mv['published_per_s']:,.0f} deliveries/s by one worker ({mv['seconds']:.1f} s)",
+    ]
+
+
+def curve(x: dict[str, Any]) -> str:
+    return ", ".join(f"{s['waiting']:,}: {s['rss_kb'] / 1024:.0f}" for s in x["samples"][::3])
+
+
+def backlog_lines(r: dict[str, Any]) -> list[str]:
+    rows = r["backlog"]
+    shallow, deep = (rows[k] for k in sorted(rows, key=int))
+    ratio = deep["total"] / shallow["total"]
+    return [
+        "Backlog depth: Redis commands per delivery released from one URL's backlog:",
+        *(
+            f"  {int(k):>6} deep (+ the released): {v['total']:.2f} "
+            f"({v['client_calls_of_ours']:.2f} EVALSHA)"
+            for k, v in sorted(rows.items(), key=lambda kv: int(kv[0]))
+        ),
+        f"  deep / shallow: {ratio:.2f}x (target: equal)",
+    ]
+
+
+def recovery_lines(r: dict[str, Any]) -> list[str]:
+    x = r["recovery"]
+    return [
+        f"Recovery after SIGKILL (default timings, rate limit off): worker killed after "
+        f"{x['killed_after']} of {x['n']}; last delivery {x['seconds_to_last_delivery']:.1f} s "
+        f"after the kill; {x['delivered']} delivered, {x['duplicates']} duplicates"
+    ]
+
+
+def emit_lines(r: dict[str, Any]) -> list[str]:
+    e = r["emit"]
+    a, b = e["emit"], e["apply_async"]
+    return [
+        f"emit to 10 endpoints: {a['enqueued_per_s']:,.0f} deliveries enqueued/s (call p50 "
+        f"{a['p50_ms']:.2f} ms, p99 {a['p99_ms']:.2f} ms); plain apply_async loop "
+        f"{b['enqueued_per_s']:,.0f}/s (p50 {b['p50_ms']:.2f}, p99 {b['p99_ms']:.2f} ms): "
+        f"{e['ratio']:.1f}x, p99 {e['p99_ratio']:.2f}x"
+    ]
+
+
+SECTIONS = (
+    ("throughput", throughput_lines),
+    ("events", events_lines),
+    ("commands", commands_lines),
+    ("waiting", waiting_lines),
+    ("backlog", backlog_lines),
+    ("recovery", recovery_lines),
+    ("emit", emit_lines),
+)
