@@ -11,6 +11,7 @@ unacknowledged in Redis and come back after the visibility timeout.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -64,7 +65,10 @@ class QoS(kombu_redis.QoS):
         virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        self._run(_FORGET, delivery_tag)
+        if delivery_tag in _acknowledged:  # done with the attempt's outcome (finish.lua)
+            _acknowledged.discard(delivery_tag)
+        else:
+            self._run(_FORGET, delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
@@ -86,10 +90,31 @@ class QoS(kombu_redis.QoS):
 
 
 _SHAS: dict[str, str] = {}
+_acknowledged: set[str] = set()
+_consumer_pid = 0  # the process whose channel takes messages (and acknowledges them)
+
+
+def consumes_here() -> bool:
+    """True in the process that acknowledges the messages it takes (a threads or solo
+    worker), not in a prefork child (there the parent acknowledges)."""
+    return _consumer_pid == os.getpid()
+
+
+def acknowledged(delivery_tag: str) -> None:
+    """The message `delivery_tag` was acknowledged in the step that recorded its attempt's
+    outcome: the worker's acknowledgement that follows needs no round trip of its own."""
+    if len(_acknowledged) > 100_000:  # never reached: each is taken out by its ack
+        _acknowledged.clear()
+    _acknowledged.add(delivery_tag)
 
 
 class Channel(_ClosedIsAConnectionError, _OneClientPerPool, kombu_redis.Channel):
     QoS = QoS
+
+    def basic_consume(self, *args: Any, **kwargs: Any) -> Any:
+        global _consumer_pid
+        _consumer_pid = os.getpid()
+        return super().basic_consume(*args, **kwargs)
 
 
 class SentinelChannel(_ClosedIsAConnectionError, _OneClientPerPool, kombu_redis.SentinelChannel):

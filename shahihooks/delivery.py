@@ -24,7 +24,7 @@ from shahihooks.payload import envelope
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, check_url
 from shahihooks.signing import sign_headers
-from shahihooks.state import BUG_PAUSE_S, Finished, State, Verdict
+from shahihooks.state import BUG_PAUSE_S, Ack, Finished, State, Verdict
 from shahihooks.state import Outcome as Recorded
 from shahihooks.transport import Response, post
 
@@ -79,10 +79,19 @@ class Result:
     verdict: Verdict | Kind
     reason: str
     delay_s: float = 0.0
+    acked: bool = False  # its message was acknowledged with the outcome
 
 
-def attempt(delivery_id: str, token: int, settings: Settings, hooks: Hooks, state: State) -> Result:
-    """Run the attempt that message (`delivery_id`, `token`) stands for."""
+def attempt(
+    delivery_id: str,
+    token: int,
+    settings: Settings,
+    hooks: Hooks,
+    state: State,
+    ack: Ack | None = None,
+) -> Result:
+    """Run the attempt that message (`delivery_id`, `token`) stands for; `ack`: acknowledge
+    the message with the outcome (its `Result.acked` says whether that happened)."""
     begun = state.begin(delivery_id, token)
     if begun.verdict is not Verdict.GO:
         return Result(begun.verdict, begun.reason or begun.verdict.value)
@@ -105,13 +114,13 @@ def attempt(delivery_id: str, token: int, settings: Settings, hooks: Hooks, stat
         # a bug, not an outage: tried again a few times, then dead-lettered (state.py)
         logger.exception("bug in the attempt of %s -> %s", delivery_id, job.shown_url)
         reason = f"{type(exc).__name__}: {exc}"
-        state.finish(delivery_id, token, Recorded(Finished.BUG, BUG_PAUSE_S, reason=reason))
-        return Result(Kind.RETRY, reason, BUG_PAUSE_S)
-    finished = state.finish(delivery_id, token, recorded(job, response, outcome))
+        state.finish(delivery_id, token, Recorded(Finished.BUG, BUG_PAUSE_S, reason=reason), ack)
+        return Result(Kind.RETRY, reason, BUG_PAUSE_S, acked=ack is not None)
+    finished = state.finish(delivery_id, token, recorded(job, response, outcome), ack)
     _log(job, response, outcome, finished)
     if hooks.any_attempt_hooks():
         hooks.run(job.seen_by_hooks(response, outcome))
-    return Result(outcome.kind, outcome.reason, outcome.delay_s)
+    return Result(outcome.kind, outcome.reason, outcome.delay_s, acked=ack is not None)
 
 
 def send(job: Job, settings: Settings, hooks: Hooks) -> Response:

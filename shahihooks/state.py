@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -137,6 +137,15 @@ class Outcome:
     duration_ms: int = 0
     bucket: str = ""
     log: dict[str, str] | None = None
+
+
+class Ack(NamedTuple):
+    """An attempt's message, to acknowledge with its outcome: kombu's unacknowledged-message
+    index and record in the state Redis (the broker), and the message's delivery tag."""
+
+    index_key: str
+    record_key: str
+    tag: str
 
 
 @dataclass(frozen=True)
@@ -344,7 +353,10 @@ class State:
         url, event, attempt, ts, site, data, endpoint = found[1:8]
         return Begun(verdict, "", url, event, int(attempt), int(ts), site, data, endpoint)
 
-    def finish(self, delivery_id: str, token: int, outcome: Outcome) -> Finished:
+    def finish(
+        self, delivery_id: str, token: int, outcome: Outcome, ack: Ack | None = None
+    ) -> Finished:
+        """Record the attempt's outcome (and acknowledge its message, with `ack`)."""
         log = outcome.log or {}
         args = [
             delivery_id,
@@ -358,6 +370,7 @@ class State:
             outcome.duration_ms,
             outcome.bucket,
             BUG_TRIES,
+            *(ack or ("", "", "")),
             len(log),
             *(x for pair in log.items() for x in pair),
         ]

@@ -15,7 +15,8 @@ from typing import Any
 
 from celery.exceptions import Ignore, Reject, Retry
 
-from shahihooks.app import app
+from shahihooks.app import app, publisher
+from shahihooks.broker import acknowledged, consumes_here
 from shahihooks.connections import OUTAGES
 from shahihooks.delivery import attempt
 from shahihooks.errors import DeliveryError
@@ -23,7 +24,7 @@ from shahihooks.hooks import hooks
 from shahihooks.outcome import Kind
 from shahihooks.publish import TASK_NAME
 from shahihooks.settings import current
-from shahihooks.state import Verdict, state_for
+from shahihooks.state import Ack, Verdict, state_for
 
 logger = logging.getLogger("shahihooks.tasks")
 OUTAGE_PAUSE_S = 1.0
@@ -41,12 +42,17 @@ OUTAGE_PAUSE_S = 1.0
 def deliver(self: Any, delivery_id: str, token: int = 1) -> str:
     """Attempt delivery `delivery_id`, if this message (`token`) is still its live one."""
     settings = current()
+    keys = publisher.unacked_keys(settings) if consumes_here() else None
+    tag = (self.request.properties or {}).get("delivery_tag")
+    ack = Ack(*keys, str(tag)) if keys is not None and tag else None
     try:
-        result = attempt(delivery_id, int(token), settings, hooks, state_for(settings))
+        result = attempt(delivery_id, int(token), settings, hooks, state_for(settings), ack)
     except OUTAGES as exc:  # the outcome is unknown: the message goes back to the queue
         logger.warning("requeued %s: %s: %s", delivery_id, type(exc).__name__, exc)
         time.sleep(OUTAGE_PAUSE_S)
         raise Reject(exc, requeue=True) from exc
+    if result.acked:
+        acknowledged(str(tag))
     if result.verdict in (Verdict.STALE, Verdict.BUSY):
         raise Ignore()
     if result.verdict in (Kind.DEAD, Verdict.DEAD):

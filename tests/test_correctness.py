@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -227,3 +228,21 @@ def test_the_users_pickle_configuration_is_honoured_end_to_end(
     world.worker()
     ledger = world.wait_ledger(ids, path, timeout=30)
     assert (ledger.delivered, ledger.received_distinct) == (5, 5)
+
+
+def test_an_attempts_outcome_acknowledges_its_message_in_the_same_step(
+    world: World, receiver: Receiver
+) -> None:
+    path = f"/ack-{uuid.uuid4().hex[:6]}"
+    receiver.rule(path, lambda n: 500 if n <= 5 else 200)  # retries and deliveries alike
+    world.worker()
+    ids = world.emit(30, path)
+    ledger = world.wait_ledger(ids, path, timeout=60)
+    assert ledger.missing == []
+    client = world.client
+    # kombu's record of unacknowledged messages is empty: nothing would come back later
+    wait_until(lambda: client.hlen("unacked") == 0, timeout=10, what="every message done")
+    assert client.zcard("unacked_index") == 0
+    commands: Any = client.info("commandstats")
+    # kombu's own acknowledgement (a script call of its own) did not run per delivery
+    assert commands.get("cmdstat_evalsha", {}).get("calls", 0) < 2 * 30

@@ -279,3 +279,17 @@ def test_make_demo_finishes_and_leaves_no_process(repo_root: Path) -> None:
 def _session_processes(sid: int) -> list[str]:
     out = subprocess.run(["ps", "-eo", "sid=,args="], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if line.split(None, 1)[0] == str(sid)]
+
+
+def test_compose_rabbitmq_profile_runs_workers_on_rabbitmq_with_the_state_in_redis(
+    repo_root: Path,
+) -> None:
+    services = compose(repo_root)["services"]
+    assert services["rabbitmq"]["profiles"] == ["rabbitmq"]
+    worker = services["worker-rabbitmq"]
+    assert worker["profiles"] == ["rabbitmq"]
+    env = worker["environment"]
+    assert env["SHAHIHOOKS_BROKER_URL"].startswith("amqp://")
+    assert "@rabbitmq:5672/" in env["SHAHIHOOKS_BROKER_URL"]
+    assert env["SHAHIHOOKS_REDIS_URL"] == "redis://redis:6379/0"
+    assert "rabbitmq" in worker["depends_on"]

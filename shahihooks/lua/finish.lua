@@ -1,15 +1,22 @@
 -- After an attempt: log it and count it, then — if the attempt still holds its delivery —
 -- mark it delivered, dead-letter it with its body, or schedule its retry. One round trip.
+-- When the broker is this Redis, it also acknowledges the attempt's message (kombu's record
+-- of it as unacknowledged goes): one round trip fewer per delivery.
 -- ARGV[A..]: delivery_id, token, kind (delivered|retry|dead|bug), delay_ms, status, reason,
---            response, stats_prefix, duration_ms, bucket, bug_max, n_log, log pairs...
+--            response, stats_prefix, duration_ms, bucket, bug_max,
+--            unacked_index, unacked, delivery_tag (or ''), n_log, log pairs...
 -- Returns {kind} for what was done, or {'stale'} when the attempt had lost its delivery.
 local id, pub, kind = ARGV[A], ARGV[A + 1], ARGV[A + 2]
 local delay, status, reason = tonumber(ARGV[A + 3]), ARGV[A + 4], ARGV[A + 5]
 local now = now_ms()
-local n_log = tonumber(ARGV[A + 11])
+if ARGV[A + 13] ~= '' then
+  redis.call('ZREM', ARGV[A + 11], ARGV[A + 13])
+  redis.call('HDEL', ARGV[A + 12], ARGV[A + 13])
+end
+local n_log = tonumber(ARGV[A + 14])
 if n_log > 0 then
   redis.call('XADD', K.log, 'MAXLEN', '~', C.log_max, '*',
-             unpack(ARGV, A + 12, A + 11 + 2 * n_log))
+             unpack(ARGV, A + 15, A + 14 + 2 * n_log))
   local stats, p = key('stats', num(math.floor(now / 3600000))), ARGV[A + 7]
   if redis.call('HINCRBY', stats, p .. 'n', 1) == 1 then  -- the hour's first for this pair
     redis.call('EXPIRE', stats, C.stats_ttl)
