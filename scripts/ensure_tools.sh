@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Make sure the tools the tests run are here, installing Debian's packages (as root, or
-# through sudo) when one is missing: php (php-cli: the page's PHP receivers) and faketime
-# (a process with a skewed clock, for the rate-window test).
+# through sudo) when one is missing: php (php-cli: the page's PHP receivers), faketime (a
+# process with a skewed clock, for the rate-window test), docker-compose (validates
+# docker-compose.yml; no engine needed) and node (the page's Node receiver).
 set -euo pipefail
-declare -A PACKAGE=([php]=php-cli [faketime]=faketime)
+declare -A PACKAGE=([php]=php-cli [faketime]=faketime [docker-compose]=docker-compose [node]=nodejs)
 missing=()
 for tool in "${!PACKAGE[@]}"; do
     command -v "$tool" >/dev/null || missing+=("${PACKAGE[$tool]}")

@@ -83,10 +83,19 @@ class QoS(kombu_redis.QoS):
         channel: Any = self.channel
         with channel.conn_or_acquire() as client:
             sha = _SHAS.get(source) or _SHAS.setdefault(source, client.script_load(source))
+            pool = client.connection_pool
+            conn = pool.get_connection()  # the plain call, without the client's layers
             try:
-                client.execute_command("EVALSHA", sha, 2, *keys, *args)
+                conn.send_command("EVALSHA", sha, 2, *keys, *args)
+                conn.read_response()
             except redis.exceptions.NoScriptError:  # a restarted Redis forgot it
-                client.execute_command("EVAL", source, 2, *keys, *args)
+                conn.send_command("EVAL", source, 2, *keys, *args)
+                conn.read_response()
+            except (redis.ConnectionError, redis.TimeoutError):
+                conn.disconnect()
+                raise
+            finally:
+                pool.release(conn)
 
 
 _SHAS: dict[str, str] = {}

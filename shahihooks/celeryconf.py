@@ -95,6 +95,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # in a worker's buffer for longer than the visibility timeout
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
+        # the rate limit is shahihooks' own, per URL: Celery's per-task-type one is unused
+        "worker_disable_rate_limits": True,
         "broker_pool_limit": 16,
     }
 

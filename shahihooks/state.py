@@ -223,14 +223,27 @@ class State:
     def _call(self, name: str, args: Sequence[Any], keys: Sequence[str] = ()) -> list[Any]:
         """Call `lua/<name>.lua` (a function of the library) with the common arguments first."""
         command = self._command(name, args, keys)
-        client: Any = self.client
         try:
-            result: list[Any] = client.execute_command(*command)
+            return self._send(command)
         except redis.exceptions.ResponseError as exc:
             if not _is_missing(exc):  # a script's own error: a bug, said as it is
                 raise
-            _load(client)  # not run: loaded now, and called again
-            result = client.execute_command(*command)
+            _load(self.client)  # not run: loaded now, and called again
+            return self._send(command)
+
+    def _send(self, command: tuple[Any, ...]) -> list[Any]:
+        """One command on a pooled connection, without the client's layers (retry wrapper,
+        event dispatch, response callbacks): a function's reply needs none of them."""
+        pool = self.client.connection_pool
+        conn: Any = pool.get_connection()
+        try:
+            conn.send_command(*command)
+            result: list[Any] = conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()  # a half-read reply must not be read by the next command
+            raise
+        finally:
+            pool.release(conn)
         return result
 
     def emit(
