@@ -131,7 +131,7 @@ def test_killing_the_primary_loses_no_acknowledged_delivery_and_workers_go_on(
         lambda: (
             sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)[1] != str(old)
         ),
-        timeout=30,
+        timeout=90,  # a loaded machine can put sentinels in TILT mode (30 s) first
         what="the failover",
     )
     failed_over_at = time.time()
