@@ -70,13 +70,28 @@ class SentinelWorld(World):
                 f"sentinel down-after-milliseconds {MASTER} 1000\n"
                 f"sentinel failover-timeout {MASTER} 10000\n"
             )
+            log = open(folder / f"{name}.log", "wb")  # noqa: SIM115 (open while it runs)
             self.servers[name] = subprocess.Popen(
-                ["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL
+                ["redis-server", str(conf), "--sentinel"], stdout=log, stderr=log
             )
         replica = redis.Redis(port=self.ports["replica"])
         wait_until(lambda: _linked(replica), timeout=30, what="the replica in sync")
-        sentinel = redis.Redis(port=self.ports["s1"])
-        wait_until(lambda: _sees(sentinel, 2), timeout=30, what="the sentinels seeing each other")
+        # Every sentinel must know the replica before the primary dies: a sentinel learns
+        # replicas from the primary's INFO (every 10 s), and one that never did cannot fail over.
+        for name in ("s1", "s2", "s3"):
+            sentinel = redis.Redis(port=self.ports[name])
+            wait_until(
+                lambda s=sentinel: _sees(s, 2) and _knows_replica(s, self.ports["replica"]),
+                timeout=30,
+                what=f"sentinel {name} seeing the other two and the replica",
+            )
+
+    def sentinel_logs(self) -> str:
+        folder = Path(self.folder)
+        return "\n".join(
+            f"--- {name}\n" + (folder / f"{name}.log").read_text(errors="replace")[-3000:]
+            for name in ("s1", "s2", "s3")
+        )
 
     def kill_primary(self) -> None:
         self.servers["primary"].send_signal(signal.SIGKILL)
@@ -95,6 +110,25 @@ def _linked(replica: redis.Redis) -> bool:
     except redis.ConnectionError:
         return False
     return bool(info.get("master_link_status") == "up")
+
+
+def _knows_replica(sentinel: redis.Redis, port: int) -> bool:
+    try:
+        found: Any = sentinel.execute_command("SENTINEL", "REPLICAS", MASTER)
+    except redis.RedisError:
+        return False
+    for entry in found:  # a dict per replica, or a flat list of names and values
+        pairs = (
+            zip(entry[::2], entry[1::2], strict=True) if isinstance(entry, list) else entry.items()
+        )
+        fields = {_text(k): _text(v) for k, v in pairs}
+        if fields.get("port") == str(port):
+            return not {"disconnected", "s_down"} & set(fields.get("flags", "").split(","))
+    return False
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _sees(sentinel: redis.Redis, others: int) -> bool:
@@ -127,13 +161,17 @@ def test_killing_the_primary_loses_no_acknowledged_delivery_and_workers_go_on(
     old = world.ports["primary"]
     world.kill_primary()
     sentinel = redis.Redis(port=world.ports["s1"], decode_responses=True)
-    wait_until(
-        lambda: (
-            sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)[1] != str(old)
-        ),
-        timeout=90,  # a loaded machine can put sentinels in TILT mode (30 s) first
-        what="the failover",
-    )
+    try:
+        wait_until(
+            lambda: (
+                sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)[1]
+                != str(old)
+            ),
+            timeout=90,  # a loaded machine can put sentinels in TILT mode (30 s) first
+            what="the failover",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; what the sentinels logged:\n{world.sentinel_logs()}") from exc
     failed_over_at = time.time()
     out, _ = emitter.communicate(timeout=180)
     rows = [json.loads(line) for line in out.splitlines()]
