@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.budget import parse_raw, part_of
 from bench.systems import Setup
 from bench.throughput import Cells, summary, table
 
@@ -20,6 +21,31 @@ def test_setups_parse_into_worker_processes() -> None:
     assert Setup.parse(" threads 3x8 ").label == "threads 3x8"
     with pytest.raises(ValueError, match="threads PxT"):
         Setup.parse("threads 8")
+
+
+def test_a_profile_sample_goes_to_the_most_specific_part_of_a_delivery() -> None:
+    trace = "trace_task (celery/app/trace.py:453)"
+    attempt = "attempt (/src/shahihooks/delivery.py:99)"
+    loop = "asynloop (celery/worker/loops.py:97)"
+    assert part_of([trace, attempt, "begin (shahihooks/state.py:330)", "read (redis/c.py:1)"]) == (
+        "shahihooks' Redis steps (begin, finish)"
+    )
+    assert part_of([trace, attempt, "send (shahihooks/transport.py:80)"]) == "the HTTP request"
+    assert part_of([trace, attempt, "sign (shahihooks/signing.py:40)"]) == "signing the body"
+    assert part_of([trace, attempt]) == "the rest of the attempt (body, outcome, log)"
+    assert part_of([trace, "ack (shahihooks/broker.py:70)"]) == (
+        "kombu: taking and acknowledging messages"
+    )
+    receiving = [loop, "on_readable (kombu/redis.py:1)", "task (celery/worker/strategy.py:9)"]
+    assert part_of(receiving) == "Celery: receiving a message"
+    assert part_of([loop]) == "Celery: receiving a message"
+    assert part_of([trace]) == "Celery: running a task (trace, request, pool)"
+    assert part_of(["run (threading.py:1)"]) == "other (threads, loop, logging)"
+    raw = f"{trace};{attempt} 3\n{trace};{attempt};sign (shahihooks/signing.py:4) 2\nnoise\n"
+    assert parse_raw(raw) == {
+        "the rest of the attempt (body, outcome, log)": 3,
+        "signing the body": 2,
+    }
 
 
 def test_each_system_best_is_compared_with_the_others_best() -> None:
