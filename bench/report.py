@@ -84,6 +84,14 @@ def throughput_lines(r: dict[str, Any]) -> list[str]:
         out.append(f"    {'best vs best':<14} " + ", ".join(parts))
     if "P/N" in vs:
         out.append(f"  peer against N, best vs best: {vs['P/N']:.2f}x")
+    if "SR/S" in vs:
+        by_setup = ", ".join(
+            f"{label} {row['SR/S']:.2f}x" for label, row in per.items() if row.get("SR/S")
+        )
+        out.append(
+            f"  RabbitMQ broker (SR) against the Redis broker (S): best vs best "
+            f"{vs['SR/S']:.2f}x; {by_setup}"
+        )
     curve = scaling(t, keys, setups)
     if curve:
         out += ["Scaling by worker processes (same harness, rate and x the 1-process rate):", curve]

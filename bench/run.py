@@ -2,13 +2,13 @@
 
 Everything runs locally: a private redis-server, an asyncio receiver (its own ceiling is
 reported), Celery workers as subprocesses. Throughput: baselines N (the naive task) and C
-(no-op tasks), shahihooks now (S) and at the commit before waits moved to Redis (S0), and the
-peer django-webhook (P), each at every setup, rounds interleaved; the table shows every
-setup and each system's best against the others' best. Then task events' cost, Redis
-commands per delivery, waiting deliveries (worker RSS, Redis bytes, the mover's rate),
-backlog depth, recovery after SIGKILL and emit's fan-out. Ratios are between figures of
-the same run, because absolute numbers drift on a shared machine. Results also go to a
-JSON file beside the table.
+(no-op tasks), shahihooks now (S) and at the commit before waits moved to Redis (S0), the
+peer django-webhook (P) and shahihooks with RabbitMQ as its broker (SR), each at every
+setup, rounds interleaved; the table shows every setup and each system's best against the
+others' best. Then task events' cost, Redis commands per delivery, waiting deliveries
+(worker RSS, Redis bytes, the mover's rate), backlog depth, recovery after SIGKILL and
+emit's fan-out. Ratios are between figures of the same run, because absolute numbers drift
+on a shared machine. Results also go to a JSON file beside the table.
 
     python -m bench.run [--quick] [--setups "threads 1x16,prefork 2"] [--only waiting,...]
     python -m bench.run --report bench-results.json     # the tables of a saved run
@@ -29,7 +29,16 @@ from typing import Any
 
 from bench import commands, emitting, recovery, throughput, waiting
 from bench.report import report
-from bench.systems import Naive, Noop, Peer, Setup, Shahihooks, System, Unavailable
+from bench.systems import (
+    Naive,
+    Noop,
+    Peer,
+    Setup,
+    Shahihooks,
+    ShahihooksRabbit,
+    System,
+    Unavailable,
+)
 from bench.world import PY, ROOT, World
 
 # The core before waiting deliveries moved to Redis (issue #10): the old core with the php
@@ -78,7 +87,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, help="deliveries per throughput cell")
     parser.add_argument("--rounds", type=int, help="interleaved rounds")
     parser.add_argument("--setups", help=f"comma-separated (default: {SETUPS})")
-    parser.add_argument("--systems", default="N,C,S,S0,P", help="from N,C,S,S0,P")
+    parser.add_argument("--systems", default="N,C,S,S0,P,SR", help="from N,C,S,S0,P,SR")
     parser.add_argument("--before", default=BEFORE, help="the commit S0 runs ('' for none)")
     parser.add_argument("--only", help=f"sections, from {','.join(SECTIONS)}")
     parser.add_argument("--json", default=str(ROOT / "bench-results.json"), help="results file")
@@ -210,6 +219,7 @@ def available(world: World, keys: list[str], before: str, results: dict[str, Any
         "S": Shahihooks(),
         "S0": Shahihooks(before),
         "P": Peer(),
+        "SR": ShahihooksRabbit(),
     }
     systems, missing = [], {}
     for key in keys:

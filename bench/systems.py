@@ -5,6 +5,7 @@
   S   shahihooks as checked out, rate limit, idempotency, log and stats all on
   S0  shahihooks at an earlier commit (`--before`), to show a change did not cost throughput
   P   peer: django-webhook (Celery 5, SQLite), from its own venv
+  SR  shahihooks with RabbitMQ as the broker (the state in Redis as always)
 
 Every system gets the same setups; a setup is a pool and a shape: `threads 2x16` is two
 worker processes of 16 threads each, `prefork 2` one worker with two child processes.
@@ -12,6 +13,8 @@ worker processes of 16 threads each, `prefork 2` one worker with two child proce
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -150,6 +153,37 @@ class Shahihooks(System):
         return world.env(PYTHONPATH=f"{self.cwd}:{ROOT}")
 
     def enqueue(self, world: World, n: int, path: str) -> None:
+        emit_urls(world, self, n, [world.url(path)])
+
+
+class ShahihooksRabbit(Shahihooks):
+    """shahihooks with the broker on RabbitMQ (BENCH_AMQP_URL, else the local one), on a
+    queue of this run's own, purged before each cell."""
+
+    key, name = "SR", "shahihooks, RabbitMQ broker"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.amqp = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+        self.queue = f"bench-sr-{os.getpid()}"
+
+    def prepare(self, world: World) -> None:
+        from kombu import Connection
+
+        try:
+            with Connection(self.amqp, connect_timeout=3) as conn:
+                conn.ensure_connection(max_retries=1)
+        except Exception as exc:  # any reason it cannot connect is reported in its place
+            raise Unavailable(f"RabbitMQ at {self.amqp}: {exc}") from exc
+
+    def env(self, world: World) -> dict[str, str]:
+        return world.env(SHAHIHOOKS_BROKER_URL=self.amqp, SHAHIHOOKS_QUEUE=self.queue)
+
+    def enqueue(self, world: World, n: int, path: str) -> None:
+        from kombu import Connection
+
+        with Connection(self.amqp) as conn, contextlib.suppress(*conn.channel_errors):
+            conn.default_channel.queue_purge(self.queue)  # fails before the first cell
         emit_urls(world, self, n, [world.url(path)])
 
 

@@ -110,9 +110,11 @@ def events_cost(world: World, system: System, setup: Setup, rounds: int, n: int)
 
 
 def pairs(keys: Sequence[str]) -> list[tuple[str, str]]:
-    """The ratios reported: S to every other system; S0 (before) and P to the baselines."""
+    """The ratios reported: S to every other system; S0 (before) and P to the baselines;
+    SR (RabbitMQ broker) to S (the Redis broker) and N."""
     out = [("S", k) for k in keys if k != "S" and "S" in keys]
     out += [(a, b) for a in ("S0", "P") for b in ("N", "C") if a in keys and b in keys]
+    out += [("SR", b) for b in ("S", "N") if "SR" in keys and b in keys]
     return out
 
 

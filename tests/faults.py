@@ -151,7 +151,9 @@ class World:
             self.redis_proc.wait(timeout=20)
             self.redis_proc = None
 
-    def worker(self, concurrency: int = 8, processes: int = 1) -> subprocess.Popen[bytes]:
+    def worker(
+        self, concurrency: int = 8, processes: int = 1, *extra: str
+    ) -> subprocess.Popen[bytes]:
         log = open(os.path.join(self.folder, "workers.log"), "ab")  # noqa: SIM115
         proc = subprocess.Popen(
             [
@@ -167,6 +169,7 @@ class World:
                 "WARNING",
                 "--without-mingle",
                 "--without-gossip",
+                *extra,
             ],
             env=self.env(),
             stdout=log,
