@@ -143,5 +143,44 @@ class MoverStep(bootsteps.StartStopStep):
             self.stop_mover.set()
 
 
+EVENTS_FLUSH_S = 0.1  # task events for Flower reach it within this, in batches
+EVENTS_BUFFER_LIMIT = 500  # or sooner, once this many wait
+
+
+class EventBatches(bootsteps.StartStopStep):
+    """Task events (`-E`, for Flower) leave the worker in batches, every EVENTS_FLUSH_S.
+
+    Celery buffers a worker's task events already, but flushes the buffer on the event
+    loop's next turn: about one publish (a Redis round trip, and kombu's whole publishing
+    path) per delivery, under load, on the loop that takes messages — measured at about a
+    third of the throughput. Here the loop flushes on a timer instead; a batch is one
+    message (Flower reads lists of events), and the events keep the times they were made at.
+    Started after Celery's events step, again whenever it restarts (a new connection)."""
+
+    requires = ("celery.worker.consumer.events:Events",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer: Any = None
+
+    def start(self, parent: Any) -> None:
+        dispatcher = parent.event_dispatcher
+        if parent.hub is None or dispatcher is None or not dispatcher.enabled:
+            return  # no events, or no event loop (Celery then sends each at once)
+        dispatcher.on_send_buffered = None  # not on the loop's next turn: on the timer
+        dispatcher.buffer_limit = EVENTS_BUFFER_LIMIT
+        self.stop(parent)
+        self.timer = parent.hub.call_repeatedly(EVENTS_FLUSH_S, parent._flush_events)
+
+    def stop(self, parent: Any) -> None:
+        if self.timer is not None:  # Celery's events step flushes what is left as it stops
+            self.timer.cancel()
+            self.timer = None
+
+    def shutdown(self, parent: Any) -> None:
+        self.stop(parent)
+
+
 app.steps["worker"].add(CheckStep)
 app.steps["worker"].add(MoverStep)
+app.steps["consumer"].add(EventBatches)
