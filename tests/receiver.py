@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -69,6 +70,17 @@ class Receiver:
             self.rules.clear()
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """A connection that breaks (a worker's deadline or a reset cut it) is kept as an error,
+    not printed: printed, it lands in whatever captures stderr at that moment, such as a
+    CliRunner whose output a test reads as JSON."""
+
+    errors: list[BaseException | None]
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        self.errors = [*getattr(self, "errors", [])[-99:], sys.exc_info()[1]]
+
+
 def start_receiver(ca: trustme.CA, ca_path: str, hostnames: tuple[str, ...]) -> Receiver:
     receiver = Receiver(ca, ca_path)
     counts: dict[str, int] = {}
@@ -105,7 +117,7 @@ def start_receiver(ca: trustme.CA, ca_path: str, hostnames: tuple[str, ...]) -> 
 
         do_GET = do_POST
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _QuietServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     cert = ca.issue_cert(*hostnames)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -158,7 +158,7 @@ def test_emit_command_prints_one_delivery_per_endpoint(settings, receiver: Recei
         main, ["emit", "ticket.created", "--data", '{"ticket_id": 5}', "--json"]
     )
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert sorted(r["url"] for r in rows) == sorted(receiver.url(p) for p in paths)
     for path, row in zip(paths, rows, strict=True):
         (got,) = receiver.wait_for(path, 1)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 def log_rows(url: str) -> list[dict[str, str]]:
     import json
 
-    out = CliRunner().invoke(main, ["log", "--url", url, "--json"]).output
+    out = CliRunner().invoke(main, ["log", "--url", url, "--json"]).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 def cli_json(*args: str) -> object:
     result = CliRunner().invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def path(name: str) -> str:
@@ -63,7 +63,7 @@ def test_log_shows_attempts_with_status_duration_and_error(settings, receiver: R
 def _log(*args: str) -> list[dict[str, Any]]:
     result = CliRunner().invoke(main, ["log", *args, "--json"])
     assert result.exit_code == 0, result.output
-    return [json.loads(line) for line in result.output.splitlines() if line.strip()]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
 def test_log_follow_prints_new_attempts(settings, receiver: Receiver) -> None:
@@ -217,7 +217,7 @@ def test_doctor_checks_the_live_configuration(settings, receiver: Receiver) -> N
     )
     result = CliRunner().invoke(main, ["doctor", "--json"])
     assert result.exit_code == 1
-    checks = json.loads(result.output)
+    checks = json.loads(result.stdout)
     text = {c["what"]: c["ok"] for c in checks}
     assert text["webhooks enabled"] is True
     assert text["secret set"] is True

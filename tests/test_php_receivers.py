@@ -247,7 +247,7 @@ def test_doctor_probes_an_endpoint_that_got_401_and_names_the_style_it_verifies(
     wait_until(lambda: _logged_401(url), what="a 401 in the delivery log")
     result = CliRunner().invoke(main, ["doctor", "--no-worker-check", "--json"])
     assert result.exit_code == 1
-    (probe,) = [c for c in json.loads(result.output) if "probe" in c["what"]]
+    (probe,) = [c for c in json.loads(result.stdout) if "probe" in c["what"]]
     assert probe["ok"] is False
     assert "got 401 in the standard body style" in probe["what"]
     assert "verifies the php body style only" in probe["what"]
@@ -255,13 +255,13 @@ def test_doctor_probes_an_endpoint_that_got_401_and_names_the_style_it_verifies(
 
     settings(urls=(url,), allow_http=True, site_url="https://example.com", body_style="php")
     result = CliRunner().invoke(main, ["doctor", "--no-worker-check", "--json"])
-    (probe,) = [c for c in json.loads(result.output) if "probe" in c["what"]]
+    (probe,) = [c for c in json.loads(result.stdout) if "probe" in c["what"]]
     assert probe["ok"] is True  # the 401s are past; the configured style verifies now
 
 
 def _logged_401(url: str) -> bool:
     result = CliRunner().invoke(main, ["log", "--url", url, "--json"])
-    return any(json.loads(line)["status"] == 401 for line in result.output.splitlines())
+    return any(json.loads(line)["status"] == 401 for line in result.stdout.splitlines())
 
 
 def test_listen_php_verifies_as_the_page_php_handler_does(settings) -> None:

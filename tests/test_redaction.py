@@ -97,7 +97,7 @@ def test_credentials_in_a_url_are_masked_in_every_listing_and_output(
             main, ["emit", "ticket.created", "--data", '{"ticket_id": 2}', "--json"]
         ).output
         wait_until(
-            lambda: len(json.loads(runner.invoke(main, ["dead", "list", "--json"]).output)) == 2,
+            lambda: len(json.loads(runner.invoke(main, ["dead", "list", "--json"]).stdout)) == 2,
             what="both deliveries dead-lettered",
         )
     assert emitted.exit_code == 0, emitted.output

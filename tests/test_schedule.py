@@ -174,7 +174,7 @@ def test_two_movers_never_publish_one_entry_twice(settings, redis_client: redis.
 def cli_json(*args: str) -> object:
     result = CliRunner().invoke(main, [*args, "--json"])
     assert result.exit_code in (0, 1), result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 @pytest.mark.usefixtures("worker")

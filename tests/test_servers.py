@@ -28,7 +28,7 @@ from tests.receiver import Receiver
 
 def doctor_checks() -> list[dict[str, object]]:
     result = CliRunner().invoke(main, ["doctor", "--json", "--no-worker-check"])
-    checks: list[dict[str, object]] = json.loads(result.output)
+    checks: list[dict[str, object]] = json.loads(result.stdout)
     return checks
 
 
