@@ -52,21 +52,19 @@ def throughput_lines(r: dict[str, Any]) -> list[str]:
             out.append(f"  {key} at {setup} failed: {why[0]}")
     per, vs = t["per_setup"], t["best_vs_best"]
     if "S/N" in vs:
-        shared = {s: row["S/N"] for s, row in per.items() if row.get("S/N")}
-        worst = min(shared, key=shared.__getitem__)
+        worst, lowest = lowest_setup(per, "S/N")
         out.append(
-            f"  target S >= 1.1x N at every shared setup: {met(shared[worst] >= 1.1)} "
-            f"(lowest {shared[worst]:.2f}x at {worst}); best vs best {vs['S/N']:.2f}x: "
+            f"  target S >= 1.1x N at every shared setup: {met(lowest >= 1.1)} "
+            f"(lowest {lowest:.2f}x at {worst}); best vs best {vs['S/N']:.2f}x: "
             f"{met(vs['S/N'] >= 1.1)}"
         )
     if "S/C" in vs:
         out.append(f"  target S >= 0.6x C best vs best: {vs['S/C']:.2f}x, {met(vs['S/C'] >= 0.6)}")
     if "S/S0" in vs:
-        shared = {s: row["S/S0"] for s, row in per.items() if row.get("S/S0")}
-        worst = min(shared, key=shared.__getitem__)
+        worst, lowest = lowest_setup(per, "S/S0")
         out.append(
             f"  no regression (S against S0, the core before): best vs best {vs['S/S0']:.2f}x, "
-            f"lowest {shared[worst]:.2f}x at {worst}"
+            f"lowest {lowest:.2f}x at {worst}"
         )
         out.append("  before -> after, against the baselines at the same setups:")
         for label, row in per.items():
@@ -96,6 +94,13 @@ def throughput_lines(r: dict[str, Any]) -> list[str]:
     if curve:
         out += ["Scaling by worker processes (same harness, rate and x the 1-process rate):", curve]
     return out
+
+
+def lowest_setup(per: dict[str, dict[str, Any]], ratio: str) -> tuple[str, float]:
+    """The setup where `ratio` (e.g. "S/N") is lowest, and its value."""
+    shared = {s: row[ratio] for s, row in per.items() if row.get(ratio)}
+    worst = min(shared, key=shared.__getitem__)
+    return worst, shared[worst]
 
 
 def events_lines(r: dict[str, Any]) -> list[str]:

@@ -14,11 +14,12 @@ deliveries' queue fills.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.systems import Naive, Setup, Shahihooks, emit_urls
+from bench.systems import Naive, Setup, Shahihooks, System, emit_urls
 from bench.world import PY, World, rss_kb, wait, wait_progress
 from shahihooks.keys import Keys
 
@@ -42,17 +43,37 @@ def used_memory(world: World) -> int:
     return int(world.redis.info("memory")["used_memory"])
 
 
+def warmed_up(
+    world: World,
+    system: System,
+    setup: Setup,
+    env: dict[str, str],
+    warm: int,
+    send: Callable[[], object],
+) -> tuple[list[subprocess.Popen[bytes]], int, int]:
+    """`setup`'s workers started and given `warm` deliveries (`send`): the processes, and
+    their RSS cold and once warm and idle."""
+    procs = [world.spawn(argv, env) for argv in system.workers(setup)]
+    cold = sum(settled_rss(p.pid) for p in procs)
+    send()
+    wait_progress(lambda: int(world.received().get("count", 0)), warm, "warm-up deliveries")
+    wait(lambda: world.pending(system.queue) == 0, 60, "idle workers")
+    return procs, cold, sum(settled_rss(p.pid) for p in procs)
+
+
 def ours(world: World, count: int, setup: Setup, warm: int) -> dict[str, Any]:
     """`count` deliveries waiting for a retry: worker RSS and Redis bytes per delivery."""
     system = Shahihooks()
     world.fresh()
     env = world.env(SHAHIHOOKS_RETRY_SCHEDULE="3600")
-    procs = [world.spawn(argv, env) for argv in system.workers(setup)]
-    cold = sum(settled_rss(p.pid) for p in procs)
-    emit_urls(world, system, warm // FAN_OUT, fanned(world, "/hook"))
-    wait_progress(lambda: int(world.received().get("count", 0)), warm, "warm-up deliveries")
-    wait(lambda: world.pending("shahihooks") == 0, 60, "idle workers")
-    warmed = sum(settled_rss(p.pid) for p in procs)
+    procs, cold, warmed = warmed_up(
+        world,
+        system,
+        setup,
+        env,
+        warm,
+        lambda: emit_urls(world, system, warm // FAN_OUT, fanned(world, "/hook")),
+    )
     before = used_memory(world)
     emitter = world.spawn(
         [PY, "-m", "bench.emitter", str(count // FAN_OUT)],
@@ -142,12 +163,9 @@ def naive(world: World, count: int, setup: Setup, warm: int) -> dict[str, Any]:
     system = Naive()
     world.fresh()
     env = world.env(BENCH_COUNTDOWN="3600")
-    procs = [world.spawn(argv, env) for argv in system.workers(setup)]
-    cold = sum(settled_rss(p.pid) for p in procs)
-    system.enqueue(world, warm, "/hook")
-    wait_progress(lambda: int(world.received().get("count", 0)), warm, "warm-up deliveries")
-    wait(lambda: world.pending("naive") == 0, 60, "idle workers")
-    warmed = sum(settled_rss(p.pid) for p in procs)
+    procs, cold, warmed = warmed_up(
+        world, system, setup, env, warm, lambda: system.enqueue(world, warm, "/hook")
+    )
     world.receiver("/_reset")
     system.enqueue(world, count, "/fail")
     samples = sample_rss(procs, lambda: int(world.received().get("failed", 0)), count)
