@@ -450,6 +450,14 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     if waiting:
         lines += ["", f"{'URL':<44} WAITING NOW"]
         lines += [f"{u[:44]:<44} {describe_waiting(w)}" for u, w in sorted(waiting.items())]
+    health = {r["url"]: r for r in _endpoint_rows()}
+    for row in data:
+        if row["url"] in health:
+            row["health"] = health[row["url"]]["health"]
+    sick = [r for r in health.values() if r["state"] != "ok"]
+    if sick:
+        lines += ["", f"{'URL':<44} HEALTH"]
+        lines += [f"{str(r['url'])[:44]:<44} {r['health']}" for r in sick]
     _out(data, as_json, "\n".join(lines))
 
 
@@ -694,12 +702,13 @@ def _store() -> Any:
 
 
 def _endpoint_rows() -> list[dict[str, Any]]:
+    from shahihooks.health import endpoint_health
     from shahihooks.stats import waiting_by_url
 
     settings = _settings()
     rows = [
         {
-            "url": redact_url(u),
+            "url": u,
             "events": list(settings.events) if settings.events else "all",
             "source": "SHAHIHOOKS_URLS",
             "enabled": True,
@@ -708,28 +717,46 @@ def _endpoint_rows() -> list[dict[str, Any]]:
         }
         for u in settings.urls
     ]
+    rows += [
+        {
+            "url": u,
+            "events": "operational",
+            "source": "SHAHIHOOKS_OPS_URLS",
+            "enabled": True,
+            "secrets": "ops" if settings.ops_secret else "global",
+            "body_style": "standard",
+        }
+        for u in settings.ops_urls
+    ]
     for e in _store().all():
         shown = e.redacted()
         shown["events"] = list(e.events) if e.events else "all"
-        rows.append({**shown, "source": "store"})
+        rows.append({**shown, "url": e.url, "source": "store"})
+    healths = endpoint_health(settings, [str(r["url"]) for r in rows])
     waiting = waiting_by_url(settings)
     none = {"waiting": 0, "retrying": 0, "oldest_wait_s": None, "next_release_in_s": None}
-    return [{**row, **waiting.get(str(row["url"]), none)} for row in rows]
+    out = []
+    for row, health in zip(rows, healths, strict=True):
+        row = {**row, "url": health.url, **health.as_dict()}
+        row["enabled"] = health.state != "disabled"
+        out.append({**row, **waiting.get(health.url, none)})
+    return out
 
 
 @endpoints.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def endpoints_list(as_json: bool) -> None:
-    """List endpoints: SHAHIHOOKS_URLS and the store (secrets are never shown), and what
-    waits for each: its backlog (rate limit) and its retries."""
+    """List endpoints: SHAHIHOOKS_URLS, SHAHIHOOKS_OPS_URLS and the store (secrets are never
+    shown), each with its health (ok, limited to N in flight, circuit open until T, disabled
+    since T and why) and what waits for it: its backlog and its retries."""
     from shahihooks.stats import describe_waiting
 
     rows = _endpoint_rows()
     text = table(
-        ["STATE", "URL", "EVENTS", "SECRET", "BODY", "SOURCE"],
+        ["HEALTH", "URL", "EVENTS", "SECRET", "BODY", "SOURCE"],
         [
             (
-                "on" if r["enabled"] else "off",
+                _mark_health(r["state"]) + " " + r["health"],
                 r["url"],
                 r["events"] if isinstance(r["events"], str) else ",".join(r["events"]),
                 r["secrets"],
@@ -743,7 +770,14 @@ def endpoints_list(as_json: bool) -> None:
     waiting = [(r["url"], describe_waiting(r)) for r in rows if r["waiting"] or r["retrying"]]
     if waiting:
         text += "\n\n" + table(["URL", "WAITING NOW"], waiting)
+    failing = [(r["url"], r["last_error"]) for r in rows if r["state"] != "ok" and r["last_error"]]
+    if failing:
+        text += "\n\n" + table(["URL", "LAST ERROR"], failing)
     _out(rows, as_json, text)
+
+
+def _mark_health(state: str) -> str:
+    return {"ok": "✓", "limited": "↻", "open": "✗", "disabled": "✗"}.get(state, "?")
 
 
 @endpoints.command("add")
@@ -755,6 +789,12 @@ def endpoints_list(as_json: bool) -> None:
     "--secret", "secrets", multiple=True, help="Its own secret (repeatable, newest first)."
 )
 @click.option("--rate-limit", type=int, default=None, help="Attempts per window (0: no limit).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    default=None,
+    help="Most attempts in flight to it (default: SHAHIHOOKS_ENDPOINT_CONCURRENCY).",
+)
 @click.option("--description", default="", help="A note for people.")
 @click.option(
     "--body-style",
@@ -768,6 +808,7 @@ def endpoints_add(
     events: tuple[str, ...],
     secrets: tuple[str, ...],
     rate_limit: int | None,
+    concurrency: int | None,
     description: str,
     body_style: str,
 ) -> None:
@@ -780,7 +821,16 @@ def endpoints_add(
     from shahihooks.endpoints import Endpoint
 
     try:
-        endpoint = Endpoint(url, events or None, secrets, rate_limit, True, description, body_style)
+        endpoint = Endpoint(
+            url,
+            events or None,
+            secrets,
+            rate_limit,
+            True,
+            description,
+            body_style,
+            concurrency=concurrency,
+        )
         _store().add(endpoint)
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
@@ -790,7 +840,8 @@ def endpoints_add(
 @endpoints.command("remove")
 @click.argument("url")
 def endpoints_remove(url: str) -> None:
-    """Remove an endpoint from the store."""
+    """Remove an endpoint from the store: nothing more is sent to it (its deliveries are
+    dead-lettered as they come up, replayable once it is back)."""
     if not _store().remove(url):
         raise click.ClickException(
             f"no endpoint {redact_url(url)!r} in the store (see: endpoints list)"
@@ -798,26 +849,34 @@ def endpoints_remove(url: str) -> None:
     click.echo(f"removed {redact_url(url)}")
 
 
-def _set_enabled(url: str, enabled: bool) -> None:
-    try:
-        _store().set_enabled(url, enabled)
-    except ShahihooksError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"{'enabled' if enabled else 'disabled'} {redact_url(url)}")
-
-
 @endpoints.command("enable")
 @click.argument("url")
-def endpoints_enable(url: str) -> None:
-    """Enable a stored endpoint."""
-    _set_enabled(url, True)
+@click.option(
+    "--recover",
+    is_flag=True,
+    help="Also replay, in emit order, the dead letters it collected while failing or disabled.",
+)
+def endpoints_enable(url: str, recover: bool) -> None:
+    """Enable an endpoint (of the store or SHAHIHOOKS_URLS) with a fresh start: its circuit
+    closed, its failures forgotten.
+
+    \b
+    Example:
+      shahihooks endpoints enable https://myapp.example/webhook --recover
+    """
+    replayed = _store().set_enabled(url, True, recover=recover)
+    more = f", {replayed} dead letter(s) replayed in emit order" if recover else ""
+    click.echo(f"enabled {redact_url(url)}{more}")
 
 
 @endpoints.command("disable")
 @click.argument("url")
 def endpoints_disable(url: str) -> None:
-    """Disable a stored endpoint: it receives nothing until enabled again."""
-    _set_enabled(url, False)
+    """Disable an endpoint (of the store or SHAHIHOOKS_URLS): nothing more is sent to it,
+    checked at every attempt. Its deliveries, and events emitted while it is disabled, are
+    dead-lettered with the reason (replay them with `enable --recover`)."""
+    _store().set_enabled(url, False)
+    click.echo(f"disabled {redact_url(url)}")
 
 
 @main.command()

@@ -24,6 +24,7 @@ from shahihooks.connections import (
 )
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.errors import ShahihooksError, UnsafeTargetError
+from shahihooks.health import EndpointHealth, endpoint_health
 from shahihooks.keys import url_tag
 from shahihooks.safety import check_target, redact_url
 from shahihooks.settings import Settings
@@ -92,11 +93,31 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
         )
     recent = read_log(settings, limit=1000) if redis_ok.ok else []
     waiting = {w.tag: w for w in state_for(settings).waiting()} if redis_ok.ok else {}
-    for endpoint in endpoints:
+    healths = endpoint_health(settings, [e.url for e in endpoints]) if redis_ok.ok else []
+    for i, endpoint in enumerate(endpoints):
+        if healths:
+            checks.append(health_check(healths[i]))
         checks += check_endpoint(endpoint, settings, recent)
         if url_tag(endpoint.url) in waiting:
             checks.append(backlog_check(endpoint, settings, waiting[url_tag(endpoint.url)]))
     return checks
+
+
+def health_check(health: EndpointHealth) -> Check:
+    """The endpoint's health as every worker sees it: its circuit, disabled, its limit."""
+    what = f"{health.url}: {health.describe()}"
+    if health.state == "disabled":
+        return Check(
+            False, what, f"fix it, then: shahihooks endpoints enable {health.url} --recover"
+        )
+    if health.state == "open":
+        return Check(
+            False,
+            f"{what}; last error: {health.last_error}",
+            "nothing is attempted but a probe now and then; deliveries wait in its backlog "
+            "without spending their retries",
+        )
+    return Check(True, what)
 
 
 def backlog_check(endpoint: Endpoint, settings: Settings, waiting: Waiting) -> Check:
@@ -172,9 +193,7 @@ def check_endpoint(
 ) -> list[Check]:
     url = endpoint.url
     shown = redact_url(url)
-    out = []
-    if not endpoint.enabled:
-        out.append(Check(False, f"{shown}: disabled", f"shahihooks endpoints enable {shown}"))
+    out: list[Check] = []
     try:
         check_target(url, settings)
     except ShahihooksError as exc:

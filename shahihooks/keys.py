@@ -31,6 +31,13 @@
 {p}:dead:{dlv}          hash   one dead letter: the body's parts and how it died; kept until
                                replayed
 {p}:received:{dlv}      string a receiving app's record of a delivery it has handled
+{p}:ep:{tag}            hash   one endpoint's health, shared by every worker: its adaptive
+                               limit on attempts in flight, its circuit, when it started
+                               failing, whether (and why) it is disabled; never expires
+{p}:fly:{tag}           zset   the attempts in flight to one endpoint (and slots reserved by
+                               its backlog's releases), scored by when they lapse (ms)
+{p}:ops                 hash   operational events not yet sent (endpoint.failing, ...):
+                               id -> JSON; a worker sends each, then deletes it
 """
 
 from __future__ import annotations
@@ -89,6 +96,16 @@ class Keys:
 
     def received(self, delivery_id: str) -> str:
         return self._key("received", delivery_id)
+
+    def health(self, tag: str) -> str:
+        return self._key("ep", tag)
+
+    def in_flight(self, tag: str) -> str:
+        return self._key("fly", tag)
+
+    @property
+    def ops(self) -> str:
+        return self._key("ops")
 
     @property
     def schedule(self) -> str:

@@ -16,7 +16,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from shahihooks import ops
 from shahihooks.connections import OUTAGES
+from shahihooks.hooks import hooks
 from shahihooks.publish import Message, Publisher
 from shahihooks.settings import Settings
 from shahihooks.state import Claimed, state_for
@@ -50,6 +52,8 @@ class Mover:
             except Exception:
                 state.unpublished([(m.delivery_id, m.token) for m in messages])
                 raise
+        if claimed.ops_waiting:
+            ops.drain(state.settings, hooks)
         if time.monotonic() - self._watched >= WATCH_S:
             self.watch_queue()
         return 0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s

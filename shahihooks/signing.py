@@ -241,3 +241,13 @@ def _verify_standard(
         f"webhook-signature for webhook-id {msg_id!r} does not match the body under any "
         f"of the {len(keys)} secret(s) given"
     )
+
+
+def fingerprint(secrets: Secrets) -> str:
+    """A short public name of the secret that signs (the first of `secrets`), stored with
+    each delivery so that a worker never signs another app's delivery with its own secret."""
+    if not secrets:
+        return ""
+    first = secrets if isinstance(secrets, str | bytes) else secrets[0]
+    raw = first.encode("utf-8") if isinstance(first, str) else first
+    return hashlib.sha256(b"shahihooks-fingerprint:" + raw).hexdigest()[:16]

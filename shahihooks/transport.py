@@ -50,6 +50,7 @@ class Response:
     retry_after: str | None = None
     location: str | None = None
     error: str | None = None
+    permanent: bool = False  # a refusal no retry can change (a private address): dead now
 
     @property
     def ok(self) -> bool:
@@ -143,7 +144,7 @@ def open_socket(
     Raises UnsafeTargetError (before any connection is opened) if any address of `host` is
     refused, socket.gaierror if it does not resolve, OSError if no address connects.
     """
-    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    infos = lookup(host, port)
     check_addresses((str(info[4][0]) for info in infos), allow, host)
     error: OSError | None = None
     for family, kind, proto, _, sockaddr in infos:
@@ -161,6 +162,37 @@ def open_socket(
             continue
         return sock
     raise error or OSError(f"{host!r} resolved to no address")
+
+
+LOOKUP_CACHE_S = 30.0  # a name's addresses are looked up again after this
+LOOKUP_FAILURE_CACHE_S = 5.0  # a name that did not resolve is not asked about again sooner
+_lookups: dict[tuple[str, int], tuple[float, list[Any] | socket.gaierror]] = {}
+_lookups_lock = threading.Lock()
+
+
+def lookup(host: str, port: int) -> list[Any]:
+    """getaddrinfo, remembered briefly (a failure more briefly), so that a slow or broken
+    resolver costs one attempt a wait, not every attempt to that host. The addresses are
+    vetted at every connection anyway."""
+    key = (host, port)
+    now = time.monotonic()
+    with _lookups_lock:
+        hit = _lookups.get(key)
+    if hit is not None and hit[0] > now:
+        if isinstance(hit[1], socket.gaierror):
+            raise socket.gaierror(hit[1].errno, hit[1].strerror)
+        return hit[1]
+    try:
+        infos: list[Any] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        with _lookups_lock:
+            _lookups[key] = (time.monotonic() + LOOKUP_FAILURE_CACHE_S, exc)
+        raise
+    with _lookups_lock:
+        if len(_lookups) > 10_000:
+            _lookups.clear()
+        _lookups[key] = (time.monotonic() + LOOKUP_CACHE_S, infos)
+    return infos
 
 
 def _guarded(base: type[HTTPConnection], allow: tuple[Network, ...]) -> type[HTTPConnection]:
@@ -331,7 +363,7 @@ def post(
             location=resp.headers.get("Location"),
         )
     except UnsafeTargetError as exc:
-        return Response(None, time.monotonic() - start, error=f"refused: {exc}")
+        return Response(None, time.monotonic() - start, error=f"refused: {exc}", permanent=True)
     except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
         elapsed = time.monotonic() - start
         if elapsed >= settings.timeout_s:
