@@ -459,7 +459,7 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
 
 
 _LOG_HEADERS = ("TIME", "", "STATUS", "MS", "#", "EVENT", "ID", "URL", "ERROR")
-_LOG_WIDTHS = (8, 1, 6, 6, 2, 22, 49)  # the fixed columns of `log --follow`
+_LOG_WIDTHS = (8, 1, 6, 6, 2, 22, 69)  # the fixed columns of `log --follow`
 
 
 def _log_cells(row: dict[str, str]) -> list[str]:
@@ -538,7 +538,7 @@ def dead() -> None:
     \b
     Examples:
       shahihooks dead list
-      shahihooks dead show evt_0c1d...-a1b2c3d4e5f6
+      shahihooks dead show evt_0c1d...-a1b2...e5f6
       shahihooks dead replay --all
     """
 
@@ -599,7 +599,7 @@ def dead_show(delivery_id: str, as_json: bool) -> None:
 
     \b
     Example:
-      shahihooks dead show evt_0c1d...-a1b2c3d4e5f6
+      shahihooks dead show evt_0c1d...-a1b2...e5f6
     """
     from shahihooks import dead as dead_letters
 
@@ -654,7 +654,7 @@ def dead_replay(
 
     \b
     Examples:
-      shahihooks dead replay evt_0c1d...-a1b2c3d4e5f6
+      shahihooks dead replay evt_0c1d...-a1b2...e5f6
       shahihooks dead replay --url https://myapp.example/webhook --since 24h
     """
     from shahihooks import dead as dead_letters
