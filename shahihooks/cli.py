@@ -18,6 +18,7 @@ from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, current
 from shahihooks.signing import secret_keys
+from shahihooks.terminal import printable
 
 DEFAULT_WORKER_CONCURRENCY = 16
 
@@ -31,15 +32,20 @@ def _settings() -> Settings:
 
 class Commands(click.Group):
     """A command group whose commands fail in one line: a shahihooks error, or Redis or the
-    broker unreachable, is printed as `Error: ...` with exit status 1, never a traceback."""
+    broker unreachable, is printed as `Error: ...` with exit status 1, never a traceback.
+    Every error message is made printable (it may quote a receiver's answer)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ShahihooksError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(printable(str(exc))) from None
         except OUTAGES as exc:
-            raise click.ClickException(_unreachable(exc)) from None
+            raise click.ClickException(printable(_unreachable(exc))) from None
+        except click.UsageError:
+            raise  # about the command line itself
+        except click.ClickException as exc:
+            raise click.ClickException(printable(exc.format_message())) from None
 
 
 def _unreachable(exc: BaseException) -> str:
@@ -65,35 +71,38 @@ def color_on() -> bool:
 _MARKS = {"✓": "green", "✗": "red", "↻": "yellow"}
 
 
-def paint(text: str) -> str:
-    """`text` with its ✓, ✗ and ↻ marks coloured (on a terminal)."""
+def paint(text: str, header: bool = False) -> str:
+    """`text` made printable (`terminal.printable`), then, on a terminal, its ✓, ✗ and ↻
+    marks coloured and its first line bold if it is a `header`. Every text the commands
+    print goes through here: styling comes after escaping, so only ours reaches a terminal."""
+    text = printable(text)
     if not color_on():
         return text
+    if header:
+        first, newline, rest = text.partition("\n")
+        text = click.style(first, bold=True) + newline + rest
     for mark, colour in _MARKS.items():
         text = text.replace(mark, click.style(mark, fg=colour, bold=True))
     return text
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], empty: str = "") -> str:
-    """Rows under a header row, in columns (the last one not padded)."""
+    """Rows under a header row, in columns (the last one not padded); a cell is one line
+    (its newlines and control characters escaped). Print it with `paint(..., header=True)`."""
     if not rows and empty:
         return empty
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    cells = [[printable(str(c), lines=False) for c in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers) - 1)]
     lines = [
         "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
         for row in cells
     ]
-    lines[0] = click.style(lines[0], bold=True) if color_on() else lines[0]
     return "\n".join(lines)
 
 
-def bold(text: str) -> str:
-    return click.style(text, bold=True) if color_on() else text
-
-
-def _out(payload: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str) if as_json else paint(text))
+def _out(payload: Any, as_json: bool, text: str, header: bool = False) -> None:
+    """JSON exactly (json.dumps escapes control characters), or the text `paint`ed."""
+    click.echo(json.dumps(payload, indent=2, default=str) if as_json else paint(text, header))
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -292,7 +301,7 @@ def _show_deliveries(deliveries: Sequence[Any], as_json: bool) -> None:
         [(r["id"], r["status"], r["url"]) for r in rows],
         empty="no endpoint subscribes",
     )
-    _out(rows, as_json, text)
+    _out(rows, as_json, text, header=bool(rows))
 
 
 def _parse_data(raw: str) -> Any:
@@ -437,9 +446,7 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     data = [{**r.as_dict(), **waiting.get(r.url, none)} for r in rows]
     listed = {r.url for r in rows}
     data += [{"url": u, "event": "", **w} for u, w in waiting.items() if u not in listed]
-    lines = [
-        bold(f"{'URL':<44} {'EVENT':<22} {'COUNT':>6} {'OK %':>6} {'AVG ms':>8} {'P95 ms':>8}")
-    ]
+    lines = [f"{'URL':<44} {'EVENT':<22} {'COUNT':>6} {'OK %':>6} {'AVG ms':>8} {'P95 ms':>8}"]
     for r in rows:
         p95 = (
             "-"
@@ -455,7 +462,7 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     if waiting:
         lines += ["", f"{'URL':<44} WAITING NOW"]
         lines += [f"{u[:44]:<44} {describe_waiting(w)}" for u, w in sorted(waiting.items())]
-    _out(data, as_json, "\n".join(lines))
+    _out(data, as_json, "\n".join(lines), header=True)
 
 
 _LOG_HEADERS = ("TIME", "", "STATUS", "MS", "#", "EVENT", "ID", "URL", "ERROR")
@@ -471,7 +478,9 @@ def _log_cells(row: dict[str, str]) -> list[str]:
         error += f" ({'released' if outcome == 'deferred' else 'retry'} in {row['next_s']} s)"
     status = row.get("status") or "---"
     cells = [when, mark, status, row.get("ms", "0"), row.get("attempt", ""), row.get("event", "")]
-    return [*cells, row.get("id", ""), row.get("url", ""), error]
+    return [
+        printable(c, lines=False) for c in [*cells, row.get("id", ""), row.get("url", ""), error]
+    ]
 
 
 def _log_line(cells: list[str]) -> str:
@@ -517,12 +526,12 @@ def log(
         for row in rows:
             click.echo(_log_json(row))
     elif follow:
-        click.echo(bold(_log_line(list(_LOG_HEADERS))))
+        click.echo(paint(_log_line(list(_LOG_HEADERS)), header=True))
         for row in rows:
             click.echo(paint(_log_line(_log_cells(row))))
     else:
         cells = [_log_cells(row) for row in rows]
-        click.echo(paint(table(_LOG_HEADERS, cells, empty="no attempts logged")))
+        click.echo(paint(table(_LOG_HEADERS, cells, empty="no attempts logged"), bool(rows)))
     if follow:
         try:
             for row in follow_log(settings, url, event, failed):
@@ -587,7 +596,7 @@ def dead_list(since: str | None, url: str | None, limit: int, as_json: bool) -> 
         ],
         empty="no dead letters",
     )
-    _out(rows, as_json, text)
+    _out(rows, as_json, text, header=bool(rows))
     del dead_letters
 
 
@@ -612,7 +621,10 @@ def dead_show(delivery_id: str, as_json: bool) -> None:
         "response": letter.response,
         "status": int(letter.status) if letter.status.isdigit() else None,
     }
-    text = "\n".join(f"{k:>9}: {v}" for k, v in row.items())
+    # one line per field; only the bodies keep their own newlines
+    text = "\n".join(
+        f"{k:>9}: {printable(str(v), lines=k in ('body', 'response'))}" for k, v in row.items()
+    )
     _out(row, as_json, text)
 
 
@@ -748,7 +760,7 @@ def endpoints_list(as_json: bool) -> None:
     waiting = [(r["url"], describe_waiting(r)) for r in rows if r["waiting"] or r["retrying"]]
     if waiting:
         text += "\n\n" + table(["URL", "WAITING NOW"], waiting)
-    _out(rows, as_json, text)
+    _out(rows, as_json, text, header=bool(rows))
 
 
 @endpoints.command("add")

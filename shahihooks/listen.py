@@ -25,6 +25,7 @@ from shahihooks.errors import VerificationError
 from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.receiving import declared_too_large
 from shahihooks.signing import verify
+from shahihooks.terminal import printable
 
 CONNECTION_TIMEOUT_S = 10.0
 HISTORY = 1000
@@ -42,12 +43,14 @@ class Heard:
     reason: str = ""
 
     def line(self, n: int) -> str:
+        """One printable line: every part came from the request (terminal.printable)."""
         mark = "?" if self.valid is None else ("✓" if self.valid else "✗")
         short = self.body.decode("utf-8", "replace")
         short = short if len(short) <= 100 else short[:97] + "..."
         tail = f"  {self.reason}" if self.reason else ""
-        return (
-            f"[{n}] {mark} {self.event}  {self.delivery_id}  attempt {self.attempt}  {short}{tail}"
+        return printable(
+            f"[{n}] {mark} {self.event}  {self.delivery_id}  attempt {self.attempt}  {short}{tail}",
+            lines=False,
         )
 
     def as_dict(self) -> dict[str, Any]:
