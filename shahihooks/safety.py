@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Iterable
@@ -252,13 +253,28 @@ def check_target(url: str, settings: Settings) -> None:
 _MASK = "***"
 _KNOWN_SCHEMES = frozenset({"http", "https", "redis", "rediss", "unix", "amqp", "amqps"})
 
+# Hosts whose webhook URLs carry their secret in the path: host -> (the path's fixed
+# first segments, how many segments after them stay readable); the rest is masked.
+PATH_SECRETS: dict[str, tuple[tuple[str, ...], int]] = {
+    "hooks.slack.com": (("services",), 2),  # /services/T…/B…/<token>
+    "hooks.zapier.com": (("hooks", "catch"), 1),  # /hooks/catch/<account>/<hook id>/
+    "discord.com": (("api", "webhooks"), 1),  # /api/webhooks/<id>/<token>
+    "discordapp.com": (("api", "webhooks"), 1),
+}
+TOKEN_MIN_CHARS = 16
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+_MIXED = re.compile(r"[A-Za-z]+[0-9]|[0-9]+[A-Za-z]")
+
 
 def redact_url(url: object) -> str:
-    """`url` as shown to people: userinfo, query and fragment masked; never raises.
+    """`url` as shown to people: userinfo, query, fragment and path secrets masked; never
+    raises.
 
     `https://user:pw@host:8443/path?token=1` is shown as `https://***:***@host:8443/path?***`.
     Scheme, host, port and path stay readable. A username is masked too (it is often a
-    token), and so is a query string (API keys travel there).
+    token), and so is a query string (API keys travel there). In the path, a segment that
+    looks like a token (`looks_like_token`) is masked, and so is everything after the fixed
+    part of the hosts in PATH_SECRETS: `https://hooks.slack.com/services/T0/B0/***`.
     """
     if isinstance(url, bytes):
         url = url.decode("utf-8", "replace")
@@ -276,7 +292,7 @@ def _redact(url: str) -> str:
     if start < 0:
         # no authority: anything before an '@' may still be userinfo ("https:user:pw@host")
         if "@" not in head:
-            return head + tail
+            return redact_path(head) + tail
         scheme, colon, rest = head.partition(":")
         if colon and scheme.lower() in _KNOWN_SCHEMES:
             return f"{scheme}:{_MASK}@{rest.rpartition('@')[2]}{tail}"
@@ -288,7 +304,40 @@ def _redact(url: str) -> str:
     if at:
         masked = f"{_MASK}:{_MASK}" if ":" in userinfo else _MASK
         authority = f"{masked}@{hostport}"
-    return head[: start + 2] + authority + head[end:] + tail
+    host = "" if hostport.startswith("[") else hostport.rpartition(":")[0] or hostport
+    return head[: start + 2] + authority + redact_path(head[end:], host) + tail
+
+
+def looks_like_token(segment: str) -> bool:
+    """A path segment that is likely a secret: 16 or more letters, digits, `-` or `_`, with
+    a letter next to a digit somewhere (`a1b2c3…`, a UUID, base64url), unlike a slug of
+    words and numbers (`incoming-webhook-2024`)."""
+    return (
+        len(segment) >= TOKEN_MIN_CHARS
+        and _TOKEN_CHARS.fullmatch(segment) is not None
+        and _MIXED.search(segment) is not None
+    )
+
+
+def redact_path(path: str, host: str | None = None) -> str:
+    """A URL's path with its secret segments masked (see `redact_url`). Without a `host`
+    (a path alone, as in a urllib3 log line), every PATH_SECRETS prefix applies."""
+    segments = path.split("/")
+    first_secret = _first_secret_segment(segments, host)
+    return "/".join(
+        _MASK if segment and (i >= first_secret or looks_like_token(segment)) else segment
+        for i, segment in enumerate(segments)
+    )
+
+
+def _first_secret_segment(segments: list[str], host: str | None) -> int:
+    name = host.lower().rstrip(".") if host is not None else None
+    for rule_host, (prefix, readable) in PATH_SECRETS.items():
+        if name is not None and name != rule_host and not name.endswith("." + rule_host):
+            continue
+        if [s.lower() for s in segments[1 : 1 + len(prefix)]] == list(prefix):
+            return 1 + len(prefix) + readable
+    return len(segments)
 
 
 def redact_text(text: str, url: str) -> str:
@@ -296,6 +345,8 @@ def redact_text(text: str, url: str) -> str:
     try:
         parts = urlsplit(url)
         secrets = [parts.query, parts.fragment, parts.password or "", parts.username or ""]
+        shown = redact_path(parts.path, parts.hostname or "").split("/")
+        secrets += [s for s, m in zip(parts.path.split("/"), shown, strict=True) if m != s]
     except ValueError:
         secrets = []
     for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):

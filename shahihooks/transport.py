@@ -31,10 +31,13 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
+from shahihooks import logmask
 from shahihooks.errors import UnsafeTargetError
 from shahihooks.safety import Network, check_addresses, redact_text
 from shahihooks.settings import Settings
 from shahihooks.version import __version__
+
+logmask.install()  # urllib3's DEBUG lines show each request's path and query
 
 USER_AGENT = f"shahihooks/{__version__} (+https://pypi.org/project/shahihooks/)"
 _CONNECT_TIMEOUT_MAX_S = 5.0
