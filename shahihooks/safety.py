@@ -154,9 +154,12 @@ def literal_address(host: str) -> IPAddress | None:
     """The address a URL's host names literally, or None for a name.
 
     Besides `127.0.0.1` and `[::1]`, the legacy IPv4 forms that resolvers accept count as
-    literals too (`127.1`, `0x7f.0.0.1`, `2130706433`).
+    literals too (`127.1`, `0x7f.0.0.1`, `2130706433`), with or without the trailing dot of
+    a fully qualified name (`127.0.0.1.`).
     """
     bare = host.strip("[]").split("%", 1)[0]
+    if not host.startswith("[") and bare.endswith(".") and not bare.endswith(".."):
+        bare = bare[:-1]
     try:
         return ipaddress.ip_address(bare)
     except ValueError:
@@ -209,6 +212,24 @@ def _check_url(url: str, settings: Settings) -> None:
             check_address(str(literal), settings.allow_networks, parts.hostname)
         except UnsafeTargetError as exc:
             raise UnsafeTargetError(f"{shown!r}: {exc}") from None
+    elif not parts.netloc.rpartition("@")[2].startswith("["):
+        _check_host_name(parts.hostname, shown)
+
+
+def _check_host_name(host: str, shown: str) -> None:
+    """A host name must be one that can be sent: no empty label, none over 63 characters
+    (else the IDNA codec raises a UnicodeError deep inside the HTTP client)."""
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    bad = next((label for label in labels if not 0 < len(label) <= 63), None)
+    if bad is not None:
+        why = "an empty label" if not bad else f"a label of {len(bad)} characters (at most 63)"
+        raise ConfigurationError(f"{shown!r} is not a valid URL: its host {host!r} has {why}")
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise ConfigurationError(
+            f"{shown!r} is not a valid URL: its host {host!r} is not a valid name ({exc})"
+        ) from None
 
 
 def resolve(host: str, port: int) -> tuple[str, ...]:
@@ -262,8 +283,8 @@ PATH_SECRETS: dict[str, tuple[tuple[str, ...], int]] = {
     "discordapp.com": (("api", "webhooks"), 1),
 }
 TOKEN_MIN_CHARS = 16
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
-_MIXED = re.compile(r"[A-Za-z]+[0-9]|[0-9]+[A-Za-z]")
+_RUN = re.compile(f"[A-Za-z0-9]{{{TOKEN_MIN_CHARS},}}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 def redact_url(url: object) -> str:
@@ -309,14 +330,12 @@ def _redact(url: str) -> str:
 
 
 def looks_like_token(segment: str) -> bool:
-    """A path segment that is likely a secret: 16 or more letters, digits, `-` or `_`, with
-    a letter next to a digit somewhere (`a1b2c3…`, a UUID, base64url), unlike a slug of
-    words and numbers (`incoming-webhook-2024`)."""
-    return (
-        len(segment) >= TOKEN_MIN_CHARS
-        and _TOKEN_CHARS.fullmatch(segment) is not None
-        and _MIXED.search(segment) is not None
-    )
+    """A path segment that is likely a secret: a UUID, or one that holds a run of 16 or more
+    letters and digits with both in it (a random token: hex, base62, base64url), unlike a
+    slug of words and numbers (`incoming-webhook-2024`, `order-1a2b3c4d`)."""
+    if _UUID.fullmatch(segment):
+        return True
+    return any(not run.isalpha() and not run.isdigit() for run in _RUN.findall(segment))
 
 
 def redact_path(path: str, host: str | None = None) -> str:

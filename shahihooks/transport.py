@@ -32,8 +32,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from shahihooks import logmask
-from shahihooks.errors import UnsafeTargetError
-from shahihooks.safety import Network, check_addresses, redact_text
+from shahihooks.errors import ConfigurationError, UnsafeTargetError
+from shahihooks.safety import Network, check_addresses, check_url, redact_text
 from shahihooks.settings import Settings
 from shahihooks.version import __version__
 
@@ -300,6 +300,7 @@ def post(
     deadline = start + settings.timeout_s
     _attempt.id = _watchdog.begin(deadline)
     try:
+        check_url(url, settings)  # cached: a URL that cannot be sent is refused, not raised
         target = _target(url, settings)
         send = functools.partial(
             target.pool.urlopen,
@@ -333,7 +334,7 @@ def post(
             retry_after=resp.headers.get("Retry-After"),
             location=resp.headers.get("Location"),
         )
-    except UnsafeTargetError as exc:
+    except ConfigurationError as exc:  # UnsafeTargetError, or a URL that cannot be sent
         return Response(None, time.monotonic() - start, error=f"refused: {exc}")
     except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
         elapsed = time.monotonic() - start
