@@ -57,6 +57,14 @@ class Job:
     def shown_url(self) -> str:
         return redact_url(self.url)
 
+    def __repr__(self) -> str:
+        """Without the URL's credentials or the body (error trackers capture locals)."""
+        return (
+            f"Job(delivery_id={self.delivery_id!r}, token={self.token!r}, url={self.shown_url!r}, "
+            f"event={self.event!r}, attempt={self.attempt!r}, body=<{len(self.body)} bytes>, "
+            f"endpoint={self.endpoint!r})"
+        )
+
     def seen_by_hooks(self, response: Response, outcome: Outcome) -> Attempt:
         return Attempt(
             self.delivery_id,

@@ -74,6 +74,14 @@ class Target:
     rate_limit: int
     from_store: bool
 
+    def __repr__(self) -> str:
+        """With the URL as shown: no credentials (error trackers capture locals)."""
+        return (
+            f"Target(delivery_id={self.delivery_id!r}, tag={self.tag!r}, "
+            f"url={self.shown_url!r}, rate_limit={self.rate_limit!r}, "
+            f"from_store={self.from_store!r})"
+        )
+
 
 @dataclass(frozen=True)
 class Emitted:
