@@ -840,7 +840,19 @@ def endpoints_disable(url: str) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", "-p", default=8000, show_default=True)
-@click.option("--secret", "secrets", multiple=True, help="Verify with this (repeatable).")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    help="Verify with this (repeatable; it shows in `ps`: prefer --secret-env).",
+)
+@click.option(
+    "--secret-env",
+    "secret_envs",
+    multiple=True,
+    metavar="NAME",
+    help="Verify with the secret in environment variable NAME (repeatable).",
+)
 @click.option("--status", default=200, show_default=True, help="Answer this (500 to fail).")
 @click.option("--tls-cert", default=None, help="Serve HTTPS with this certificate (PEM).")
 @click.option("--tls-key", default=None, help="Its private key (PEM), if not in --tls-cert.")
@@ -868,6 +880,7 @@ def listen(
     host: str,
     port: int,
     secrets: tuple[str, ...],
+    secret_envs: tuple[str, ...],
     status: int,
     tls_cert: str | None,
     tls_key: str | None,
@@ -880,11 +893,13 @@ def listen(
     """A local receiver that verifies and prints each delivery.
 
     Deliveries that do not verify get 401, as the page's handlers answer. With --php it
-    verifies as the page's PHP handler does (only the php body style passes).
+    verifies as the page's PHP handler does (only the php body style passes). Without
+    --secret or --secret-env it verifies with SHAHIHOOKS_SECRET (and SHAHIHOOKS_OLD_SECRETS).
 
     \b
     Examples:
-      shahihooks listen --port 8000 --secret "$SHAHIHOOKS_SECRET" --self-signed
+      shahihooks listen --port 8000 --self-signed     # verifies with $SHAHIHOOKS_SECRET
+      shahihooks listen --secret-env PARTNER_SECRET   # the secret in $PARTNER_SECRET
       shahihooks listen --status 500      # fail on purpose, to watch retries
     """
     import threading
@@ -901,7 +916,11 @@ def listen(
     if self_signed:
         tls_cert, tls_key = _self_signed(host)
     listener = Listener(
-        _listen_secrets(secrets), status, show, php=php, max_body_bytes=max_body_bytes
+        _listen_secrets(secrets + _env_secrets(secret_envs)),
+        status,
+        show,
+        php=php,
+        max_body_bytes=max_body_bytes,
     )
     try:
         server = serve(listener, host, port, tls_cert, tls_key)
@@ -929,6 +948,19 @@ def listen(
             click.echo(f"{listener.received} received, {listener.verified} verified", err=True)
         else:
             click.echo(f"{listener.received} received, none verified (no secret)", err=True)
+
+
+def _env_secrets(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The secrets in the environment variables `names` (--secret-env): none may be unset."""
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        raise click.BadParameter(
+            f"the environment variable {missing[0]} is not set (or empty)",
+            param_hint="--secret-env",
+        )
+    for name in names:
+        secret_keys(os.environ[name], f"the secret in ${name} (--secret-env)")
+    return tuple(os.environ[name] for name in names)
 
 
 def _listen_secrets(given: tuple[str, ...]) -> list[str]:
