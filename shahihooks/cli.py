@@ -18,6 +18,7 @@ from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, current
 from shahihooks.signing import secret_keys
+from shahihooks.terminal import printable
 
 DEFAULT_WORKER_CONCURRENCY = 16
 
@@ -31,15 +32,20 @@ def _settings() -> Settings:
 
 class Commands(click.Group):
     """A command group whose commands fail in one line: a shahihooks error, or Redis or the
-    broker unreachable, is printed as `Error: ...` with exit status 1, never a traceback."""
+    broker unreachable, is printed as `Error: ...` with exit status 1, never a traceback.
+    Every error message is made printable (it may quote a receiver's answer)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ShahihooksError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(printable(str(exc))) from None
         except OUTAGES as exc:
-            raise click.ClickException(_unreachable(exc)) from None
+            raise click.ClickException(printable(_unreachable(exc))) from None
+        except click.UsageError:
+            raise  # about the command line itself
+        except click.ClickException as exc:
+            raise click.ClickException(printable(exc.format_message())) from None
 
 
 def _unreachable(exc: BaseException) -> str:
@@ -65,35 +71,38 @@ def color_on() -> bool:
 _MARKS = {"✓": "green", "✗": "red", "↻": "yellow"}
 
 
-def paint(text: str) -> str:
-    """`text` with its ✓, ✗ and ↻ marks coloured (on a terminal)."""
+def paint(text: str, header: bool = False) -> str:
+    """`text` made printable (`terminal.printable`), then, on a terminal, its ✓, ✗ and ↻
+    marks coloured and its first line bold if it is a `header`. Every text the commands
+    print goes through here: styling comes after escaping, so only ours reaches a terminal."""
+    text = printable(text)
     if not color_on():
         return text
+    if header:
+        first, newline, rest = text.partition("\n")
+        text = click.style(first, bold=True) + newline + rest
     for mark, colour in _MARKS.items():
         text = text.replace(mark, click.style(mark, fg=colour, bold=True))
     return text
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], empty: str = "") -> str:
-    """Rows under a header row, in columns (the last one not padded)."""
+    """Rows under a header row, in columns (the last one not padded); a cell is one line
+    (its newlines and control characters escaped). Print it with `paint(..., header=True)`."""
     if not rows and empty:
         return empty
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    cells = [[printable(str(c), lines=False) for c in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers) - 1)]
     lines = [
         "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
         for row in cells
     ]
-    lines[0] = click.style(lines[0], bold=True) if color_on() else lines[0]
     return "\n".join(lines)
 
 
-def bold(text: str) -> str:
-    return click.style(text, bold=True) if color_on() else text
-
-
-def _out(payload: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str) if as_json else paint(text))
+def _out(payload: Any, as_json: bool, text: str, header: bool = False) -> None:
+    """JSON exactly (json.dumps escapes control characters), or the text `paint`ed."""
+    click.echo(json.dumps(payload, indent=2, default=str) if as_json else paint(text, header))
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -177,7 +186,12 @@ def test(
 @click.option("--signature", required=True, help="'sha256=<hex>' or 'v1,<base64>'.")
 @click.option("--id", "msg_id", help="webhook-id (needed for a v1 signature).")
 @click.option("--timestamp", help="webhook-timestamp (needed for a v1 signature).")
-@click.option("--tolerance", default=None, type=int, help="Seconds; default: no age check.")
+@click.option(
+    "--tolerance",
+    default=None,
+    type=click.IntRange(0),
+    help="Seconds the timestamp may be off (0: exactly now); default: no age check.",
+)
 @click.argument("file", type=click.File("rb"))
 def verify(
     secrets: tuple[str, ...],
@@ -211,7 +225,7 @@ def verify(
         headers = {SIGNATURE_HEADER: signature}
     try:
         secret_keys(list(secrets), "--secret")
-        check(body, headers, list(secrets), tolerance_s=tolerance or 10**12)
+        check(body, headers, list(secrets), tolerance_s=tolerance)
     except VerificationError as exc:
         click.echo(paint(f"✗ invalid: {exc}"))
         sys.exit(1)
@@ -287,7 +301,7 @@ def _show_deliveries(deliveries: Sequence[Any], as_json: bool) -> None:
         [(r["id"], r["status"], r["url"]) for r in rows],
         empty="no endpoint subscribes",
     )
-    _out(rows, as_json, text)
+    _out(rows, as_json, text, header=bool(rows))
 
 
 def _parse_data(raw: str) -> Any:
@@ -432,9 +446,7 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     data = [{**r.as_dict(), **waiting.get(r.url, none)} for r in rows]
     listed = {r.url for r in rows}
     data += [{"url": u, "event": "", **w} for u, w in waiting.items() if u not in listed]
-    lines = [
-        bold(f"{'URL':<44} {'EVENT':<22} {'COUNT':>6} {'OK %':>6} {'AVG ms':>8} {'P95 ms':>8}")
-    ]
+    lines = [f"{'URL':<44} {'EVENT':<22} {'COUNT':>6} {'OK %':>6} {'AVG ms':>8} {'P95 ms':>8}"]
     for r in rows:
         p95 = (
             "-"
@@ -458,11 +470,11 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     if sick:
         lines += ["", f"{'URL':<44} HEALTH"]
         lines += [f"{str(r['url'])[:44]:<44} {r['health']}" for r in sick]
-    _out(data, as_json, "\n".join(lines))
+    _out(data, as_json, "\n".join(lines), header=True)
 
 
 _LOG_HEADERS = ("TIME", "", "STATUS", "MS", "#", "EVENT", "ID", "URL", "ERROR")
-_LOG_WIDTHS = (8, 1, 6, 6, 2, 22, 49)  # the fixed columns of `log --follow`
+_LOG_WIDTHS = (8, 1, 6, 6, 2, 22, 69)  # the fixed columns of `log --follow`
 
 
 def _log_cells(row: dict[str, str]) -> list[str]:
@@ -474,7 +486,9 @@ def _log_cells(row: dict[str, str]) -> list[str]:
         error += f" ({'released' if outcome == 'deferred' else 'retry'} in {row['next_s']} s)"
     status = row.get("status") or "---"
     cells = [when, mark, status, row.get("ms", "0"), row.get("attempt", ""), row.get("event", "")]
-    return [*cells, row.get("id", ""), row.get("url", ""), error]
+    return [
+        printable(c, lines=False) for c in [*cells, row.get("id", ""), row.get("url", ""), error]
+    ]
 
 
 def _log_line(cells: list[str]) -> str:
@@ -520,12 +534,12 @@ def log(
         for row in rows:
             click.echo(_log_json(row))
     elif follow:
-        click.echo(bold(_log_line(list(_LOG_HEADERS))))
+        click.echo(paint(_log_line(list(_LOG_HEADERS)), header=True))
         for row in rows:
             click.echo(paint(_log_line(_log_cells(row))))
     else:
         cells = [_log_cells(row) for row in rows]
-        click.echo(paint(table(_LOG_HEADERS, cells, empty="no attempts logged")))
+        click.echo(paint(table(_LOG_HEADERS, cells, empty="no attempts logged"), bool(rows)))
     if follow:
         try:
             for row in follow_log(settings, url, event, failed):
@@ -541,7 +555,7 @@ def dead() -> None:
     \b
     Examples:
       shahihooks dead list
-      shahihooks dead show evt_0c1d...-a1b2c3d4e5f6
+      shahihooks dead show evt_0c1d...-a1b2...e5f6
       shahihooks dead replay --all
     """
 
@@ -590,7 +604,7 @@ def dead_list(since: str | None, url: str | None, limit: int, as_json: bool) -> 
         ],
         empty="no dead letters",
     )
-    _out(rows, as_json, text)
+    _out(rows, as_json, text, header=bool(rows))
     del dead_letters
 
 
@@ -602,7 +616,7 @@ def dead_show(delivery_id: str, as_json: bool) -> None:
 
     \b
     Example:
-      shahihooks dead show evt_0c1d...-a1b2c3d4e5f6
+      shahihooks dead show evt_0c1d...-a1b2...e5f6
     """
     from shahihooks import dead as dead_letters
 
@@ -615,7 +629,10 @@ def dead_show(delivery_id: str, as_json: bool) -> None:
         "response": letter.response,
         "status": int(letter.status) if letter.status.isdigit() else None,
     }
-    text = "\n".join(f"{k:>9}: {v}" for k, v in row.items())
+    # one line per field; only the bodies keep their own newlines
+    text = "\n".join(
+        f"{k:>9}: {printable(str(v), lines=k in ('body', 'response'))}" for k, v in row.items()
+    )
     _out(row, as_json, text)
 
 
@@ -657,7 +674,7 @@ def dead_replay(
 
     \b
     Examples:
-      shahihooks dead replay evt_0c1d...-a1b2c3d4e5f6
+      shahihooks dead replay evt_0c1d...-a1b2...e5f6
       shahihooks dead replay --url https://myapp.example/webhook --since 24h
     """
     from shahihooks import dead as dead_letters
@@ -773,7 +790,7 @@ def endpoints_list(as_json: bool) -> None:
     failing = [(r["url"], r["last_error"]) for r in rows if r["state"] != "ok" and r["last_error"]]
     if failing:
         text += "\n\n" + table(["URL", "LAST ERROR"], failing)
-    _out(rows, as_json, text)
+    _out(rows, as_json, text, header=bool(rows))
 
 
 def _mark_health(state: str) -> str:
@@ -882,7 +899,19 @@ def endpoints_disable(url: str) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", "-p", default=8000, show_default=True)
-@click.option("--secret", "secrets", multiple=True, help="Verify with this (repeatable).")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    help="Verify with this (repeatable; it shows in `ps`: prefer --secret-env).",
+)
+@click.option(
+    "--secret-env",
+    "secret_envs",
+    multiple=True,
+    metavar="NAME",
+    help="Verify with the secret in environment variable NAME (repeatable).",
+)
 @click.option("--status", default=200, show_default=True, help="Answer this (500 to fail).")
 @click.option("--tls-cert", default=None, help="Serve HTTPS with this certificate (PEM).")
 @click.option("--tls-key", default=None, help="Its private key (PEM), if not in --tls-cert.")
@@ -910,6 +939,7 @@ def listen(
     host: str,
     port: int,
     secrets: tuple[str, ...],
+    secret_envs: tuple[str, ...],
     status: int,
     tls_cert: str | None,
     tls_key: str | None,
@@ -922,11 +952,13 @@ def listen(
     """A local receiver that verifies and prints each delivery.
 
     Deliveries that do not verify get 401, as the page's handlers answer. With --php it
-    verifies as the page's PHP handler does (only the php body style passes).
+    verifies as the page's PHP handler does (only the php body style passes). Without
+    --secret or --secret-env it verifies with SHAHIHOOKS_SECRET (and SHAHIHOOKS_OLD_SECRETS).
 
     \b
     Examples:
-      shahihooks listen --port 8000 --secret "$SHAHIHOOKS_SECRET" --self-signed
+      shahihooks listen --port 8000 --self-signed     # verifies with $SHAHIHOOKS_SECRET
+      shahihooks listen --secret-env PARTNER_SECRET   # the secret in $PARTNER_SECRET
       shahihooks listen --status 500      # fail on purpose, to watch retries
     """
     import threading
@@ -943,7 +975,11 @@ def listen(
     if self_signed:
         tls_cert, tls_key = _self_signed(host)
     listener = Listener(
-        _listen_secrets(secrets), status, show, php=php, max_body_bytes=max_body_bytes
+        _listen_secrets(secrets + _env_secrets(secret_envs)),
+        status,
+        show,
+        php=php,
+        max_body_bytes=max_body_bytes,
     )
     try:
         server = serve(listener, host, port, tls_cert, tls_key)
@@ -971,6 +1007,19 @@ def listen(
             click.echo(f"{listener.received} received, {listener.verified} verified", err=True)
         else:
             click.echo(f"{listener.received} received, none verified (no secret)", err=True)
+
+
+def _env_secrets(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The secrets in the environment variables `names` (--secret-env): none may be unset."""
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        raise click.BadParameter(
+            f"the environment variable {missing[0]} is not set (or empty)",
+            param_hint="--secret-env",
+        )
+    for name in names:
+        secret_keys(os.environ[name], f"the secret in ${name} (--secret-env)")
+    return tuple(os.environ[name] for name in names)
 
 
 def _listen_secrets(given: tuple[str, ...]) -> list[str]:

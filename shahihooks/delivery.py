@@ -56,9 +56,6 @@ class Job:
     source: str = ""  # "store", "ops" or "" (the settings, a filter, an action)
     fingerprint: str = ""  # of the secret the emitting app signs with
 
-    def __repr__(self) -> str:  # the URL may carry credentials: masked, as everywhere
-        return f"Job({self.delivery_id!r}, {self.shown_url!r}, attempt={self.attempt})"
-
     @property
     def shown_url(self) -> str:
         return redact_url(self.url)
@@ -69,6 +66,14 @@ class Job:
         if self.endpoint and self.endpoint.secrets:
             return self.endpoint.secrets
         return settings.ops_secrets if self.source == "ops" else settings.secrets
+
+    def __repr__(self) -> str:
+        """Without the URL's credentials or the body (error trackers capture locals)."""
+        return (
+            f"Job(delivery_id={self.delivery_id!r}, token={self.token!r}, url={self.shown_url!r}, "
+            f"event={self.event!r}, attempt={self.attempt!r}, body=<{len(self.body)} bytes>, "
+            f"endpoint={self.endpoint!r})"
+        )
 
     def seen_by_hooks(self, response: Response, outcome: Outcome) -> Attempt:
         return Attempt(

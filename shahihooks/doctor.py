@@ -91,6 +91,9 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
                 "set SHAHIHOOKS_URLS or use `shahihooks endpoints add URL`",
             )
         )
+    shared = shared_secret_check(endpoints, settings)
+    if shared is not None:
+        checks.append(shared)
     recent = read_log(settings, limit=1000) if redis_ok.ok else []
     waiting = {w.tag: w for w in state_for(settings).waiting()} if redis_ok.ok else {}
     healths = endpoint_health(settings, [e.url for e in endpoints]) if redis_ok.ok else []
@@ -118,6 +121,25 @@ def health_check(health: EndpointHealth) -> Check:
             "without spending their retries",
         )
     return Check(True, what)
+
+
+def shared_secret_check(endpoints: list[Endpoint], settings: Settings) -> Check | None:
+    """Endpoints on different hosts that all sign with the global secret: each receiver
+    holds what it takes to forge deliveries that the others accept. None if no such two."""
+    if not settings.secrets:
+        return None
+    sharing = [e for e in endpoints if not e.secrets]
+    hosts = sorted({(urlsplit(e.url).hostname or "").rstrip(".") for e in sharing})
+    if len(hosts) < 2:
+        return None
+    named = ", ".join(hosts[:5]) + (f" and {len(hosts) - 5} more" if len(hosts) > 5 else "")
+    return Check(
+        False,
+        f"{len(sharing)} endpoints on {len(hosts)} hosts ({named}) share the global secret: "
+        "each of their receivers can sign deliveries that the others accept",
+        "give each third-party endpoint its own secret: "
+        "shahihooks endpoints add URL --secret ... (and that receiver the same secret)",
+    )
 
 
 def backlog_check(endpoint: Endpoint, settings: Settings, waiting: Waiting) -> Check:

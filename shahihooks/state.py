@@ -76,7 +76,12 @@ class Target:
     refused: str = ""  # why this target may not be sent to: dead-lettered at once
 
     def __repr__(self) -> str:
-        return f"Target({self.delivery_id!r}, {self.shown_url!r}, source={self.source!r})"
+        """With the URL as shown: no credentials (error trackers capture locals)."""
+        return (
+            f"Target(delivery_id={self.delivery_id!r}, tag={self.tag!r}, "
+            f"url={self.shown_url!r}, rate_limit={self.rate_limit!r}, "
+            f"source={self.source!r}, refused={self.refused!r})"
+        )
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,13 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-from shahihooks.errors import UnsafeTargetError
-from shahihooks.safety import Network, check_addresses, redact_text
+from shahihooks import logmask
+from shahihooks.errors import ConfigurationError, UnsafeTargetError
+from shahihooks.safety import Network, check_addresses, check_url, redact_text
 from shahihooks.settings import Settings
 from shahihooks.version import __version__
+
+logmask.install()  # urllib3's DEBUG lines show each request's path and query
 
 USER_AGENT = f"shahihooks/{__version__} (+https://pypi.org/project/shahihooks/)"
 _CONNECT_TIMEOUT_MAX_S = 5.0
@@ -329,6 +332,7 @@ def post(
     deadline = start + settings.timeout_s
     _attempt.id = _watchdog.begin(deadline)
     try:
+        check_url(url, settings)  # cached: a URL that cannot be sent is refused, not raised
         target = _target(url, settings)
         send = functools.partial(
             target.pool.urlopen,
@@ -362,7 +366,7 @@ def post(
             retry_after=resp.headers.get("Retry-After"),
             location=resp.headers.get("Location"),
         )
-    except UnsafeTargetError as exc:
+    except ConfigurationError as exc:  # UnsafeTargetError, or a URL that cannot be sent
         return Response(None, time.monotonic() - start, error=f"refused: {exc}", permanent=True)
     except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
         elapsed = time.monotonic() - start

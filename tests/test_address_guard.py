@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest

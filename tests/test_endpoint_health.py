@@ -404,4 +404,5 @@ def test_nothing_is_lost_when_a_worker_is_killed_while_a_circuit_is_open(
     world.worker(8)
     ledger = world.wait_ledger(ids, path, timeout=120)
     assert not ledger.missing, str(ledger)
-    assert ledger.dead == 0 and ledger.delivered == 10, str(ledger)
+    assert ledger.dead == 0, str(ledger)
+    assert ledger.delivered == 10, str(ledger)

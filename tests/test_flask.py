@@ -215,3 +215,17 @@ def test_contrib_without_its_framework_names_the_extra(
     assert result.returncode == 1
     assert f"ImportError: {module} needs" in result.stderr
     assert f"pip install '{extra}'" in result.stderr
+
+
+def test_a_malformed_timestamp_is_answered_401_not_500() -> None:
+    client = flask_receiver.create_app(SECRET).test_client()
+    headers = {
+        "webhook-id": "evt_x-1",
+        "webhook-timestamp": "9" * 400,
+        "webhook-signature": "v1,AAAA",
+    }
+    answer = client.post(
+        "/webhook/shahi-assist", data=b"{}", headers=headers, content_type="application/json"
+    )
+    assert answer.status_code == 401
+    assert answer.get_json()["error"] == "Invalid signature"

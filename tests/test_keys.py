@@ -3,11 +3,13 @@ URL tags, windows and deliveries it meets inside a script); the function library
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from typing import Any
 
 import redis
 
+from shahihooks.emit import delivery_id
 from shahihooks.keys import Keys, url_tag
 from shahihooks.state import SCRIPTS, library
 
@@ -47,9 +49,11 @@ def test_lua_builds_the_same_key_names_as_keys_py(redis_client: redis.Redis) -> 
     ]
 
 
-def test_url_tags_are_short_stable_and_distinct() -> None:
+def test_url_tags_are_stable_distinct_and_128_bits_wide() -> None:
     assert url_tag("https://a.example/hook") == url_tag("https://a.example/hook")
-    assert len(url_tag("https://a.example/hook")) == 12
+    expected = hashlib.sha256(b"https://a.example/hook").hexdigest()[:32]
+    assert url_tag("https://a.example/hook") == expected
+    assert delivery_id("evt_1", "https://a.example/hook") == f"evt_1-{expected}"
     assert url_tag("https://a.example/hook") != url_tag("https://a.example/hook2")
 
 
