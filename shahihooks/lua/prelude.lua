@@ -35,7 +35,7 @@ local function setup(argv)
     schedule = key('schedule'), releases = key('releases'), urls = key('urls'),
     endpoints = key('endpoints'), watermark = key('watermark'), log = key('log'),
     dead_index = key('dead'), retrying = key('retrying'), seq = key('seq'),
-    wmhist = key('watermark', 'history'),
+    wmhist = key('watermark', 'history'), totals = key('totals'),
   }
 end
 
