@@ -23,8 +23,9 @@ from shahihooks.safety import check_url as check_url
 from shahihooks.safety import redact_url
 from shahihooks.signing import secret_key
 
-# Settings whose values are never shown, not even in an error about them.
+# Signing secrets: checked for strength, and never shown, not even in an error about them.
 _SECRET_SETTINGS = frozenset({"SECRET", "OLD_SECRETS"})
+_HIDDEN_SETTINGS = _SECRET_SETTINGS | {"DASHBOARD_AUTH"}  # never shown
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -70,6 +71,7 @@ class Settings:
     queue: str = "shahihooks"
     prefix: str = "shahihooks"
     body_style: BodyStyle = BodyStyle.STANDARD  # for the URLs not in the endpoint store
+    dashboard_auth: str = ""  # "user:password" for `shahihooks dashboard` (basic auth)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __hash__(self) -> int:  # hashed on every delivery (state_for): computed once
@@ -101,7 +103,7 @@ class Settings:
         shown = []
         for f in fields(self):
             value: Any = getattr(self, f.name)
-            if f.name == "secret" and value:
+            if f.name in ("secret", "dashboard_auth") and value:
                 value = "***"
             elif f.name == "old_secrets":
                 value = tuple("***" for _ in value)
@@ -170,7 +172,7 @@ def _check_secrets(value: str | tuple[str, ...] | None, where: str) -> None:
 
 def _shown(name: str, raw: Any) -> str:
     """How a bad value is quoted in an error: a secret never is."""
-    return "" if name in _SECRET_SETTINGS else f"={raw!r}"
+    return "" if name in _HIDDEN_SETTINGS else f"={raw!r}"
 
 
 def _bool(raw: Any) -> bool:
@@ -284,6 +286,13 @@ def _body_style(raw: Any) -> BodyStyle:
         raise ValueError(str(exc)) from None
 
 
+def _user_password(raw: Any) -> str:
+    text = str(raw).strip()
+    if text and (":" not in text or text.startswith(":") or text.endswith(":")):
+        raise ValueError("must be user:password (a user, ':', then a password)")
+    return text
+
+
 _READERS: dict[str, tuple[str, Any]] = {
     "REDIS_URL": ("redis_url", _text),
     "BROKER_URL": ("broker_url", _text),
@@ -311,6 +320,7 @@ _READERS: dict[str, tuple[str, Any]] = {
     "QUEUE": ("queue", _text),
     "PREFIX": ("prefix", _text),
     "BODY_STYLE": ("body_style", _body_style),
+    "DASHBOARD_AUTH": ("dashboard_auth", _user_password),
 }
 
 
