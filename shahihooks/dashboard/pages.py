@@ -34,7 +34,7 @@ def page(title: str, body: str, refresh_s: int) -> str:
     """A whole page: it reloads itself every `refresh_s` seconds (0: never)."""
     meta = f'<meta http-equiv="refresh" content="{refresh_s}">' if refresh_s > 0 else ""
     return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}'
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}<link rel="icon" href="data:,">'
         f"<title>{escape(title)} · shahihooks</title><style>{STYLE}</style></head><body>"
         '<header><b>shahihooks</b><a href="/">Endpoints</a><a href="/dead">Dead letters</a>'
         '<a href="/events">Events</a><a href="/metrics">Metrics</a></header>'
