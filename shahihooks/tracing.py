@@ -53,9 +53,7 @@ def attempt_span(
 
 @contextlib.contextmanager
 def _span(traceparent: str | None, name: str, attributes: dict[str, Any]) -> Iterator[Any]:
-    parent = (
-        TraceContextTextMapPropagator().extract({HEADER: traceparent}) if traceparent else None
-    )
+    parent = TraceContextTextMapPropagator().extract({HEADER: traceparent}) if traceparent else None
     tracer = trace.get_tracer(TRACER_NAME)
     with tracer.start_as_current_span(
         name, context=parent, kind=trace.SpanKind.CLIENT, attributes=attributes

@@ -19,8 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import shahihooks
 from shahihooks.cli import main
-from shahihooks.dashboard import DashboardServer, check_bind, serve
-from shahihooks.dashboard import pages
+from shahihooks.dashboard import DashboardServer, check_bind, pages, serve
 from shahihooks.dashboard.data import EndpointRow, Overview
 from shahihooks.errors import ConfigurationError
 from shahihooks.health import EndpointHealth
@@ -107,8 +106,9 @@ def test_metrics_say_exactly_what_happened(
 
     def delivered_and_failed() -> bool:
         found = samples(get(base + "/metrics")[1])
-        done = total(found, "shahihooks_attempts", "shahihooks_attempts_total", outcome="failed")
-        return done == len(receiver.requests_to(bad)) == 40
+        ok = total(found, "shahihooks_attempts", "shahihooks_attempts_total", outcome="delivered")
+        failed = total(found, "shahihooks_attempts", "shahihooks_attempts_total", outcome="failed")
+        return ok == 10 and failed == len(receiver.requests_to(bad)) == 40
 
     wait_until(delivered_and_failed, timeout=30, what="every attempt counted")
     status, text, headers = get(base + "/metrics")
@@ -119,7 +119,9 @@ def test_metrics_say_exactly_what_happened(
     attempts = "shahihooks_attempts_total"
     good_url, bad_url = receiver.url(good), receiver.url(bad)
     assert total(found, "shahihooks_attempts", attempts, outcome="delivered") == 10
-    assert total(found, "shahihooks_attempts", attempts, endpoint=good_url, outcome="delivered") == 10
+    assert (
+        total(found, "shahihooks_attempts", attempts, endpoint=good_url, outcome="delivered") == 10
+    )
     assert total(found, "shahihooks_attempts", attempts, outcome="failed") == len(
         receiver.requests_to(bad)
     )

@@ -34,7 +34,8 @@ return {bytes: n.transferSize, body: n.encodedBodySize,
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "chromium and chromium-driver: run `make tools`"
+    assert chromium, "chromium: run `make tools`"
+    assert driver, "chromium-driver: run `make tools`"
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
@@ -88,7 +89,8 @@ def test_the_dashboard_in_a_browser_replays_a_dead_letter(
         browser.find_element(By.LINK_TEXT, receiver.url(good)).click()
         wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "svg.chart"), what="a chart")
         chart = browser.find_elements(By.CSS_SELECTOR, "svg.chart")[0]
-        assert chart.size["width"] > 100 and chart.size["height"] > 50
+        assert chart.size["width"] > 100
+        assert chart.size["height"] > 50
         assert chart.find_elements(By.TAG_NAME, "rect"), "bars drawn"
         timing = load(browser, browser.current_url)
         print(

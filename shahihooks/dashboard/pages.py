@@ -34,7 +34,8 @@ def page(title: str, body: str, refresh_s: int) -> str:
     """A whole page: it reloads itself every `refresh_s` seconds (0: never)."""
     meta = f'<meta http-equiv="refresh" content="{refresh_s}">' if refresh_s > 0 else ""
     return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}<link rel="icon" href="data:,">'
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}'
+        '<link rel="icon" href="data:,">'  # no request for /favicon.ico
         f"<title>{escape(title)} · shahihooks</title><style>{STYLE}</style></head><body>"
         '<header><b>shahihooks</b><a href="/">Endpoints</a><a href="/dead">Dead letters</a>'
         '<a href="/events">Events</a><a href="/metrics">Metrics</a></header>'
@@ -52,9 +53,7 @@ def ms(value: float | None) -> str:
     return "> 30 s" if value == float("inf") else f"{value:.0f} ms"
 
 
-def _table(
-    headers: Sequence[str], rows: Iterable[Sequence[str]], table_id: str, empty: str
-) -> str:
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], table_id: str, empty: str) -> str:
     """A table of cells already escaped (or markup made here)."""
     body = "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
     if not body:
