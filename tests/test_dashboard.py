@@ -234,3 +234,17 @@ def test_latency_quantiles_come_from_the_histogram_buckets() -> None:
 def test_the_page_reloads_itself() -> None:
     assert '<meta http-equiv="refresh" content="7">' in pages.page("t", "", 7)
     assert "refresh" not in pages.page("t", "", 0)
+
+
+@pytest.mark.django_db
+def test_the_django_outbox_depth_is_a_gauge(settings: Callable[..., Settings]) -> None:
+    from django.utils import timezone
+
+    from shahihooks.contrib.django.models import OutboxEvent
+
+    s = settings()
+    OutboxEvent.objects.create(
+        event="ticket.created", data="{}", key="k", next_try_at=timezone.now()
+    )
+    found = samples(exposition(s).decode())
+    assert total(found, "shahihooks_outbox_events", "shahihooks_outbox_events") == 1
