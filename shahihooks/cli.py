@@ -1062,6 +1062,40 @@ def _self_signed(host: str) -> tuple[str, str]:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", default=8808, show_default=True, type=int, help="Port (0: any free).")
+@click.option(
+    "--refresh", default=10, show_default=True, type=click.IntRange(0), help="Page reload, s."
+)
+def dashboard(host: str, port: int, refresh: int) -> None:
+    """A web dashboard at / and Prometheus metrics at /metrics, for the whole deployment.
+
+    Endpoints and their state, charts of the last hours, dead letters with replay, the
+    event catalogue. Basic auth from SHAHIHOOKS_DASHBOARD_AUTH=user:password; without it,
+    it serves on a loopback address only.
+
+    \b
+    Examples:
+      shahihooks dashboard
+      SHAHIHOOKS_DASHBOARD_AUTH=ops:s3cret shahihooks dashboard --host 0.0.0.0
+    """
+    from shahihooks.dashboard import serve
+
+    try:
+        server = serve(_settings(), host, port, refresh)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from None
+    bound = server.server_address[1]
+    click.echo(f"dashboard on http://{host}:{bound}/ (metrics: /metrics)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@main.command()
 @click.option("--no-worker-check", is_flag=True, help="Skip pinging workers.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def doctor(no_worker_check: bool, as_json: bool) -> None:

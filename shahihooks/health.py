@@ -36,6 +36,7 @@ from shahihooks.settings import Settings
 from shahihooks.state import state_for
 
 INITIAL_LIMIT = 2  # as lua/prelude.lua's INITIAL_WINDOW
+STATES = ("ok", "limited", "open", "disabled")
 
 OK = "ok"
 CONGESTED = "congested"
@@ -72,6 +73,11 @@ class EndpointHealth:
     last_error: str
     consecutive_failures: int = 0
     ceiling: int = 0
+
+    @property
+    def up(self) -> bool:
+        """Attempts may be made (`shahihooks_endpoint_up`): its circuit closed, enabled."""
+        return self.state not in ("open", "disabled")
 
     def describe(self) -> str:
         """One phrase: ok, limited to N, circuit open until T, disabled since T (why)."""

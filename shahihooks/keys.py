@@ -27,6 +27,9 @@
 {p}:log                 stream every attempt and deferral, capped (MAXLEN ~ log_max_len)
 {p}:stats:{hour}        hash   "url event field" -> count, ok, ms, deferrals and latency
                                buckets; stats retention (8 days)
+{p}:totals              hash   the same fields as {p}:stats:{hour} but for ever: "url event
+                               field" -> count, ok, ms and latency buckets since the start;
+                               never expires (Prometheus counters, the dashboard)
 {p}:dead                zset   dead delivery ids by time of death
 {p}:dead:{dlv}          hash   one dead letter: the body's parts and how it died; kept until
                                replayed
@@ -146,6 +149,10 @@ class Keys:
     @property
     def endpoints(self) -> str:
         return self._key("endpoints")
+
+    @property
+    def totals(self) -> str:
+        return self._key("totals")
 
     @property
     def log(self) -> str:

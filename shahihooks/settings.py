@@ -23,8 +23,9 @@ from shahihooks.safety import check_url as check_url
 from shahihooks.safety import redact_url
 from shahihooks.signing import secret_key
 
-# Settings whose values are never shown, not even in an error about them.
+# Signing secrets: checked for strength, and never shown, not even in an error about them.
 _SECRET_SETTINGS = frozenset({"SECRET", "OLD_SECRETS", "OPS_SECRET"})
+_HIDDEN_SETTINGS = _SECRET_SETTINGS | {"DASHBOARD_AUTH"}  # never shown
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -77,6 +78,7 @@ class Settings:
     disable_after_s: int = 432_000  # only failures for this long: disabled (0: never)
     ops_urls: tuple[str, ...] = ()  # receivers of operational events
     ops_secret: str | None = None  # what signs them (None: the secret)
+    dashboard_auth: str = ""  # "user:password" for `shahihooks dashboard` (basic auth)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __hash__(self) -> int:  # hashed on every delivery (state_for): computed once
@@ -125,7 +127,7 @@ class Settings:
         shown = []
         for f in fields(self):
             value: Any = getattr(self, f.name)
-            if f.name in ("secret", "ops_secret") and value:
+            if f.name in ("secret", "ops_secret", "dashboard_auth") and value:
                 value = "***"
             elif f.name == "old_secrets":
                 value = tuple("***" for _ in value)
@@ -199,7 +201,7 @@ def _check_secrets(value: str | tuple[str, ...] | None, where: str) -> None:
 
 def _shown(name: str, raw: Any) -> str:
     """How a bad value is quoted in an error: a secret never is."""
-    return "" if name in _SECRET_SETTINGS else f"={raw!r}"
+    return "" if name in _HIDDEN_SETTINGS else f"={raw!r}"
 
 
 def _bool(raw: Any) -> bool:
@@ -313,6 +315,13 @@ def _body_style(raw: Any) -> BodyStyle:
         raise ValueError(str(exc)) from None
 
 
+def _user_password(raw: Any) -> str:
+    text = str(raw).strip()
+    if text and (":" not in text or text.startswith(":") or text.endswith(":")):
+        raise ValueError("must be user:password (a user, ':', then a password)")
+    return text
+
+
 _READERS: dict[str, tuple[str, Any]] = {
     "REDIS_URL": ("redis_url", _text),
     "BROKER_URL": ("broker_url", _text),
@@ -347,6 +356,7 @@ _READERS: dict[str, tuple[str, Any]] = {
     "DISABLE_AFTER": ("disable_after_s", _count),
     "OPS_URLS": ("ops_urls", _urls),
     "OPS_SECRET": ("ops_secret", _secret),
+    "DASHBOARD_AUTH": ("dashboard_auth", _user_password),
 }
 
 

@@ -18,7 +18,7 @@ setup(ARGV)
 return {key('dlv', 'evt_1-abc'), key('body', 'evt_1'), key('rate', 'abc', window_of(7200000)),
         key('backlog', 'abc'), key('done', 'evt_1-abc'), key('dead', 'evt_1-abc'),
         key('stats', '12'), K.schedule, K.releases, K.urls, K.endpoints, K.watermark, K.log,
-        K.dead_index, K.retrying, K.seq, K.wmhist}
+        K.dead_index, K.retrying, K.seq, K.wmhist, K.totals}
 """
 
 
@@ -46,6 +46,7 @@ def test_lua_builds_the_same_key_names_as_keys_py(redis_client: redis.Redis) -> 
         k.retrying,
         k.seq,
         k.watermark_history,
+        k.totals,
     ]
 
 

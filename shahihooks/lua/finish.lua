@@ -30,6 +30,11 @@ if n_log > 0 then
   if kind == 'delivered' then redis.call('HINCRBY', stats, p .. 'ok', 1) end
   redis.call('HINCRBY', stats, p .. 'ms', ARGV[A + 8])
   redis.call('HINCRBY', stats, p .. ARGV[A + 9], 1)
+  -- the same, for ever (Prometheus counters must never go down): {p}:totals
+  if kind == 'delivered' then redis.call('HINCRBY', K.totals, p .. 'ok', 1) end
+  redis.call('HINCRBY', K.totals, p .. 'n', 1)
+  redis.call('HINCRBY', K.totals, p .. 'ms', ARGV[A + 8])
+  redis.call('HINCRBY', K.totals, p .. ARGV[A + 9], 1)
 end
 
 local d = record(id)

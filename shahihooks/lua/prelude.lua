@@ -39,7 +39,7 @@ local function setup(argv)
     schedule = key('schedule'), releases = key('releases'), urls = key('urls'),
     endpoints = key('endpoints'), watermark = key('watermark'), log = key('log'),
     dead_index = key('dead'), retrying = key('retrying'), seq = key('seq'),
-    wmhist = key('watermark', 'history'), ops = key('ops'),
+    wmhist = key('watermark', 'history'), ops = key('ops'), totals = key('totals'),
   }
 end
 
