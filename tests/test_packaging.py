@@ -240,7 +240,7 @@ def test_the_readme_quick_start_delivers_as_written(
         assert "STATUS" in text
         assert "queued" in text
         assert "[1] ✓ ticket.created" in text
-        assert "sending the example data of ticket.created" in text
+        assert "sent the example data of ticket.created" in text
     finally:
         os.killpg(shell.pid, signal.SIGTERM)
         shell.wait(timeout=30)
