@@ -259,6 +259,9 @@ def emit(event: str, data_arg: str | None, key: str | None, as_json: bool) -> No
 
     if data_arg is None:
         deliveries = do_emit(event, _example(event), key=key, settings=_settings())
+        # said once it is sent (on stderr, so a pipe gets only the deliveries): not before
+        # an error
+        click.echo(f"no --data: sent the example data of {event}", err=True)
         _show_deliveries(deliveries, as_json)
         return
     raw = data_arg
@@ -271,6 +274,12 @@ def emit(event: str, data_arg: str | None, key: str | None, as_json: bool) -> No
                 f"cannot read {raw[1:]!r}: {exc.strerror}", param_hint="--data"
             ) from None
     data = _parse_data(raw)
+    if not isinstance(data, dict):
+        raise click.BadParameter(
+            f"must be a JSON object ({{...}}): the payload's data; got {_json_kind(data)}: "
+            f"{raw.strip()[:60]}",
+            param_hint="--data",
+        )
     try:
         deliveries = do_emit(event, data, key=key, settings=_settings())
     except ShahihooksError as exc:
@@ -279,7 +288,7 @@ def emit(event: str, data_arg: str | None, key: str | None, as_json: bool) -> No
 
 
 def _example(event: str) -> Any:
-    """The example data of `event`, said on stderr so a pipe gets only the deliveries."""
+    """The example data of `event` (a usage error if it has none)."""
     import copy
 
     from shahihooks.events import registry
@@ -287,7 +296,6 @@ def _example(event: str) -> Any:
     example = registry.get(event).example
     if not example:
         raise click.UsageError(f"{event} has no example data: pass --data")
-    click.echo(f"no --data: sending the example data of {event}", err=True)
     return copy.deepcopy(example)
 
 
@@ -304,6 +312,11 @@ def _show_deliveries(deliveries: Sequence[Any], as_json: bool) -> None:
     _out(rows, as_json, text, header=bool(rows))
 
 
+def _json_kind(value: Any) -> str:
+    kinds = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+    return kinds.get(type(value), "a number")
+
+
 def _parse_data(raw: str) -> Any:
     """`--data` as JSON; too deep a nesting is a usage error, not a RecursionError."""
     try:
@@ -318,38 +331,89 @@ def _parse_data(raw: str) -> Any:
         ) from None
 
 
+def default_processes() -> int:
+    """One worker process per core: the fastest setup measured (docs/benchmarks.md)."""
+    return max(1, min(os.cpu_count() or 1, 256))
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option(
     "--processes",
-    default=1,
-    show_default=True,
+    default=default_processes,
+    show_default="one per core",
     type=click.IntRange(1, 256),
-    help="Worker processes to run (one per core is the measured best; see the README).",
+    help="Worker processes to run (one per core is the measured best).",
 )
 @click.pass_context
 def worker(ctx: click.Context, processes: int) -> None:
-    """Start a Celery worker with the recommended pool and settings: threads, 16 each.
+    """Start Celery workers with the recommended pool and settings: one process per core,
+    threads, 16 each.
 
     Extra options go to `celery worker` (e.g. --concurrency 32, -E for Flower events).
 
     \b
     Examples:
-      shahihooks worker --loglevel INFO
-      shahihooks worker --processes 2     # one per core: the fastest setup measured here
+      shahihooks worker --loglevel INFO   # one process per core
+      shahihooks worker --processes 1     # one process (a container scaled by its count)
     """
     from shahihooks.app import app, check_worker
 
     settings = _settings()
     check_worker(settings)
-    if processes > 1:
-        sys.exit(_supervise(processes, list(ctx.args)))
-    argv = ["worker", "-Q", settings.queue]
     extra = list(ctx.args)
-    if not any(a.startswith(("--pool", "-P")) for a in extra):
+    pool = _pool(extra)
+    pool_given = pool is not None
+    if pool not in (None, "threads") and (
+        ctx.get_parameter_source("processes") is click.core.ParameterSource.DEFAULT
+    ):
+        processes = 1  # prefork makes its own children: not one such worker per core
+    if processes > 1:
+        sys.exit(_supervise(processes, extra))
+    argv = ["worker", "-Q", settings.queue]
+    if not pool_given:
         argv += ["--pool", "threads"]
     if not any(a.startswith(("--concurrency", "-c")) for a in extra):
         argv += ["--concurrency", str(DEFAULT_WORKER_CONCURRENCY)]
     app.worker_main(argv + extra)
+
+
+# Flower's task list: the delivery (event → URL, attempt) is the args column (Makefile too)
+FLOWER_COLUMNS = "name,uuid,state,args,exception,retries,received,runtime,worker"
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def flower(ctx: click.Context) -> None:
+    """Start Flower on this configuration's broker, showing each delivery in its task list.
+
+    The same as `celery -A shahihooks.app flower`, with the settings of the command line it
+    runs from: `python manage.py shahihooks flower` uses a Django project's SHAHIHOOKS dict,
+    `flask --app APP shahihooks flower` a Flask app's. Extra options go to Flower; give it a
+    login (FLOWER_BASIC_AUTH=user:password or --basic_auth), and start workers with -E.
+
+    \b
+    Example:
+      FLOWER_BASIC_AUTH=admin:choose-one shahihooks flower --address=127.0.0.1 --port=5555
+    """
+    from shahihooks.app import app
+
+    _settings()  # a bad configuration is said here, in one line
+    extra = list(ctx.args)
+    if not any(a.startswith("--tasks_columns") for a in extra):
+        extra.append(f"--tasks_columns={FLOWER_COLUMNS}")
+    sys.exit(app.start(["flower", *extra]) or 0)
+
+
+def _pool(extra: list[str]) -> str | None:
+    """The pool named among celery's options (`--pool X`, `--pool=X`, `-P X`, `-PX`)."""
+    for i, arg in enumerate(extra):
+        if arg in ("--pool", "-P"):
+            return extra[i + 1] if i + 1 < len(extra) else ""
+        if arg.startswith("--pool="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("-P"):
+            return arg[2:]
+    return None
 
 
 def _respawn(extra: list[str]) -> list[str]:
@@ -382,7 +446,8 @@ def _supervise(processes: int, extra: list[str]) -> int:
     tag = os.getpid()
     children = [
         subprocess.Popen(  # noqa: S603 - our own argv
-            [*argv, "-n", f"shahihooks{i}.{tag}@%h"], preexec_fn=_die_with_parent
+            [*argv, "--processes", "1", "-n", f"shahihooks{i}.{tag}@%h"],
+            preexec_fn=_die_with_parent,
         )
         for i in range(1, processes + 1)
     ]
@@ -836,8 +901,11 @@ def endpoints_add(
       shahihooks endpoints add https://myapp.example/webhook.php --body-style php
     """
     from shahihooks.endpoints import Endpoint
+    from shahihooks.events import registry
 
     try:
+        for event in events:
+            registry.get(event)  # an unknown event is refused, named, not stored
         endpoint = Endpoint(
             url,
             events or None,
@@ -898,7 +966,7 @@ def endpoints_disable(url: str) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", "-p", default=8000, show_default=True)
+@click.option("--port", "-p", default=8000, show_default=True, help="0: any free port.")
 @click.option(
     "--secret",
     "secrets",
@@ -965,6 +1033,8 @@ def listen(
 
     from shahihooks.listen import Listener, serve
 
+    if not 0 <= port <= 65535:  # said in one line (the socket would raise OverflowError)
+        raise click.ClickException(f"--port {port} is not a port: use 1 to 65535 (0: any free)")
     done = threading.Event()
 
     def show(heard: Any, n: int) -> None:

@@ -229,7 +229,7 @@ def check_endpoint(
             Check(
                 False,
                 f"{shown}: plain http, not https: sent unencrypted "
-                "(allowed by SHAHIHOOKS_ALLOW_HTTP=1)",
+                f"(allowed by {settings.setting_name('ALLOW_HTTP')})",
                 "use an https:// URL outside local development",
             )
         )

@@ -50,13 +50,22 @@ class Heard:
     attempt: str
     body: bytes
     reason: str = ""
+    status: int = 200  # what the listener answered
 
     def line(self, n: int) -> str:
-        """One printable line: every part came from the request (terminal.printable)."""
-        mark = "?" if self.valid is None else ("✓" if self.valid else "✗")
+        """One printable line (every part came from the request: terminal.printable): ✓ for
+        a delivery answered 2xx, `✗ <status>` for one answered otherwise (the sender counts
+        it failed and retries), and whether its signature verified."""
+        if self.status >= 300:
+            mark = f"✗ {self.status}"
+        else:
+            mark = "?" if self.valid is None else ("✓" if self.valid else "✗")
         short = self.body.decode("utf-8", "replace")
         short = short if len(short) <= 100 else short[:97] + "..."
-        tail = f"  {self.reason}" if self.reason else ""
+        reason = self.reason
+        if self.valid and self.status >= 300:
+            reason = f"signature ✓; answered {self.status} as told (--status)"
+        tail = f"  {reason}" if reason else ""
         return printable(
             f"[{n}] {mark} {self.event}  {self.delivery_id}  attempt {self.attempt}  {short}{tail}",
             lines=False,
@@ -70,6 +79,7 @@ class Heard:
             "attempt": self.attempt,
             "body": self.body.decode("utf-8", "replace"),
             "reason": self.reason,
+            "status": self.status,
         }
 
 
@@ -117,6 +127,7 @@ class Listener:
                 heard.valid, heard.reason, status = False, str(exc), 401
         else:
             heard.reason = "(not verified: no --secret)"
+        heard.status = status
         with self.lock:
             self._keep(heard)
             self.received += 1

@@ -200,7 +200,8 @@ def _check_url(url: str, settings: Settings) -> None:
     except ValueError as exc:
         raise ConfigurationError(f"{shown!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(f"{shown!r} is not an absolute https:// URL")
+        wanted = "http:// or https://" if settings.allow_http else "https://"
+        raise ConfigurationError(f"{shown!r} is not an absolute {wanted} URL")
     if parts.scheme == "http" and not settings.allow_http:
         raise UnsafeTargetError(
             f"webhook URLs must be https:// URLs, got {shown!r} "

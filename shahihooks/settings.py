@@ -80,6 +80,9 @@ class Settings:
     ops_secret: str | None = None  # what signs them (None: the secret)
     dashboard_auth: str = ""  # "user:password" for `shahihooks dashboard` (basic auth)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # how a setting's name is written where these came from: SHAHIHOOKS_{} (environment),
+    # settings.SHAHIHOOKS["{}"] (Django), app.config["SHAHIHOOKS_{}"] (Flask)
+    source: str = field(default="SHAHIHOOKS_{}", compare=False)
 
     def __hash__(self) -> int:  # hashed on every delivery (state_for): computed once
         found: int | None = self.__dict__.get("_hash")
@@ -145,6 +148,10 @@ class Settings:
         """The global secrets, newest first (the first signs the page's header)."""
         return ((self.secret,) if self.secret else ()) + self.old_secrets
 
+    def setting_name(self, name: str) -> str:
+        """The setting `name` ("ALLOW_HTTP") as the user wrote it, for messages."""
+        return self.source.format(name)
+
     @property
     def ops_secrets(self) -> tuple[str, ...]:
         """The secrets operational events are signed with, newest first."""
@@ -190,7 +197,7 @@ class Settings:
                 raise ConfigurationError(f"{where}{shown} is not valid: {exc}") from None
             if name in _SECRET_SETTINGS:
                 _check_secrets(kwargs[attr], where)
-        return cls(**kwargs)
+        return cls(**kwargs, source=source)
 
 
 def _check_secrets(value: str | tuple[str, ...] | None, where: str) -> None:

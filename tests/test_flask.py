@@ -121,7 +121,16 @@ def test_the_worker_takes_the_apps_configuration_from_its_factory(
     )
     assert any(receiver.url(path) in c["what"] for c in json.loads(doctor.stdout)), doctor.stderr
     worker = subprocess.Popen(
-        [*flask_cli, "worker", "--concurrency", "2", "--without-mingle", "--without-gossip"],
+        [
+            *flask_cli,
+            "worker",
+            "--processes",
+            "1",
+            "--concurrency",
+            "2",
+            "--without-mingle",
+            "--without-gossip",
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
