@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from shahihooks import health, ops
+from shahihooks import health, ops, tracing
 from shahihooks.bodystyle import render
 from shahihooks.endpoints import Endpoint, is_action, settings_urls
 from shahihooks.errors import ConfigurationError, PayloadError
@@ -53,8 +53,9 @@ class Job:
     attempt: int
     body: bytes
     endpoint: Endpoint | None
-    source: str = ""  # "store", "ops" or "" (the settings, a filter, an action)
+    source: str = ""  # "store", "urls", "ops" or "" (a filter, an action)
     fingerprint: str = ""  # of the secret the emitting app signs with
+    traceparent: str = ""  # the emit's trace context (tracing.py)
 
     @property
     def shown_url(self) -> str:
@@ -74,6 +75,15 @@ class Job:
             f"event={self.event!r}, attempt={self.attempt!r}, body=<{len(self.body)} bytes>, "
             f"endpoint={self.endpoint!r})"
         )
+
+    def traced(self) -> dict[str, str | int]:
+        """The attempt's span attributes (the URL masked, as everywhere)."""
+        return {
+            "shahihooks.delivery_id": self.delivery_id,
+            "shahihooks.event": self.event,
+            "shahihooks.attempt": self.attempt,
+            "url.full": self.shown_url,
+        }
 
     def seen_by_hooks(self, response: Response, outcome: Outcome) -> Attempt:
         return Attempt(
@@ -125,6 +135,7 @@ def attempt(
         endpoint,
         begun.source,
         begun.fingerprint,
+        begun.traceparent,
     )
     try:
         unsendable = refusal(job, settings, hooks)
@@ -132,7 +143,8 @@ def attempt(
             response = Response(None, 0.0, error=unsendable, permanent=True)
             outcome = Outcome(Kind.DEAD, unsendable)
         else:
-            response = send(job, settings, hooks)
+            with tracing.attempt_span(job.traceparent or None, "shahihooks.deliver", job.traced()):
+                response = send(job, settings, hooks)
             outcome = judge(job, response, settings)
     except Exception as exc:
         # a bug, not an outage: tried again a few times, then dead-lettered (state.py)
@@ -235,6 +247,8 @@ def send(job: Job, settings: Settings, hooks: Hooks) -> Response:
         )
     except ConfigurationError as exc:  # a secret stored before the rules: fixed by an operator
         return Response(None, 0.0, error=f"refused: {exc}")
+    if tracing.enabled():
+        tracing.inject_headers(headers)  # the receiver continues the emit's trace
     return post(job.url, body, headers, settings)
 
 

@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from shahihooks import signers
 from shahihooks.celeryconf import is_redis
 from shahihooks.connections import (
     OUTAGES,
@@ -28,6 +29,7 @@ from shahihooks.health import EndpointHealth, endpoint_health
 from shahihooks.keys import url_tag
 from shahihooks.safety import check_target, redact_url
 from shahihooks.settings import Settings
+from shahihooks.signing import fingerprint
 from shahihooks.state import Waiting, state_for
 from shahihooks.stats import read_log
 from shahihooks.transport import open_socket
@@ -78,6 +80,8 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
             redis_ok = Check(False, "")  # nothing more can be read from it
     if ping_workers:
         checks.append(_worker_check(settings))
+    if redis_ok.ok and settings.secret:
+        checks += _signer_check(settings)
     endpoints = [Endpoint(u, body_style=settings.body_style) for u in settings.urls]
     if redis_ok.ok:
         stored = EndpointStore(state_redis(settings), settings).all()
@@ -196,6 +200,28 @@ def _server_checks(settings: Settings) -> list[Check]:
                 Check(True, f"{what} persists (append-only, appendfsync {facts.appendfsync})")
             )
     return out
+
+
+def _signer_check(settings: Settings) -> list[Check]:
+    """Does a running worker sign with this app's secret? One that does not dead-letters the
+    app's deliveries (it never signs them with its own): two Flask apps with different
+    secrets on one worker, a worker started without the app's settings."""
+    alive = signers.alive(settings)
+    mine = fingerprint(settings.secrets)
+    if not alive:
+        return []  # no worker has said yet: the worker check speaks of it
+    if mine in alive:
+        return [Check(True, f"a running worker signs with this app's secret ({mine})")]
+    return [
+        Check(
+            False,
+            f"no running worker signs with this app's secret (fingerprint {mine}; the workers "
+            f"sign with {', '.join(sorted(alive))}): they dead-letter its deliveries rather "
+            "than sign them with another secret",
+            "run a worker with this app's settings (Flask: `flask --app <this app> shahihooks "
+            "worker`; Django: `python manage.py shahihooks worker`), then replay them",
+        )
+    ]
 
 
 def _worker_check(settings: Settings) -> Check:

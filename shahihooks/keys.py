@@ -39,6 +39,8 @@
                                failing, whether (and why) it is disabled; never expires
 {p}:fly:{tag}           zset   the attempts in flight to one endpoint (and slots reserved by
                                its backlog's releases), scored by when they lapse (ms)
+{p}:signers             hash   fingerprint of a secret the workers sign with -> when a worker
+                               last said so (ms): doctor checks an app's against it
 {p}:ops                 hash   operational events not yet sent (endpoint.failing, ...):
                                id -> JSON; a worker sends each, then deletes it
 """
@@ -113,6 +115,10 @@ class Keys:
 
     def in_flight(self, tag: str) -> str:
         return self._key("fly", tag)
+
+    @property
+    def signers(self) -> str:
+        return self._key("signers")
 
     @property
     def ops(self) -> str:

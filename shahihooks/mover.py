@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from shahihooks import ops
+from shahihooks import ops, signers
 from shahihooks.connections import OUTAGES
 from shahihooks.hooks import hooks
 from shahihooks.publish import Message, Publisher
@@ -65,6 +65,7 @@ class Mover:
         return 0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s
 
     def watch_queue(self) -> None:
+        signers.register(self.settings())  # doctor tells an app no worker signs like it
         state = state_for(self.settings())
         seen_at = state.now_ms()
         if self.publisher.queue_size() == 0:

@@ -116,6 +116,7 @@ class Begun:
     endpoint_json: str = ""
     source: str = ""  # "store", "urls", "ops" or "" (see Target)
     fingerprint: str = ""  # of the secret the emitting app signs with (signing.fingerprint)
+    traceparent: str = ""  # the W3C trace context of the emit (tracing.py)
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,7 @@ class State:
         throttle_s: int,
         nonce: str,
         fingerprint: str = "",
+        traceparent: str = "",
     ) -> Emitted:
         """Store the event and its deliveries; raises NotSent or MaybeSent on an outage.
 
@@ -319,6 +321,7 @@ class State:
             queue,
             len(targets),
             fingerprint,
+            traceparent,
             *per_target,
             *messages,
         ]
@@ -393,7 +396,7 @@ class State:
         verdict = Verdict(found[0])
         if verdict is not Verdict.GO:
             return Begun(verdict, reason=found[1] if len(found) > 1 else "")
-        url, event, attempt, ts, site, data, endpoint, source, fingerprint = found[1:10]
+        url, event, attempt, ts, site, data, endpoint, source, fingerprint, trace = found[1:11]
         return Begun(
             verdict,
             "",
@@ -406,6 +409,7 @@ class State:
             endpoint,
             source,
             fingerprint,
+            trace,
         )
 
     def finish(
