@@ -253,4 +253,4 @@ def test_an_attempts_outcome_acknowledges_its_message_in_the_same_step(
     # attempt's message, another, did not run (it went with the outcome); a held-back one's did
     evalsha = commands.get("cmdstat_evalsha", {}).get("calls", 0)
     assert attempts == 35
-    assert evalsha <= attempts + 2 * held + 3, (evalsha, attempts, held)
+    assert evalsha <= attempts + 2 * held + 10, (evalsha, attempts, held)  # not 2 per attempt
