@@ -25,7 +25,7 @@ from shahihooks.payload import envelope
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, check_url
 from shahihooks.signing import fingerprint, sign_headers
-from shahihooks.state import BUG_PAUSE_S, Ack, Finished, State, Verdict
+from shahihooks.state import BUG_PAUSE_S, Ack, Due, Finished, State, Verdict
 from shahihooks.state import Outcome as Recorded
 from shahihooks.transport import Response, post
 
@@ -108,6 +108,7 @@ class Result:
     reason: str
     delay_s: float = 0.0
     acked: bool = False  # its message was acknowledged with the outcome
+    released: tuple[Due, ...] = ()  # what its endpoint's backlog may now send: to publish
 
 
 def attempt(
@@ -157,16 +158,14 @@ def attempt(
         if unsendable or is_action(job.url)
         else health.signal_for(response.status, response.error, response.permanent)
     )
-    finished, ops_waiting = state.finish(
-        delivery_id, token, recorded(job, response, outcome, signal), ack
-    )
-    _log(job, response, outcome, finished)
+    finished = state.finish(delivery_id, token, recorded(job, response, outcome, signal), ack)
+    _log(job, response, outcome, finished.kind)
     if hooks.any_attempt_hooks():
         hooks.run(job.seen_by_hooks(response, outcome))
-    if ops_waiting:
+    if finished.ops_waiting:
         _send_ops(settings, hooks)
-    kind = Kind.DEAD if finished is Finished.DEAD else outcome.kind
-    return Result(kind, outcome.reason, outcome.delay_s, acked=ack is not None)
+    kind = Kind.DEAD if finished.kind is Finished.DEAD else outcome.kind
+    return Result(kind, outcome.reason, outcome.delay_s, ack is not None, tuple(finished.released))
 
 
 def judge(job: Job, response: Response, settings: Settings) -> Outcome:

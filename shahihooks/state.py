@@ -130,6 +130,15 @@ class Due:
     shown_url: str
 
 
+class Finish(NamedTuple):
+    """What `finish` did: the outcome recorded, whether operational events now wait to be
+    sent, and the messages its endpoint's backlog may now send (the freed slot, handed on)."""
+
+    kind: Finished
+    ops_waiting: bool
+    released: list[Due]
+
+
 @dataclass(frozen=True)
 class Claimed:
     due: list[Due]
@@ -414,9 +423,8 @@ class State:
 
     def finish(
         self, delivery_id: str, token: int, outcome: Outcome, ack: Ack | None = None
-    ) -> tuple[Finished, bool]:
-        """Record the attempt's outcome (and acknowledge its message, with `ack`): what was
-        done, and whether operational events now wait to be sent."""
+    ) -> Finish:
+        """Record the attempt's outcome (and acknowledge its message, with `ack`)."""
         log = outcome.log or {}
         args = [
             delivery_id,
@@ -435,17 +443,12 @@ class State:
             len(log),
             *(x for pair in log.items() for x in pair),
         ]
-        found = self._call("finish", args)
-        return Finished(_text(found[0])), bool(found[1])
+        found = [_text(v) for v in self._call("finish", args)]
+        return Finish(Finished(found[0]), bool(found[1]), _dues(found[2:]))
 
     def claim(self, budget: int = 500) -> Claimed:
         found = [_text(v) for v in self._call("claim", [budget])]
-        rows = found[2:]
-        due = [
-            Due(rows[i], int(rows[i + 1]), int(rows[i + 2]), rows[i + 3], rows[i + 4])
-            for i in range(0, len(rows), 5)
-        ]
-        return Claimed(due, int(found[0]) / 1000, int(found[1]))
+        return Claimed(_dues(found[2:]), int(found[0]) / 1000, int(found[1]))
 
     def unpublished(self, messages: Sequence[tuple[str, int]]) -> None:
         """Messages the broker did not take: the mover publishes them again soon."""
@@ -546,6 +549,14 @@ def _state(pid: int, settings: Settings) -> State:
 def state_for(settings: Settings) -> State:
     """This process's State for `settings` (one per process and settings value)."""
     return _state(os.getpid(), settings)
+
+
+def _dues(rows: list[str]) -> list[Due]:
+    """Messages to publish, as the scripts list them: id, token, attempt, event, url each."""
+    return [
+        Due(rows[i], int(rows[i + 1]), int(rows[i + 2]), rows[i + 3], rows[i + 4])
+        for i in range(0, len(rows), 5)
+    ]
 
 
 def _text(value: Any) -> str:

@@ -24,6 +24,7 @@ from shahihooks.connections import OUTAGES
 from shahihooks.delivery import attempt
 from shahihooks.errors import DeliveryError
 from shahihooks.hooks import hooks
+from shahihooks.mover import publish_due
 from shahihooks.outcome import Kind
 from shahihooks.publish import TASK_NAME
 from shahihooks.settings import current
@@ -84,6 +85,11 @@ def deliver(self: Any, delivery_id: str, token: int = 1) -> str:
         raise Reject(exc, requeue=True) from exc
     if result.acked and consumes_here():  # else the parent's DeliverRequest knows on success
         acknowledged(str(tag))
+    if result.released:  # the slot this attempt freed, handed on to its endpoint's backlog
+        try:
+            publish_due(publisher, state_for(settings), result.released)
+        except Exception as exc:  # left for the mover (unpublished, or the lost-message check)
+            logger.warning("released deliveries not published yet: %s: %s", type(exc).__name__, exc)
     if result.verdict in (Verdict.STALE, Verdict.BUSY):
         raise Ignore()
     if result.verdict in (Kind.DEAD, Verdict.DEAD):

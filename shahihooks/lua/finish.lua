@@ -9,7 +9,9 @@
 --            failed, or '' to learn nothing), unacked_index, unacked, delivery_tag (or ''),
 --            n_log, log pairs...
 -- Returns {kind for what was done (or 'stale' when the attempt had lost its delivery),
---          '1' if operational events wait to be sent, else ''}
+--          '1' if operational events wait to be sent, else '', then the messages of what its
+--          endpoint's backlog may now send (the slot this attempt frees is handed on at
+--          once, not at the mover's next step): id, token, attempt, event, url each}
 local id, pub, kind = ARGV[A], ARGV[A + 1], ARGV[A + 2]
 local delay, status, reason = tonumber(ARGV[A + 3]), ARGV[A + 4], ARGV[A + 5]
 local signal = ARGV[A + 11]
@@ -67,4 +69,8 @@ else  -- a bug in this process: tried again a few times, then dead-lettered, nev
     redis.call('ZADD', K.schedule, num(now + delay), id)
   end
 end
-return {kind, ops_added and '1' or ''}
+local out = {kind, ops_added and '1' or ''}
+if not disabled and redis.call('EXISTS', key('backlog', d.u)) == 1 then
+  release(d.u, now, HANDOFF_MAX, out)
+end
+return out

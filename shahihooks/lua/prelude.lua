@@ -380,3 +380,80 @@ local function admit_or_wait(id, d, now, limit)
   if rate_wait(id, d, now, limit) then return 'deferred' end
   return dead_now(id, d, now, BACKLOG_FULL)
 end
+
+-- A message the caller publishes: id, token, attempt, event, url (as shown).
+local function message(out, id, d, pub)
+  out[#out + 1] = id
+  out[#out + 1] = tostring(pub)
+  out[#out + 1] = d.a
+  out[#out + 1] = d.e
+  out[#out + 1] = shown_url(d)
+end
+
+-- Release what an endpoint's backlog may send now, oldest first, at most `budget` (adding
+-- their messages to `out`): what its URL's rate window and its endpoint's health allow — up
+-- to the free slots of its limit on attempts in flight (each released delivery holds its
+-- slot until it begins or the slot lapses), one probe once an open circuit's cool-down is
+-- over, nothing while the circuit is open; a disabled endpoint's backlog is dead-lettered.
+-- Then when to look at it again. Returns how many entries it handled.
+local HANDOFF_MAX = 4  -- what one finished attempt releases at most (the mover, the rest)
+local function release(tag, now, budget, out)
+  local backlog = key('backlog', tag)
+  local url = redis.call('HGET', K.urls, tag)
+  local limit = limit_of(url)
+  local h = health(tag)
+  local rate = key('rate', tag, window_of(now))
+  local room, later = budget, nil
+  if limit > 0 then
+    room = math.min(room, limit - (tonumber(redis.call('GET', rate)) or 0))
+  end
+  local probe = false
+  if not h.off and h.open > 0 then disable_if_failing_too_long(tag, h, now, '') end
+  if h.off then
+    room = budget  -- a disabled endpoint's backlog is dead-lettered, whatever its rate
+  elseif not url or string.sub(url, 1, 7) == 'action:' then
+    -- an action has no health to weigh
+  elseif h.open > 0 then
+    if now < h.open or h.pu > now then
+      room, later = 0, math.max(h.open, h.pu)
+      if C.disable_ms > 0 and h.fs then later = math.min(later, h.fs + C.disable_ms) end
+    else
+      room, probe = math.min(room, 1), true
+    end
+  else
+    local free = math.floor(h.cw) - in_flight(tag, now)
+    if free < room then room, later = math.max(0, free), next_lapse(tag, now) end
+  end
+  local released = 0
+  while released < room do
+    local head = redis.call('ZPOPMIN', backlog)
+    if #head == 0 then break end
+    local id = head[1]
+    local d = record(id)
+    if d and d.s == 'b' then
+      if h.off then
+        dead_now(id, d, now, disabled_reason(h), true)
+      else
+        if limit > 0 then
+          redis.call('INCR', rate)
+          redis.call('PEXPIRE', rate, 2 * C.window_ms)
+        end
+        redis.call('HSET', key('dlv', id), 'w', limit > 0 and window_of(now) or '')
+        local lapse = num(now + C.grace_ms + C.lease_ms)
+        if probe then redis.call('HSET', key('ep', tag), 'probe', id, 'pu', lapse) end
+        redis.call('ZADD', key('fly', tag), lapse, id)
+        message(out, id, d, to_queue(id, d, now))
+      end
+      released = released + 1
+    end
+  end
+  if redis.call('EXISTS', backlog) == 1 then
+    local full = limit > 0 and (tonumber(redis.call('GET', rate)) or 0) >= limit
+    local at = full and next_window(now) or now
+    if not full and later then at = later end
+    redis.call('ZADD', K.releases, num(at), tag)
+  else
+    redis.call('ZREM', K.releases, tag)
+  end
+  return released
+end
