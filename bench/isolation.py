@@ -137,12 +137,21 @@ def line(s: dict[str, Any]) -> str:
 
 
 def runs(series: list[dict[str, Any]]) -> str:
-    """The slots over time as runs of one value: '0.0-14.5 s: 2, 15.0-40.0 s: 1'."""
+    """The slots over time as runs of one state: '0.0-14.5 s: 2 (limit 2), 15.0-40.0 s: 1
+    (limit 1)'; a limit never set is the initial 2."""
     parts = []
-    for value, group in itertools.groupby(series, key=lambda s: s["slots"]):
+    for (slots, limit, opened), group in itertools.groupby(series, key=state):
         samples = list(group)
-        parts.append(f"{samples[0]['t']:.1f}-{samples[-1]['t']:.1f} s: {value}")
+        circuit = ", circuit open" if opened else ""
+        parts.append(
+            f"{samples[0]['t']:.1f}-{samples[-1]['t']:.1f} s: {slots} (limit {limit:g}{circuit})"
+        )
     return ", ".join(parts)
+
+
+def state(sample: dict[str, Any]) -> tuple[int, float, bool]:
+    limit = sample["limit"]
+    return sample["slots"], 2.0 if limit is None else limit, sample["circuit_open"]
 
 
 @dataclass
