@@ -4,11 +4,16 @@ One worker at the default setup of `shahihooks worker` (threads 1x16), the defau
 (15 s), the rate limit off, and, in the same run and with the same worker:
 
   alone   n emits to a healthy endpoint;
+  paired  n emits to another healthy endpoint and to a second healthy one (a control: as many
+          messages for the worker as `beside`, none of them hanging);
   beside  n emits to another healthy endpoint and to one that never answers (each emit goes
           to both).
 
+The emits come faster than one worker delivers, so a latency is mostly the wait in the queue:
+`paired` tells what twice the messages cost, `beside` against it what hanging costs.
+
 Latency: the receiver's wall-clock arrival of each delivery id minus the time just before its
-emit call (the emitter prints both). Alone and beside are two URLs, so each healthy endpoint
+emit call (the emitter prints both). Alone, paired and beside measure three URLs, so each
 starts with a fresh health (a limit of 2 in flight). From the first emit of `beside` on, every
 0.5 s: the slots the hanging endpoint holds (`ZCOUNT {p}:fly:{tag} now +inf`), its limit and
 whether its circuit is open, and the requests it has received.
@@ -30,7 +35,8 @@ from bench.world import World, wait_progress
 from shahihooks.keys import Keys, url_tag
 
 SETUP = Setup("threads", 1, 16)  # `shahihooks worker`: one process, 16 threads
-ALONE, BESIDE, HANG = "/lat/alone", "/lat/beside", "/hang"
+ALONE, PAIRED, BESIDE, HANG = "/lat/alone", "/lat/paired", "/lat/beside", "/hang"
+TWIN = "/hook"  # the second healthy endpoint of `paired`
 WARM = 50  # deliveries the worker sends before anything is measured
 EVERY_S = 0.5
 
@@ -47,6 +53,8 @@ def measure(world: World, n: int, watch_s: float) -> dict[str, Any]:
         warm_up(world, system, env)
         alone = latencies(world, system, env, n, [ALONE])
         print(f"  alone   {line(alone)}", flush=True)
+        paired = latencies(world, system, env, n, [PAIRED, TWIN])
+        print(f"  paired  {line(paired)}", flush=True)
         slots = Slots(world, world.url(HANG))
         slots.start()
         beside = latencies(world, system, env, n, [BESIDE, HANG])
@@ -61,9 +69,12 @@ def measure(world: World, n: int, watch_s: float) -> dict[str, Any]:
         "n": n,
         "load_at_start": load,
         "alone": alone,
+        "paired": paired,
         "beside": beside,
         "p50_ratio": beside["p50_ms"] / alone["p50_ms"],
         "p99_ratio": beside["p99_ms"] / alone["p99_ms"],
+        "p50_ratio_paired": beside["p50_ms"] / paired["p50_ms"],
+        "p99_ratio_paired": beside["p99_ms"] / paired["p99_ms"],
         "hanging": {
             "every_s": EVERY_S,
             "watch_s": watch_s,
