@@ -20,7 +20,7 @@ from shahihooks.bodystyle import render
 from shahihooks.endpoints import Endpoint, is_action, settings_urls
 from shahihooks.errors import ConfigurationError, PayloadError
 from shahihooks.hooks import Attempt, Hooks
-from shahihooks.outcome import Kind, Outcome, classify
+from shahihooks.outcome import REASON_MAX, Kind, Outcome, classify, cut
 from shahihooks.payload import envelope
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, check_url
@@ -254,6 +254,7 @@ def recorded(job: Job, response: Response, outcome: Outcome, signal: str = "") -
     """What `finish` writes about the attempt: log entry, stats, dead letter or retry."""
     ms = int(response.duration_s * 1000)
     status = "" if response.status is None else str(response.status)
+    reason = cut(outcome.reason, REASON_MAX)  # whatever it quotes of the receiver, bounded
     log = {
         "ts": f"{time.time():.3f}",
         "id": job.delivery_id,
@@ -263,14 +264,14 @@ def recorded(job: Job, response: Response, outcome: Outcome, signal: str = "") -
         "outcome": outcome.kind.value,
         "status": status,
         "ms": str(ms),
-        "error": "" if outcome.kind is Kind.DELIVERED else outcome.reason,
+        "error": "" if outcome.kind is Kind.DELIVERED else reason,
         "next_s": f"{outcome.delay_s:g}" if outcome.kind is Kind.RETRY else "",
     }
     return Recorded(
         kind=Finished(outcome.kind.value),
         delay_s=outcome.delay_s,
         status=status,
-        reason=outcome.reason,
+        reason=reason,
         response=response.body[:2000] if outcome.kind is Kind.DEAD else "",
         stats_prefix=f"{job.shown_url} {job.event} ",
         duration_ms=ms,

@@ -241,6 +241,7 @@ class State:
             int(settings.circuit_cooldown_s * 1000),
             int(settings.circuit_cooldown_max_s * 1000),
             settings.disable_after_s * 1000,
+            settings.dead_ttl_s * 1000,
         ]
 
     def _command(self, name: str, args: Sequence[Any], keys: Sequence[str]) -> tuple[Any, ...]:
