@@ -410,10 +410,19 @@ class State:
         )
 
     def finish(
-        self, delivery_id: str, token: int, outcome: Outcome, ack: Ack | None = None
+        self,
+        delivery_id: str,
+        token: int,
+        outcome: Outcome,
+        ack: Ack | None = None,
+        again: bool = False,
     ) -> tuple[Finished, bool]:
         """Record the attempt's outcome (and acknowledge its message, with `ack`): what was
-        done, and whether operational events now wait to be sent."""
+        done, and whether operational events now wait to be sent.
+
+        `again`: an earlier try of this very step met an outage, so it may have run; if it
+        did, this one changes nothing and answers the outcome's own kind.
+        """
         log = outcome.log or {}
         args = [
             delivery_id,
@@ -429,11 +438,13 @@ class State:
             BUG_TRIES,
             outcome.signal,
             *(ack or ("", "", "")),
+            "1" if again else "",
             len(log),
             *(x for pair in log.items() for x in pair),
         ]
         found = self._call("finish", args)
-        return Finished(_text(found[0])), bool(found[1])
+        done = _text(found[0])
+        return (outcome.kind if done == "again" else Finished(done)), bool(found[1])
 
     def claim(self, budget: int = 500) -> Claimed:
         found = [_text(v) for v in self._call("claim", [budget])]
