@@ -41,6 +41,11 @@
                                failing, whether (and why) it is disabled; never expires
 {p}:fly:{tag}           zset   the attempts in flight to one endpoint (and slots reserved by
                                its backlog's releases), scored by when they lapse (ms)
+{p}:schema              string the state's schema version (schema.py): written by the first
+                               worker on an empty state; checked by every worker as it starts
+{p}:unknown             list   delivery messages this version could not read (an earlier
+                               shape, a newer version) and whose delivery it could not find:
+                               JSON of their arguments and why; the newest 10,000
 {p}:ops                 hash   operational events not yet sent (endpoint.failing, ...):
                                id -> JSON; a worker sends each, then deletes it
 """
@@ -119,6 +124,14 @@ class Keys:
     @property
     def ops(self) -> str:
         return self._key("ops")
+
+    @property
+    def schema(self) -> str:
+        return self._key("schema")
+
+    @property
+    def unknown(self) -> str:
+        return self._key("unknown")
 
     @property
     def schedule(self) -> str:

@@ -182,6 +182,7 @@ SCRIPTS = (
     "watermark",
     "unpublished",
     "endpoint",
+    "unknown",
 )
 
 
@@ -475,6 +476,11 @@ class State:
         )
         since, off = (_text(v) for v in found[1:3])
         return (int(since) / 1000 if since else None, int(off) / 1000 if off else None)
+
+    def unknown(self, delivery_id: str, raw: str, reason: str, keep: int) -> str:
+        """A message this version cannot read: its delivery dead-lettered ('dead') if it is
+        queued here, else the message kept in `{p}:unknown` ('kept'). See schema.py."""
+        return _text(self._call("unknown", [delivery_id, raw, reason, keep])[0])
 
     def now_ms(self) -> int:
         seconds, micros = self.client.time()

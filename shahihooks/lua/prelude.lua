@@ -41,6 +41,7 @@ local function setup(argv)
     endpoints = key('endpoints'), watermark = key('watermark'), log = key('log'),
     dead_index = key('dead'), retrying = key('retrying'), seq = key('seq'),
     wmhist = key('watermark', 'history'), ops = key('ops'), totals = key('totals'),
+    unknown = key('unknown'),
   }
 end
 
