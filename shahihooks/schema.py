@@ -82,9 +82,10 @@ def judge_version(stored: str | None) -> int | None:
     )
 
 
-def check_state(client: redis.Redis, keys: Keys) -> None:
+def check_state(client: redis.Redis, keys: Keys, write: bool = True) -> None:
     """Refuse (IncompatibleState) to run on a state of another shape; mark an empty or
-    compatible one with this version. Run as a worker starts."""
+    compatible one with this version (unless not `write`: doctor only looks). Run as a
+    worker starts."""
     expected = key_types(keys)
     pipe = client.pipeline(transaction=False)
     for key in expected:
@@ -101,7 +102,7 @@ def check_state(client: redis.Redis, keys: Keys) -> None:
         )
     stored: Any = client.get(keys.schema)
     version = judge_version(_text(stored) if stored is not None else None)
-    if version is not None:
+    if version is not None and write:
         client.set(keys.schema, version, nx=True)
 
 

@@ -15,8 +15,9 @@ from click.testing import CliRunner
 import shahihooks
 from shahihooks import dead
 from shahihooks.cli import main
-from shahihooks.keys import Keys
+from shahihooks.keys import Keys, url_tag
 from shahihooks.outcome import RECEIVER_TEXT_MAX, reason_for
+from shahihooks.payload import envelope
 from tests.conftest import wait_until
 from tests.receiver import Receiver
 
@@ -132,3 +133,36 @@ def test_reason_for_cuts_what_a_receiver_chose() -> None:
     assert reason_for(301, None, "https://x.example/ok") == (
         "HTTP 301 redirect to https://x.example/ok (redirects are not followed)"
     )
+
+
+def test_a_dead_letter_of_the_earlier_version_with_its_own_copy_shows_and_replays_its_bytes(
+    settings, receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    path = f"/legacy-{uuid.uuid4().hex[:8]}"
+    url = receiver.url(path)
+    s = settings(urls=(url,))
+    keys = Keys(s.prefix)
+    tag = url_tag(url)
+    delivery_id = f"evt_{uuid.uuid4().hex}-{tag}"
+    data = '{"ticket_id":9,"title":"caf\u00e9"}'
+    # written as the earlier dead_letter did: the body's parts copied into the letter
+    redis_client.hset(keys.urls, mapping={tag: url, f"{tag}:shown": url})
+    redis_client.hset(
+        keys.dead(delivery_id),
+        mapping={
+            "id": delivery_id, "msg": "evt_legacy", "url": url, "tag": tag,
+            "event": "ticket.created", "attempts": "4", "reason": "HTTP 500", "status": "500",
+            "died_at": "1700000000.000", "ts": "1700000000", "site": "", "data": data,
+            "has_body": "1", "response": "", "src": "urls", "o": "1", "off": "",
+        },
+    )  # fmt: skip
+    redis_client.zadd(keys.dead_index, {delivery_id: 1700000000})
+    expected = envelope(delivery_id, "ticket.created", 1700000000, "", data)
+    letter = dead.get(delivery_id, s)
+    assert letter is not None
+    assert letter.body == expected
+    assert dead.replay(delivery_id, s) is True
+    (got,) = receiver.wait_for(path, 1)
+    assert got.body == expected
+    wait_until(lambda: redis_client.get(keys.done(delivery_id)) == b"ok", what="delivered")
+    assert not redis_client.exists(keys.body("evt_legacy"))
