@@ -28,9 +28,11 @@ from shahihooks.connections import (
 )
 from shahihooks.endpoints import EndpointStore, is_action
 from shahihooks.errors import ConfigurationError, ShahihooksError
+from shahihooks.keys import Keys
 from shahihooks.mover import Mover
 from shahihooks.publish import Publisher
 from shahihooks.safety import redact_url
+from shahihooks.schema import check_state
 from shahihooks.settings import Settings, current, on_configure
 from shahihooks.state import state_for
 
@@ -69,7 +71,8 @@ def check_worker(settings: Settings) -> None:
     what a restart of its Redis would lose.
 
     Its Celery settings (celeryconf.py); its Redis (never a Cluster; append-only persistence
-    advised); and its secrets: with no SHAHIHOOKS_SECRET, every endpoint in the store and
+    advised); the state's schema (never one written by an incompatible version); and its
+    secrets: with no SHAHIHOOKS_SECRET, every endpoint in the store and
     every URL a live delivery waits for needs a secret of its own, or each of those
     deliveries would fail on the whole retry schedule.
     """
@@ -89,6 +92,10 @@ def check_worker(settings: Settings) -> None:
         warning = persistence_warning(facts, what, url)
         if warning:
             logger.warning("%s", warning)
+    try:
+        check_state(state_redis(settings), Keys(settings.prefix))  # written by another version?
+    except OUTAGES as exc:
+        logger.warning("could not check the state's schema yet (%s)", type(exc).__name__)
 
 
 def _check_secrets(settings: Settings) -> None:

@@ -26,8 +26,9 @@ from shahihooks.connections import (
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.errors import ShahihooksError, UnsafeTargetError
 from shahihooks.health import EndpointHealth, endpoint_health
-from shahihooks.keys import url_tag
+from shahihooks.keys import Keys, url_tag
 from shahihooks.safety import check_target, redact_url
+from shahihooks.schema import STATE_SCHEMA, check_state
 from shahihooks.settings import Settings
 from shahihooks.signing import fingerprint
 from shahihooks.state import Waiting, state_for
@@ -78,6 +79,8 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
         checks += servers
         if any("Redis Cluster" in c.what for c in servers):
             redis_ok = Check(False, "")  # nothing more can be read from it
+    if redis_ok.ok:
+        checks += state_checks(settings)
     if ping_workers:
         checks.append(_worker_check(settings))
     if redis_ok.ok and settings.secret:
@@ -162,6 +165,29 @@ def backlog_check(endpoint: Endpoint, settings: Settings, waiting: Waiting) -> C
         f"raise its limit: shahihooks endpoints add {shown} --rate-limit N "
         "(or SHAHIHOOKS_RATE_LIMIT for every URL)",
     )
+
+
+def state_checks(settings: Settings) -> list[Check]:
+    """The state's schema (written by a compatible version?), and the delivery messages
+    this version could not read (schema.py), if any."""
+    keys = Keys(settings.prefix)
+    client = state_redis(settings)
+    try:
+        check_state(client, keys, write=False)
+        out = [Check(True, f"state schema {STATE_SCHEMA} (this version's)")]
+    except ShahihooksError as exc:
+        out = [Check(False, str(exc), "see docs/upgrading.md")]
+    unknown = int(client.llen(keys.unknown))
+    if unknown:
+        out.append(
+            Check(
+                False,
+                f"{unknown} delivery message(s) no worker could read are kept in {keys.unknown}",
+                f"read them (redis-cli LRANGE {keys.unknown} 0 -1): each has its arguments and "
+                "why; emit those events again or replay their dead letters, then DEL the key",
+            )
+        )
+    return out
 
 
 def _redis_check(settings: Settings) -> Check:

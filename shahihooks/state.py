@@ -192,6 +192,7 @@ SCRIPTS = (
     "watermark",
     "unpublished",
     "endpoint",
+    "unknown",
 )
 
 
@@ -251,6 +252,7 @@ class State:
             int(settings.circuit_cooldown_s * 1000),
             int(settings.circuit_cooldown_max_s * 1000),
             settings.disable_after_s * 1000,
+            settings.dead_ttl_s * 1000,
         ]
 
     def _command(self, name: str, args: Sequence[Any], keys: Sequence[str]) -> tuple[Any, ...]:
@@ -422,9 +424,18 @@ class State:
         )
 
     def finish(
-        self, delivery_id: str, token: int, outcome: Outcome, ack: Ack | None = None
+        self,
+        delivery_id: str,
+        token: int,
+        outcome: Outcome,
+        ack: Ack | None = None,
+        again: bool = False,
     ) -> Finish:
-        """Record the attempt's outcome (and acknowledge its message, with `ack`)."""
+        """Record the attempt's outcome (and acknowledge its message, with `ack`).
+
+        `again`: an earlier try of this very step met an outage, so it may have run; if it
+        did, this one changes nothing and answers the outcome's own kind.
+        """
         log = outcome.log or {}
         args = [
             delivery_id,
@@ -440,11 +451,13 @@ class State:
             BUG_TRIES,
             outcome.signal,
             *(ack or ("", "", "")),
+            "1" if again else "",
             len(log),
             *(x for pair in log.items() for x in pair),
         ]
         found = [_text(v) for v in self._call("finish", args)]
-        return Finish(Finished(found[0]), bool(found[1]), _dues(found[2:]))
+        done = outcome.kind if found[0] == "again" else Finished(found[0])
+        return Finish(done, bool(found[1]), _dues(found[2:]))
 
     def claim(self, budget: int = 500) -> Claimed:
         found = [_text(v) for v in self._call("claim", [budget])]
@@ -470,6 +483,11 @@ class State:
         )
         since, off = (_text(v) for v in found[1:3])
         return (int(since) / 1000 if since else None, int(off) / 1000 if off else None)
+
+    def unknown(self, delivery_id: str, raw: str, reason: str, keep: int) -> str:
+        """A message this version cannot read: its delivery dead-lettered ('dead') if it is
+        queued here, else the message kept in `{p}:unknown` ('kept'). See schema.py."""
+        return _text(self._call("unknown", [delivery_id, raw, reason, keep])[0])
 
     def now_ms(self) -> int:
         seconds, micros = self.client.time()

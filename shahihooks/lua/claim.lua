@@ -9,12 +9,20 @@
 --     watermark), this one has left the queue too; if it has not begun a grace period after
 --     that, the worker that took it died before recording it: a new message. Otherwise it
 --     still waits its turn: looked at again, less and less often.
+--   dead letters older than their retention (dead_ttl_ms): gone, with their body reference
+--     (a few per step: a step stays short however many expire at once)
 -- ARGV[A..]: budget (entries handled at most)
 -- Returns {ms until the next entry is due, operational events waiting to be sent,
 --          then per message: id, token, attempt, event, url}
 local budget = tonumber(ARGV[A])
 local LOST_MAX = 5
+local EXPIRE_MAX = 100
 local now = now_ms()
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.dead_index, '-inf',
+                               secs(now - C.dead_ttl_ms), 'LIMIT', 0, EXPIRE_MAX)) do
+  drop_letter(id)
+end
 
 -- The watermark's history: when it passed each value (a queued message's check reads it).
 local wm = tonumber(redis.call('ZSCORE', K.watermark, 'ms'))
