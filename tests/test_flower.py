@@ -174,3 +174,16 @@ def test_a_delivery_waiting_for_its_retry_is_retry(
     time.sleep(1.5)
     assert len(receiver.requests_to(path)) == 1
     assert delivery.id.encode() not in b"".join(redis_client.lrange(s.queue, 0, -1))
+
+
+def test_a_delivery_delivered_after_a_retry_shows_no_stale_exception(
+    settings, receiver: Receiver, flower: str
+) -> None:
+    path = f"/flower-then-ok-{uuid.uuid4().hex[:8]}"
+    settings(urls=(receiver.url(path),), retry_schedule_s=(0.5,))
+    receiver.rule(path, lambda n: 503 if n == 1 else 200)
+    (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 9})
+    task = wait_until(lambda: task_in_state(flower, delivery.id, "SUCCESS"), 20, "SUCCESS")
+    assert isinstance(task, dict)
+    assert task["args"] == f"ticket.created → {receiver.url(path)} (attempt 2)"
+    assert not task["exception"], task["exception"]  # not the first attempt's Retry(...)
