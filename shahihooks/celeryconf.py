@@ -94,6 +94,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # one message per execution slot: a reserved message starts at once, so nothing waits
         # in a worker's buffer for longer than the visibility timeout
         "worker_prefetch_multiplier": 1,
+        # after a reconnect Celery lowers the prefetch count and raises it back as tasks
+        # end; with RabbitMQ a threads worker then sat idle for minutes holding messages
+        "worker_enable_prefetch_count_reduction": False,
         "worker_hijack_root_logger": False,
         # the rate limit is shahihooks' own, per URL: Celery's per-task-type one is unused
         "worker_disable_rate_limits": True,
