@@ -81,6 +81,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         ),
         "broker_transport_options": transport_options(settings),
         "broker_connection_retry_on_startup": True,
+        # a Redis at its maxmemory refuses kombu's commands (at start: the queue's size, read
+        # in MULTI) with an error of the channel: the worker reconnects instead of exiting
+        "broker_channel_error_retry": redis_broker,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         # a dead-lettered delivery's task fails (FAILURE in Flower): its message is done with

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from shahihooks.bodystyle import BodyStyle
-from shahihooks.connections import OUTAGES
+from shahihooks.connections import OUTAGES, full_message
 from shahihooks.errors import ShahihooksError, VerificationError
 from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.safety import redact_url
@@ -50,6 +50,8 @@ def _unreachable(exc: BaseException) -> str:
         settings = current()
     except ShahihooksError:
         return f"Redis or the broker is unreachable ({detail})"
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return full_message(settings.redis_url)
     if isinstance(exc, redis.RedisError):
         what, url, setting = "Redis", settings.redis_url, "SHAHIHOOKS_REDIS_URL"
     else:
