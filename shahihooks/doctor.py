@@ -29,8 +29,9 @@ from shahihooks.connections import (
     state_redis,
 )
 from shahihooks.endpoints import Endpoint, EndpointStore
+from shahihooks.epoch import lost
 from shahihooks.errors import ShahihooksError, UnsafeTargetError
-from shahihooks.keys import url_tag
+from shahihooks.keys import Keys, url_tag
 from shahihooks.safety import check_target, redact_url
 from shahihooks.settings import Settings
 from shahihooks.state import Waiting, state_for
@@ -78,7 +79,7 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
     checks.append(redis_ok)
     if redis_ok.ok:
         servers = _server_checks(settings)
-        checks += servers
+        checks += [*servers, _lost_check(settings)]
         if any("Redis Cluster" in c.what for c in servers):
             redis_ok = Check(False, "")  # nothing more can be read from it
     if ping_workers:
@@ -190,6 +191,17 @@ def _memory_check(facts: ServerFacts, what: str) -> Check:
         False,
         f'{used}: nearly full; at its maxmemory every emit fails ("Redis is full")',
         "raise maxmemory, or look for what grows: shahihooks stats, dead list",
+    )
+
+
+def _lost_check(settings: Settings) -> Check:
+    loss = lost(state_redis(settings), Keys(settings.prefix))
+    if loss is None:
+        return Check(True, "no loss of the state recorded")
+    return Check(
+        False,
+        loss.text(),
+        "make Redis persist (appendonly yes); once looked into: shahihooks doctor --ack-lost",
     )
 
 

@@ -31,6 +31,11 @@
 {p}:dead:{dlv}          hash   one dead letter: the body's parts and how it died; kept until
                                replayed
 {p}:received:{dlv}      string a receiving app's record of a delivery it has handled
+{p}:epoch               string a random id and the run id of the Redis that made it, set by the
+                               first worker; never expires: its going away means the state was
+                               lost (a restart without persistence, FLUSHALL)
+{p}:lost                hash   when the state was found lost, and why; 7 days, or until
+                               `shahihooks doctor --ack-lost`
 """
 
 from __future__ import annotations
@@ -129,3 +134,11 @@ class Keys:
     @property
     def dead_index(self) -> str:
         return self._key("dead")
+
+    @property
+    def epoch(self) -> str:
+        return self._key("epoch")
+
+    @property
+    def lost(self) -> str:
+        return self._key("lost")

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from shahihooks.connections import OUTAGES
+from shahihooks.epoch import Epoch
 from shahihooks.publish import Message, Publisher
 from shahihooks.settings import Settings
 from shahihooks.state import Claimed, state_for
@@ -35,6 +36,7 @@ class Mover:
         self.settings = settings
         self._watched = 0.0
         self._random = random.Random()  # its own: the global one belongs to the application
+        self.epoch = Epoch()  # the state's marker, looked at with the queue: was it lost?
 
     def step(self) -> float:
         """Publish what is due now; return the seconds until more may be due."""
@@ -56,6 +58,7 @@ class Mover:
 
     def watch_queue(self) -> None:
         state = state_for(self.settings())
+        self.epoch.check(state.client, state.keys)
         seen_at = state.now_ms()
         if self.publisher.queue_size() == 0:
             state.queue_seen_empty(seen_at)
