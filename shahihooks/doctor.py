@@ -79,9 +79,11 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
     checks.append(redis_ok)
     if redis_ok.ok:
         servers = _server_checks(settings)
-        checks += [*servers, _lost_check(settings)]
+        checks += servers
         if any("Redis Cluster" in c.what for c in servers):
             redis_ok = Check(False, "")  # nothing more can be read from it
+        else:
+            checks.append(_lost_check(settings))
     if ping_workers:
         checks.append(_worker_check(settings))
     endpoints = [Endpoint(u, body_style=settings.body_style) for u in settings.urls]
