@@ -19,7 +19,7 @@ install: $(STAMP)
 redis: ## make sure a Redis answers at SHAHIHOOKS_REDIS_URL (starts the machine's one if it is down)
 	@$(BIN)/python scripts/ensure_redis.py
 
-tools: ## make sure php and faketime run (installs Debian's php-cli and faketime if missing)
+tools: ## make sure php, faketime, node and chromium run (installs Debian's packages if missing)
 	@bash scripts/ensure_tools.sh
 
 rabbitmq: ## make sure a RabbitMQ answers on 127.0.0.1:5672 (the broker tests use it)

@@ -24,6 +24,15 @@ PY = sys.executable
 SECRET = "bench-secret-0123456789"
 
 
+BENCH_PATHS = (
+    "/hook",
+    "/slow",
+    "/fail",
+    *(f"/hook{i}" for i in range(10)),
+    *(f"/fail{i}" for i in range(10)),
+)
+
+
 class Stalled(RuntimeError):
     """What was waited for stopped making progress."""
 
@@ -163,6 +172,9 @@ class World:
                 "SHAHIHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
                 # the limit is checked on every attempt, never reached
                 "SHAHIHOOKS_RATE_LIMIT": "1000000000",
+                # every URL the bench sends to: a worker checks each delivery's URL against
+                # its own list (an emitter sends to a few of them)
+                "SHAHIHOOKS_URLS": " ".join(self.url(p) for p in BENCH_PATHS),
                 "PYTHONPATH": str(ROOT),
             }
         )

@@ -2,9 +2,10 @@
 # Make sure the tools the tests run are here, installing Debian's packages (as root, or
 # through sudo) when one is missing: php (php-cli: the page's PHP receivers), faketime (a
 # process with a skewed clock, for the rate-window test), docker-compose (validates
-# docker-compose.yml; no engine needed) and node (the page's Node receiver).
+# docker-compose.yml; no engine needed), node (the page's Node receiver), and chromium with
+# chromium-driver (the dashboard's browser test, driven by selenium).
 set -euo pipefail
-declare -A PACKAGE=([php]=php-cli [faketime]=faketime [docker-compose]=docker-compose [node]=nodejs)
+declare -A PACKAGE=([php]=php-cli [faketime]=faketime [docker-compose]=docker-compose [node]=nodejs [chromium]=chromium [chromedriver]=chromium-driver)
 missing=()
 for tool in "${!PACKAGE[@]}"; do
     command -v "$tool" >/dev/null || missing+=("${PACKAGE[$tool]}")

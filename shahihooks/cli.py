@@ -18,6 +18,7 @@ from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, current
 from shahihooks.signing import secret_keys
+from shahihooks.terminal import printable
 
 DEFAULT_WORKER_CONCURRENCY = 16
 
@@ -31,15 +32,20 @@ def _settings() -> Settings:
 
 class Commands(click.Group):
     """A command group whose commands fail in one line: a shahihooks error, or Redis or the
-    broker unreachable, is printed as `Error: ...` with exit status 1, never a traceback."""
+    broker unreachable, is printed as `Error: ...` with exit status 1, never a traceback.
+    Every error message is made printable (it may quote a receiver's answer)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ShahihooksError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(printable(str(exc))) from None
         except OUTAGES as exc:
-            raise click.ClickException(_unreachable(exc)) from None
+            raise click.ClickException(printable(_unreachable(exc))) from None
+        except click.UsageError:
+            raise  # about the command line itself
+        except click.ClickException as exc:
+            raise click.ClickException(printable(exc.format_message())) from None
 
 
 def _unreachable(exc: BaseException) -> str:
@@ -67,35 +73,38 @@ def color_on() -> bool:
 _MARKS = {"✓": "green", "✗": "red", "↻": "yellow"}
 
 
-def paint(text: str) -> str:
-    """`text` with its ✓, ✗ and ↻ marks coloured (on a terminal)."""
+def paint(text: str, header: bool = False) -> str:
+    """`text` made printable (`terminal.printable`), then, on a terminal, its ✓, ✗ and ↻
+    marks coloured and its first line bold if it is a `header`. Every text the commands
+    print goes through here: styling comes after escaping, so only ours reaches a terminal."""
+    text = printable(text)
     if not color_on():
         return text
+    if header:
+        first, newline, rest = text.partition("\n")
+        text = click.style(first, bold=True) + newline + rest
     for mark, colour in _MARKS.items():
         text = text.replace(mark, click.style(mark, fg=colour, bold=True))
     return text
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], empty: str = "") -> str:
-    """Rows under a header row, in columns (the last one not padded)."""
+    """Rows under a header row, in columns (the last one not padded); a cell is one line
+    (its newlines and control characters escaped). Print it with `paint(..., header=True)`."""
     if not rows and empty:
         return empty
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    cells = [[printable(str(c), lines=False) for c in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers) - 1)]
     lines = [
         "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
         for row in cells
     ]
-    lines[0] = click.style(lines[0], bold=True) if color_on() else lines[0]
     return "\n".join(lines)
 
 
-def bold(text: str) -> str:
-    return click.style(text, bold=True) if color_on() else text
-
-
-def _out(payload: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str) if as_json else paint(text))
+def _out(payload: Any, as_json: bool, text: str, header: bool = False) -> None:
+    """JSON exactly (json.dumps escapes control characters), or the text `paint`ed."""
+    click.echo(json.dumps(payload, indent=2, default=str) if as_json else paint(text, header))
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -179,7 +188,12 @@ def test(
 @click.option("--signature", required=True, help="'sha256=<hex>' or 'v1,<base64>'.")
 @click.option("--id", "msg_id", help="webhook-id (needed for a v1 signature).")
 @click.option("--timestamp", help="webhook-timestamp (needed for a v1 signature).")
-@click.option("--tolerance", default=None, type=int, help="Seconds; default: no age check.")
+@click.option(
+    "--tolerance",
+    default=None,
+    type=click.IntRange(0),
+    help="Seconds the timestamp may be off (0: exactly now); default: no age check.",
+)
 @click.argument("file", type=click.File("rb"))
 def verify(
     secrets: tuple[str, ...],
@@ -213,7 +227,7 @@ def verify(
         headers = {SIGNATURE_HEADER: signature}
     try:
         secret_keys(list(secrets), "--secret")
-        check(body, headers, list(secrets), tolerance_s=tolerance or 10**12)
+        check(body, headers, list(secrets), tolerance_s=tolerance)
     except VerificationError as exc:
         click.echo(paint(f"✗ invalid: {exc}"))
         sys.exit(1)
@@ -247,6 +261,9 @@ def emit(event: str, data_arg: str | None, key: str | None, as_json: bool) -> No
 
     if data_arg is None:
         deliveries = do_emit(event, _example(event), key=key, settings=_settings())
+        # said once it is sent (on stderr, so a pipe gets only the deliveries): not before
+        # an error
+        click.echo(f"no --data: sent the example data of {event}", err=True)
         _show_deliveries(deliveries, as_json)
         return
     raw = data_arg
@@ -259,6 +276,12 @@ def emit(event: str, data_arg: str | None, key: str | None, as_json: bool) -> No
                 f"cannot read {raw[1:]!r}: {exc.strerror}", param_hint="--data"
             ) from None
     data = _parse_data(raw)
+    if not isinstance(data, dict):
+        raise click.BadParameter(
+            f"must be a JSON object ({{...}}): the payload's data; got {_json_kind(data)}: "
+            f"{raw.strip()[:60]}",
+            param_hint="--data",
+        )
     try:
         deliveries = do_emit(event, data, key=key, settings=_settings())
     except ShahihooksError as exc:
@@ -267,7 +290,7 @@ def emit(event: str, data_arg: str | None, key: str | None, as_json: bool) -> No
 
 
 def _example(event: str) -> Any:
-    """The example data of `event`, said on stderr so a pipe gets only the deliveries."""
+    """The example data of `event` (a usage error if it has none)."""
     import copy
 
     from shahihooks.events import registry
@@ -275,7 +298,6 @@ def _example(event: str) -> Any:
     example = registry.get(event).example
     if not example:
         raise click.UsageError(f"{event} has no example data: pass --data")
-    click.echo(f"no --data: sending the example data of {event}", err=True)
     return copy.deepcopy(example)
 
 
@@ -289,7 +311,12 @@ def _show_deliveries(deliveries: Sequence[Any], as_json: bool) -> None:
         [(r["id"], r["status"], r["url"]) for r in rows],
         empty="no endpoint subscribes",
     )
-    _out(rows, as_json, text)
+    _out(rows, as_json, text, header=bool(rows))
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+    return kinds.get(type(value), "a number")
 
 
 def _parse_data(raw: str) -> Any:
@@ -306,38 +333,89 @@ def _parse_data(raw: str) -> Any:
         ) from None
 
 
+def default_processes() -> int:
+    """One worker process per core: the fastest setup measured (docs/benchmarks.md)."""
+    return max(1, min(os.cpu_count() or 1, 256))
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option(
     "--processes",
-    default=1,
-    show_default=True,
+    default=default_processes,
+    show_default="one per core",
     type=click.IntRange(1, 256),
-    help="Worker processes to run (one per core is the measured best; see the README).",
+    help="Worker processes to run (one per core is the measured best).",
 )
 @click.pass_context
 def worker(ctx: click.Context, processes: int) -> None:
-    """Start a Celery worker with the recommended pool and settings: threads, 16 each.
+    """Start Celery workers with the recommended pool and settings: one process per core,
+    threads, 16 each.
 
     Extra options go to `celery worker` (e.g. --concurrency 32, -E for Flower events).
 
     \b
     Examples:
-      shahihooks worker --loglevel INFO
-      shahihooks worker --processes 2     # one per core: the fastest setup measured here
+      shahihooks worker --loglevel INFO   # one process per core
+      shahihooks worker --processes 1     # one process (a container scaled by its count)
     """
     from shahihooks.app import app, check_worker
 
     settings = _settings()
     check_worker(settings)
-    if processes > 1:
-        sys.exit(_supervise(processes, list(ctx.args)))
-    argv = ["worker", "-Q", settings.queue]
     extra = list(ctx.args)
-    if not any(a.startswith(("--pool", "-P")) for a in extra):
+    pool = _pool(extra)
+    pool_given = pool is not None
+    if pool not in (None, "threads") and (
+        ctx.get_parameter_source("processes") is click.core.ParameterSource.DEFAULT
+    ):
+        processes = 1  # prefork makes its own children: not one such worker per core
+    if processes > 1:
+        sys.exit(_supervise(processes, extra))
+    argv = ["worker", "-Q", settings.queue]
+    if not pool_given:
         argv += ["--pool", "threads"]
     if not any(a.startswith(("--concurrency", "-c")) for a in extra):
         argv += ["--concurrency", str(DEFAULT_WORKER_CONCURRENCY)]
     app.worker_main(argv + extra)
+
+
+# Flower's task list: the delivery (event → URL, attempt) is the args column (Makefile too)
+FLOWER_COLUMNS = "name,uuid,state,args,exception,retries,received,runtime,worker"
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def flower(ctx: click.Context) -> None:
+    """Start Flower on this configuration's broker, showing each delivery in its task list.
+
+    The same as `celery -A shahihooks.app flower`, with the settings of the command line it
+    runs from: `python manage.py shahihooks flower` uses a Django project's SHAHIHOOKS dict,
+    `flask --app APP shahihooks flower` a Flask app's. Extra options go to Flower; give it a
+    login (FLOWER_BASIC_AUTH=user:password or --basic_auth), and start workers with -E.
+
+    \b
+    Example:
+      FLOWER_BASIC_AUTH=admin:choose-one shahihooks flower --address=127.0.0.1 --port=5555
+    """
+    from shahihooks.app import app
+
+    _settings()  # a bad configuration is said here, in one line
+    extra = list(ctx.args)
+    if not any(a.startswith("--tasks_columns") for a in extra):
+        extra.append(f"--tasks_columns={FLOWER_COLUMNS}")
+    sys.exit(app.start(["flower", *extra]) or 0)
+
+
+def _pool(extra: list[str]) -> str | None:
+    """The pool named among celery's options (`--pool X`, `--pool=X`, `-P X`, `-PX`)."""
+    for i, arg in enumerate(extra):
+        if arg in ("--pool", "-P"):
+            return extra[i + 1] if i + 1 < len(extra) else ""
+        if arg.startswith("--pool="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("-P"):
+            return arg[2:]
+    return None
 
 
 def _respawn(extra: list[str]) -> list[str]:
@@ -370,7 +448,8 @@ def _supervise(processes: int, extra: list[str]) -> int:
     tag = os.getpid()
     children = [
         subprocess.Popen(  # noqa: S603 - our own argv
-            [*argv, "-n", f"shahihooks{i}.{tag}@%h"], preexec_fn=_die_with_parent
+            [*argv, "--processes", "1", "-n", f"shahihooks{i}.{tag}@%h"],
+            preexec_fn=_die_with_parent,
         )
         for i in range(1, processes + 1)
     ]
@@ -435,9 +514,7 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     data = [{**r.as_dict(), **waiting.get(r.url, none)} for r in rows]
     listed = {r.url for r in rows}
     data += [{"url": u, "event": "", **w} for u, w in waiting.items() if u not in listed]
-    lines = [
-        bold(f"{'URL':<44} {'EVENT':<22} {'COUNT':>6} {'OK %':>6} {'AVG ms':>8} {'P95 ms':>8}")
-    ]
+    lines = [f"{'URL':<44} {'EVENT':<22} {'COUNT':>6} {'OK %':>6} {'AVG ms':>8} {'P95 ms':>8}"]
     for r in rows:
         p95 = (
             "-"
@@ -453,11 +530,19 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     if waiting:
         lines += ["", f"{'URL':<44} WAITING NOW"]
         lines += [f"{u[:44]:<44} {describe_waiting(w)}" for u, w in sorted(waiting.items())]
-    _out(data, as_json, "\n".join(lines))
+    health = {r["url"]: r for r in _endpoint_rows()}
+    for row in data:
+        if row["url"] in health:
+            row["health"] = health[row["url"]]["health"]
+    sick = [r for r in health.values() if r["state"] != "ok"]
+    if sick:
+        lines += ["", f"{'URL':<44} HEALTH"]
+        lines += [f"{str(r['url'])[:44]:<44} {r['health']}" for r in sick]
+    _out(data, as_json, "\n".join(lines), header=True)
 
 
 _LOG_HEADERS = ("TIME", "", "STATUS", "MS", "#", "EVENT", "ID", "URL", "ERROR")
-_LOG_WIDTHS = (8, 1, 6, 6, 2, 22, 49)  # the fixed columns of `log --follow`
+_LOG_WIDTHS = (8, 1, 6, 6, 2, 22, 69)  # the fixed columns of `log --follow`
 
 
 def _log_cells(row: dict[str, str]) -> list[str]:
@@ -469,7 +554,9 @@ def _log_cells(row: dict[str, str]) -> list[str]:
         error += f" ({'released' if outcome == 'deferred' else 'retry'} in {row['next_s']} s)"
     status = row.get("status") or "---"
     cells = [when, mark, status, row.get("ms", "0"), row.get("attempt", ""), row.get("event", "")]
-    return [*cells, row.get("id", ""), row.get("url", ""), error]
+    return [
+        printable(c, lines=False) for c in [*cells, row.get("id", ""), row.get("url", ""), error]
+    ]
 
 
 def _log_line(cells: list[str]) -> str:
@@ -515,12 +602,12 @@ def log(
         for row in rows:
             click.echo(_log_json(row))
     elif follow:
-        click.echo(bold(_log_line(list(_LOG_HEADERS))))
+        click.echo(paint(_log_line(list(_LOG_HEADERS)), header=True))
         for row in rows:
             click.echo(paint(_log_line(_log_cells(row))))
     else:
         cells = [_log_cells(row) for row in rows]
-        click.echo(paint(table(_LOG_HEADERS, cells, empty="no attempts logged")))
+        click.echo(paint(table(_LOG_HEADERS, cells, empty="no attempts logged"), bool(rows)))
     if follow:
         try:
             for row in follow_log(settings, url, event, failed):
@@ -536,7 +623,7 @@ def dead() -> None:
     \b
     Examples:
       shahihooks dead list
-      shahihooks dead show evt_0c1d...-a1b2c3d4e5f6
+      shahihooks dead show evt_0c1d...-a1b2...e5f6
       shahihooks dead replay --all
     """
 
@@ -585,7 +672,7 @@ def dead_list(since: str | None, url: str | None, limit: int, as_json: bool) -> 
         ],
         empty="no dead letters",
     )
-    _out(rows, as_json, text)
+    _out(rows, as_json, text, header=bool(rows))
     del dead_letters
 
 
@@ -597,7 +684,7 @@ def dead_show(delivery_id: str, as_json: bool) -> None:
 
     \b
     Example:
-      shahihooks dead show evt_0c1d...-a1b2c3d4e5f6
+      shahihooks dead show evt_0c1d...-a1b2...e5f6
     """
     from shahihooks import dead as dead_letters
 
@@ -610,7 +697,10 @@ def dead_show(delivery_id: str, as_json: bool) -> None:
         "response": letter.response,
         "status": int(letter.status) if letter.status.isdigit() else None,
     }
-    text = "\n".join(f"{k:>9}: {v}" for k, v in row.items())
+    # one line per field; only the bodies keep their own newlines
+    text = "\n".join(
+        f"{k:>9}: {printable(str(v), lines=k in ('body', 'response'))}" for k, v in row.items()
+    )
     _out(row, as_json, text)
 
 
@@ -652,7 +742,7 @@ def dead_replay(
 
     \b
     Examples:
-      shahihooks dead replay evt_0c1d...-a1b2c3d4e5f6
+      shahihooks dead replay evt_0c1d...-a1b2...e5f6
       shahihooks dead replay --url https://myapp.example/webhook --since 24h
     """
     from shahihooks import dead as dead_letters
@@ -697,12 +787,13 @@ def _store() -> Any:
 
 
 def _endpoint_rows() -> list[dict[str, Any]]:
+    from shahihooks.health import endpoint_health
     from shahihooks.stats import waiting_by_url
 
     settings = _settings()
     rows = [
         {
-            "url": redact_url(u),
+            "url": u,
             "events": list(settings.events) if settings.events else "all",
             "source": "SHAHIHOOKS_URLS",
             "enabled": True,
@@ -711,28 +802,46 @@ def _endpoint_rows() -> list[dict[str, Any]]:
         }
         for u in settings.urls
     ]
+    rows += [
+        {
+            "url": u,
+            "events": "operational",
+            "source": "SHAHIHOOKS_OPS_URLS",
+            "enabled": True,
+            "secrets": "ops" if settings.ops_secret else "global",
+            "body_style": "standard",
+        }
+        for u in settings.ops_urls
+    ]
     for e in _store().all():
         shown = e.redacted()
         shown["events"] = list(e.events) if e.events else "all"
-        rows.append({**shown, "source": "store"})
+        rows.append({**shown, "url": e.url, "source": "store"})
+    healths = endpoint_health(settings, [str(r["url"]) for r in rows])
     waiting = waiting_by_url(settings)
     none = {"waiting": 0, "retrying": 0, "oldest_wait_s": None, "next_release_in_s": None}
-    return [{**row, **waiting.get(str(row["url"]), none)} for row in rows]
+    out = []
+    for row, health in zip(rows, healths, strict=True):
+        row = {**row, "url": health.url, **health.as_dict()}
+        row["enabled"] = health.state != "disabled"
+        out.append({**row, **waiting.get(health.url, none)})
+    return out
 
 
 @endpoints.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def endpoints_list(as_json: bool) -> None:
-    """List endpoints: SHAHIHOOKS_URLS and the store (secrets are never shown), and what
-    waits for each: its backlog (rate limit) and its retries."""
+    """List endpoints: SHAHIHOOKS_URLS, SHAHIHOOKS_OPS_URLS and the store (secrets are never
+    shown), each with its health (ok, limited to N in flight, circuit open until T, disabled
+    since T and why) and what waits for it: its backlog and its retries."""
     from shahihooks.stats import describe_waiting
 
     rows = _endpoint_rows()
     text = table(
-        ["STATE", "URL", "EVENTS", "SECRET", "BODY", "SOURCE"],
+        ["HEALTH", "URL", "EVENTS", "SECRET", "BODY", "SOURCE"],
         [
             (
-                "on" if r["enabled"] else "off",
+                _mark_health(r["state"]) + " " + r["health"],
                 r["url"],
                 r["events"] if isinstance(r["events"], str) else ",".join(r["events"]),
                 r["secrets"],
@@ -746,7 +855,14 @@ def endpoints_list(as_json: bool) -> None:
     waiting = [(r["url"], describe_waiting(r)) for r in rows if r["waiting"] or r["retrying"]]
     if waiting:
         text += "\n\n" + table(["URL", "WAITING NOW"], waiting)
-    _out(rows, as_json, text)
+    failing = [(r["url"], r["last_error"]) for r in rows if r["state"] != "ok" and r["last_error"]]
+    if failing:
+        text += "\n\n" + table(["URL", "LAST ERROR"], failing)
+    _out(rows, as_json, text, header=bool(rows))
+
+
+def _mark_health(state: str) -> str:
+    return {"ok": "✓", "limited": "↻", "open": "✗", "disabled": "✗"}.get(state, "?")
 
 
 @endpoints.command("add")
@@ -758,6 +874,12 @@ def endpoints_list(as_json: bool) -> None:
     "--secret", "secrets", multiple=True, help="Its own secret (repeatable, newest first)."
 )
 @click.option("--rate-limit", type=int, default=None, help="Attempts per window (0: no limit).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    default=None,
+    help="Most attempts in flight to it (default: SHAHIHOOKS_ENDPOINT_CONCURRENCY).",
+)
 @click.option("--description", default="", help="A note for people.")
 @click.option(
     "--body-style",
@@ -771,6 +893,7 @@ def endpoints_add(
     events: tuple[str, ...],
     secrets: tuple[str, ...],
     rate_limit: int | None,
+    concurrency: int | None,
     description: str,
     body_style: str,
 ) -> None:
@@ -781,9 +904,21 @@ def endpoints_add(
       shahihooks endpoints add https://myapp.example/webhook.php --body-style php
     """
     from shahihooks.endpoints import Endpoint
+    from shahihooks.events import registry
 
     try:
-        endpoint = Endpoint(url, events or None, secrets, rate_limit, True, description, body_style)
+        for event in events:
+            registry.get(event)  # an unknown event is refused, named, not stored
+        endpoint = Endpoint(
+            url,
+            events or None,
+            secrets,
+            rate_limit,
+            True,
+            description,
+            body_style,
+            concurrency=concurrency,
+        )
         _store().add(endpoint)
     except ShahihooksError as exc:
         raise click.ClickException(str(exc)) from None
@@ -793,7 +928,8 @@ def endpoints_add(
 @endpoints.command("remove")
 @click.argument("url")
 def endpoints_remove(url: str) -> None:
-    """Remove an endpoint from the store."""
+    """Remove an endpoint from the store: nothing more is sent to it (its deliveries are
+    dead-lettered as they come up, replayable once it is back)."""
     if not _store().remove(url):
         raise click.ClickException(
             f"no endpoint {redact_url(url)!r} in the store (see: endpoints list)"
@@ -801,32 +937,52 @@ def endpoints_remove(url: str) -> None:
     click.echo(f"removed {redact_url(url)}")
 
 
-def _set_enabled(url: str, enabled: bool) -> None:
-    try:
-        _store().set_enabled(url, enabled)
-    except ShahihooksError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"{'enabled' if enabled else 'disabled'} {redact_url(url)}")
-
-
 @endpoints.command("enable")
 @click.argument("url")
-def endpoints_enable(url: str) -> None:
-    """Enable a stored endpoint."""
-    _set_enabled(url, True)
+@click.option(
+    "--recover",
+    is_flag=True,
+    help="Also replay, in emit order, the dead letters it collected while failing or disabled.",
+)
+def endpoints_enable(url: str, recover: bool) -> None:
+    """Enable an endpoint (of the store or SHAHIHOOKS_URLS) with a fresh start: its circuit
+    closed, its failures forgotten.
+
+    \b
+    Example:
+      shahihooks endpoints enable https://myapp.example/webhook --recover
+    """
+    replayed = _store().set_enabled(url, True, recover=recover)
+    more = f", {replayed} dead letter(s) replayed in emit order" if recover else ""
+    click.echo(f"enabled {redact_url(url)}{more}")
 
 
 @endpoints.command("disable")
 @click.argument("url")
 def endpoints_disable(url: str) -> None:
-    """Disable a stored endpoint: it receives nothing until enabled again."""
-    _set_enabled(url, False)
+    """Disable an endpoint (of the store or SHAHIHOOKS_URLS): nothing more is sent to it,
+    checked at every attempt. Its deliveries, and events emitted while it is disabled, are
+    dead-lettered with the reason (replay them with `enable --recover`)."""
+    _store().set_enabled(url, False)
+    click.echo(f"disabled {redact_url(url)}")
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", "-p", default=8000, show_default=True)
-@click.option("--secret", "secrets", multiple=True, help="Verify with this (repeatable).")
+@click.option("--port", "-p", default=8000, show_default=True, help="0: any free port.")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    help="Verify with this (repeatable; it shows in `ps`: prefer --secret-env).",
+)
+@click.option(
+    "--secret-env",
+    "secret_envs",
+    multiple=True,
+    metavar="NAME",
+    help="Verify with the secret in environment variable NAME (repeatable).",
+)
 @click.option("--status", default=200, show_default=True, help="Answer this (500 to fail).")
 @click.option("--tls-cert", default=None, help="Serve HTTPS with this certificate (PEM).")
 @click.option("--tls-key", default=None, help="Its private key (PEM), if not in --tls-cert.")
@@ -854,6 +1010,7 @@ def listen(
     host: str,
     port: int,
     secrets: tuple[str, ...],
+    secret_envs: tuple[str, ...],
     status: int,
     tls_cert: str | None,
     tls_key: str | None,
@@ -866,17 +1023,21 @@ def listen(
     """A local receiver that verifies and prints each delivery.
 
     Deliveries that do not verify get 401, as the page's handlers answer. With --php it
-    verifies as the page's PHP handler does (only the php body style passes).
+    verifies as the page's PHP handler does (only the php body style passes). Without
+    --secret or --secret-env it verifies with SHAHIHOOKS_SECRET (and SHAHIHOOKS_OLD_SECRETS).
 
     \b
     Examples:
-      shahihooks listen --port 8000 --secret "$SHAHIHOOKS_SECRET" --self-signed
+      shahihooks listen --port 8000 --self-signed     # verifies with $SHAHIHOOKS_SECRET
+      shahihooks listen --secret-env PARTNER_SECRET   # the secret in $PARTNER_SECRET
       shahihooks listen --status 500      # fail on purpose, to watch retries
     """
     import threading
 
     from shahihooks.listen import Listener, serve
 
+    if not 0 <= port <= 65535:  # said in one line (the socket would raise OverflowError)
+        raise click.ClickException(f"--port {port} is not a port: use 1 to 65535 (0: any free)")
     done = threading.Event()
 
     def show(heard: Any, n: int) -> None:
@@ -887,7 +1048,11 @@ def listen(
     if self_signed:
         tls_cert, tls_key = _self_signed(host)
     listener = Listener(
-        _listen_secrets(secrets), status, show, php=php, max_body_bytes=max_body_bytes
+        _listen_secrets(secrets + _env_secrets(secret_envs)),
+        status,
+        show,
+        php=php,
+        max_body_bytes=max_body_bytes,
     )
     try:
         server = serve(listener, host, port, tls_cert, tls_key)
@@ -915,6 +1080,19 @@ def listen(
             click.echo(f"{listener.received} received, {listener.verified} verified", err=True)
         else:
             click.echo(f"{listener.received} received, none verified (no secret)", err=True)
+
+
+def _env_secrets(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The secrets in the environment variables `names` (--secret-env): none may be unset."""
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        raise click.BadParameter(
+            f"the environment variable {missing[0]} is not set (or empty)",
+            param_hint="--secret-env",
+        )
+    for name in names:
+        secret_keys(os.environ[name], f"the secret in ${name} (--secret-env)")
+    return tuple(os.environ[name] for name in names)
 
 
 def _listen_secrets(given: tuple[str, ...]) -> list[str]:
@@ -954,6 +1132,40 @@ def _self_signed(host: str) -> tuple[str, str]:
         f"test CA: {folder}/ca.pem (senders: SHAHIHOOKS_CA_BUNDLE={folder}/ca.pem)", err=True
     )
     return os.path.join(folder, "server.pem"), os.path.join(folder, "server.pem")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", default=8808, show_default=True, type=int, help="Port (0: any free).")
+@click.option(
+    "--refresh", default=10, show_default=True, type=click.IntRange(0), help="Page reload, s."
+)
+def dashboard(host: str, port: int, refresh: int) -> None:
+    """A web dashboard at / and Prometheus metrics at /metrics, for the whole deployment.
+
+    Endpoints and their state, charts of the last hours, dead letters with replay, the
+    event catalogue. Basic auth from SHAHIHOOKS_DASHBOARD_AUTH=user:password; without it,
+    it serves on a loopback address only.
+
+    \b
+    Examples:
+      shahihooks dashboard
+      SHAHIHOOKS_DASHBOARD_AUTH=ops:s3cret shahihooks dashboard --host 0.0.0.0
+    """
+    from shahihooks.dashboard import serve
+
+    try:
+        server = serve(_settings(), host, port, refresh)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from None
+    bound = server.server_address[1]
+    click.echo(f"dashboard on http://{host}:{bound}/ (metrics: /metrics)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @main.command()

@@ -54,6 +54,12 @@ def get(delivery_id: str, settings: Settings | None = None) -> DeadLetter | None
     return DeadLetter.from_redis(raw) if raw else None
 
 
+def get_raw(delivery_id: str, settings: Settings) -> dict[str, str] | None:
+    """A dead letter's stored fields, as text (its tag, emit order, why it died...)."""
+    raw = state_redis(settings).hgetall(Keys(settings.prefix).dead(delivery_id))
+    return {_text(k): _text(v) for k, v in raw.items()} if raw else None
+
+
 def list_ids(settings: Settings | None = None, since: float = 0, limit: int = 1000) -> list[str]:
     settings = settings or current()
     raw = state_redis(settings).zrangebyscore(

@@ -15,15 +15,16 @@ import logging
 import time
 from dataclasses import dataclass
 
+from shahihooks import health, ops
 from shahihooks.bodystyle import render
-from shahihooks.endpoints import Endpoint, is_action
+from shahihooks.endpoints import Endpoint, is_action, settings_urls
 from shahihooks.errors import ConfigurationError, PayloadError
 from shahihooks.hooks import Attempt, Hooks
 from shahihooks.outcome import Kind, Outcome, classify
 from shahihooks.payload import envelope
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, check_url
-from shahihooks.signing import sign_headers
+from shahihooks.signing import fingerprint, sign_headers
 from shahihooks.state import BUG_PAUSE_S, Ack, Finished, State, Verdict
 from shahihooks.state import Outcome as Recorded
 from shahihooks.transport import Response, post
@@ -52,10 +53,27 @@ class Job:
     attempt: int
     body: bytes
     endpoint: Endpoint | None
+    source: str = ""  # "store", "ops" or "" (the settings, a filter, an action)
+    fingerprint: str = ""  # of the secret the emitting app signs with
 
     @property
     def shown_url(self) -> str:
         return redact_url(self.url)
+
+    def secrets(self, settings: Settings) -> tuple[str, ...]:
+        """What signs it: the stored endpoint's own secrets, else the settings' (the
+        operational secret for an operational event)."""
+        if self.endpoint and self.endpoint.secrets:
+            return self.endpoint.secrets
+        return settings.ops_secrets if self.source == "ops" else settings.secrets
+
+    def __repr__(self) -> str:
+        """Without the URL's credentials or the body (error trackers capture locals)."""
+        return (
+            f"Job(delivery_id={self.delivery_id!r}, token={self.token!r}, url={self.shown_url!r}, "
+            f"event={self.event!r}, attempt={self.attempt!r}, body=<{len(self.body)} bytes>, "
+            f"endpoint={self.endpoint!r})"
+        )
 
     def seen_by_hooks(self, response: Response, outcome: Outcome) -> Attempt:
         return Attempt(
@@ -97,43 +115,114 @@ def attempt(
         return Result(begun.verdict, begun.reason or begun.verdict.value)
     body = envelope(delivery_id, begun.event, begun.timestamp, begun.site, begun.data)
     endpoint = Endpoint.from_json(begun.endpoint_json) if begun.endpoint_json else None
-    job = Job(delivery_id, token, begun.url, begun.event, begun.attempt, body, endpoint)
+    job = Job(
+        delivery_id,
+        token,
+        begun.url,
+        begun.event,
+        begun.attempt,
+        body,
+        endpoint,
+        begun.source,
+        begun.fingerprint,
+    )
     try:
-        response = send(job, settings, hooks)
-        outcome = classify(
-            status=response.status,
-            error=response.error,
-            attempt=job.attempt,
-            schedule_s=settings.retry_schedule_s,
-            retry_after=response.retry_after,
-            retry_after_max_s=settings.retry_after_max_s,
-            location=response.location,
-            now=time.time(),
-        )
+        unsendable = refusal(job, settings, hooks)
+        if unsendable:
+            response = Response(None, 0.0, error=unsendable, permanent=True)
+            outcome = Outcome(Kind.DEAD, unsendable)
+        else:
+            response = send(job, settings, hooks)
+            outcome = judge(job, response, settings)
     except Exception as exc:
         # a bug, not an outage: tried again a few times, then dead-lettered (state.py)
         logger.exception("bug in the attempt of %s -> %s", delivery_id, job.shown_url)
         reason = f"{type(exc).__name__}: {exc}"
         state.finish(delivery_id, token, Recorded(Finished.BUG, BUG_PAUSE_S, reason=reason), ack)
         return Result(Kind.RETRY, reason, BUG_PAUSE_S, acked=ack is not None)
-    finished = state.finish(delivery_id, token, recorded(job, response, outcome), ack)
+    signal = (
+        ""
+        if unsendable or is_action(job.url)
+        else health.signal_for(response.status, response.error, response.permanent)
+    )
+    finished, ops_waiting = state.finish(
+        delivery_id, token, recorded(job, response, outcome, signal), ack
+    )
     _log(job, response, outcome, finished)
     if hooks.any_attempt_hooks():
         hooks.run(job.seen_by_hooks(response, outcome))
-    return Result(outcome.kind, outcome.reason, outcome.delay_s, acked=ack is not None)
+    if ops_waiting:
+        _send_ops(settings, hooks)
+    kind = Kind.DEAD if finished is Finished.DEAD else outcome.kind
+    return Result(kind, outcome.reason, outcome.delay_s, acked=ack is not None)
+
+
+def judge(job: Job, response: Response, settings: Settings) -> Outcome:
+    """The attempt's outcome: a permanent refusal is dead at once, else `classify`."""
+    if response.permanent:
+        return Outcome(Kind.DEAD, f"{response.error} (not retried: no retry can change it)")
+    return classify(
+        status=response.status,
+        error=response.error,
+        attempt=job.attempt,
+        schedule_s=settings.retry_schedule_s,
+        retry_after=response.retry_after,
+        retry_after_max_s=settings.retry_after_max_s,
+        location=response.location,
+        now=time.time(),
+    )
+
+
+def refusal(job: Job, settings: Settings, hooks: Hooks) -> str:
+    """Why this worker must not send the delivery at all, or '': it was emitted under
+    settings whose secret this worker does not have (another app's: it would be signed with
+    the wrong secret), or its URL was removed from the list it came from (a worker with a
+    list of its own judges by it; one with none cannot tell, and sends)."""
+    if is_action(job.url) or job.source == "store":
+        return ""
+    if job.fingerprint and job.fingerprint not in _fingerprints(job.secrets(settings)):
+        return (
+            f"emitted under settings whose secret (fingerprint {job.fingerprint}) this worker "
+            "does not have: not signed with its own. Run a worker with the emitting app's "
+            "settings (Flask: `flask --app <that app> shahihooks worker`), then replay it"
+        )
+    if job.source == "ops" and settings.ops_urls and job.url not in settings.ops_urls:
+        return "endpoint removed: no longer in SHAHIHOOKS_OPS_URLS (this worker's settings)"
+    if (
+        job.source == "urls"
+        and settings.urls
+        and job.url not in settings_urls(job.event, settings, hooks)
+    ):
+        return (
+            "endpoint removed: no longer in SHAHIHOOKS_URLS (for this event, after the "
+            "webhook_urls filters) in this worker's settings"
+        )
+    return ""
+
+
+def _fingerprints(secrets: tuple[str, ...]) -> set[str]:
+    return {fingerprint(s) for s in secrets}
+
+
+def _send_ops(settings: Settings, hooks: Hooks) -> None:
+    """Operational events this attempt caused: sent now (the mover would within a second)."""
+    try:
+        ops.drain(settings, hooks)
+    except Exception as exc:  # left in Redis: the mover sends them
+        logger.warning("operational events not sent yet (%s: %s)", type(exc).__name__, exc)
 
 
 def send(job: Job, settings: Settings, hooks: Hooks) -> Response:
     """Sign and POST the body, or call the action; never raises for what the peer does."""
     if is_action(job.url):
         return _run_action(job, hooks)
-    secrets = job.endpoint.secrets if job.endpoint and job.endpoint.secrets else settings.secrets
+    secrets = job.secrets(settings)
     if not secrets:
         return Response(None, 0.0, error="no secret: set SHAHIHOOKS_SECRET or the endpoint's")
     try:
         check_url(job.url, settings)
     except Exception as exc:
-        return Response(None, 0.0, error=f"refused: {exc}")
+        return Response(None, 0.0, error=f"refused: {exc}", permanent=True)
     # a URL not in the store (SHAHIHOOKS_URLS, the webhook_urls filter) has the settings' style
     style = job.endpoint.body_style if job.endpoint else settings.body_style
     try:
@@ -161,7 +250,7 @@ def _run_action(job: Job, hooks: Hooks) -> Response:
     return Response(200, time.monotonic() - start)
 
 
-def recorded(job: Job, response: Response, outcome: Outcome) -> Recorded:
+def recorded(job: Job, response: Response, outcome: Outcome, signal: str = "") -> Recorded:
     """What `finish` writes about the attempt: log entry, stats, dead letter or retry."""
     ms = int(response.duration_s * 1000)
     status = "" if response.status is None else str(response.status)
@@ -187,6 +276,7 @@ def recorded(job: Job, response: Response, outcome: Outcome) -> Recorded:
         duration_ms=ms,
         bucket=latency_bucket(ms),
         log=log,
+        signal=signal,
     )
 
 

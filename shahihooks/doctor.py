@@ -31,6 +31,7 @@ from shahihooks.connections import (
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.epoch import lost
 from shahihooks.errors import ShahihooksError, UnsafeTargetError
+from shahihooks.health import EndpointHealth, endpoint_health
 from shahihooks.keys import Keys, url_tag
 from shahihooks.safety import check_target, redact_url
 from shahihooks.settings import Settings
@@ -99,13 +100,55 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
                 "set SHAHIHOOKS_URLS or use `shahihooks endpoints add URL`",
             )
         )
+    shared = shared_secret_check(endpoints, settings)
+    if shared is not None:
+        checks.append(shared)
     recent = read_log(settings, limit=1000) if redis_ok.ok else []
     waiting = {w.tag: w for w in state_for(settings).waiting()} if redis_ok.ok else {}
-    for endpoint in endpoints:
+    healths = endpoint_health(settings, [e.url for e in endpoints]) if redis_ok.ok else []
+    for i, endpoint in enumerate(endpoints):
+        if healths:
+            checks.append(health_check(healths[i]))
         checks += check_endpoint(endpoint, settings, recent)
         if url_tag(endpoint.url) in waiting:
             checks.append(backlog_check(endpoint, settings, waiting[url_tag(endpoint.url)]))
     return checks
+
+
+def health_check(health: EndpointHealth) -> Check:
+    """The endpoint's health as every worker sees it: its circuit, disabled, its limit."""
+    what = f"{health.url}: {health.describe()}"
+    if health.state == "disabled":
+        return Check(
+            False, what, f"fix it, then: shahihooks endpoints enable {health.url} --recover"
+        )
+    if health.state == "open":
+        return Check(
+            False,
+            f"{what}; last error: {health.last_error}",
+            "nothing is attempted but a probe now and then; deliveries wait in its backlog "
+            "without spending their retries",
+        )
+    return Check(True, what)
+
+
+def shared_secret_check(endpoints: list[Endpoint], settings: Settings) -> Check | None:
+    """Endpoints on different hosts that all sign with the global secret: each receiver
+    holds what it takes to forge deliveries that the others accept. None if no such two."""
+    if not settings.secrets:
+        return None
+    sharing = [e for e in endpoints if not e.secrets]
+    hosts = sorted({(urlsplit(e.url).hostname or "").rstrip(".") for e in sharing})
+    if len(hosts) < 2:
+        return None
+    named = ", ".join(hosts[:5]) + (f" and {len(hosts) - 5} more" if len(hosts) > 5 else "")
+    return Check(
+        False,
+        f"{len(sharing)} endpoints on {len(hosts)} hosts ({named}) share the global secret: "
+        "each of their receivers can sign deliveries that the others accept",
+        "give each third-party endpoint its own secret: "
+        "shahihooks endpoints add URL --secret ... (and that receiver the same secret)",
+    )
 
 
 def backlog_check(endpoint: Endpoint, settings: Settings, waiting: Waiting) -> Check:
@@ -224,9 +267,7 @@ def check_endpoint(
 ) -> list[Check]:
     url = endpoint.url
     shown = redact_url(url)
-    out = []
-    if not endpoint.enabled:
-        out.append(Check(False, f"{shown}: disabled", f"shahihooks endpoints enable {shown}"))
+    out: list[Check] = []
     try:
         check_target(url, settings)
     except ShahihooksError as exc:
@@ -240,7 +281,7 @@ def check_endpoint(
             Check(
                 False,
                 f"{shown}: plain http, not https: sent unencrypted "
-                "(allowed by SHAHIHOOKS_ALLOW_HTTP=1)",
+                f"(allowed by {settings.setting_name('ALLOW_HTTP')})",
                 "use an https:// URL outside local development",
             )
         )

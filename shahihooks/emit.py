@@ -23,7 +23,7 @@ import redis
 
 from shahihooks.app import publisher
 from shahihooks.connections import full_message
-from shahihooks.endpoints import resolve, stored_endpoints
+from shahihooks.endpoints import Endpoint, refusal, resolve, stored_endpoints
 from shahihooks.errors import OutcomeUnknown, PayloadError, RedisFull, UnavailableError
 from shahihooks.events import registry
 from shahihooks.hooks import hooks
@@ -32,6 +32,7 @@ from shahihooks.payload import check_size, encode_data
 from shahihooks.publish import Message
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, Throttle, current
+from shahihooks.signing import fingerprint
 from shahihooks.state import MaybeSent, NotSent, State, Target, state_for
 
 logger = logging.getLogger("shahihooks.emit")
@@ -41,20 +42,22 @@ logger = logging.getLogger("shahihooks.emit")
 class Delivery:
     """One enqueued delivery: its id (stable across retries) and where it goes.
 
-    `status` says where emit put it: "queued", "deferred" (its URL's rate limit is reached:
-    it waits in the URL's backlog), "dead" (that backlog was full: dead-lettered, replayable)
-    or "duplicate" (an earlier emit with the same key made it).
+    `status` says where emit put it: "queued", "deferred" (it waits in the URL's backlog:
+    its rate limit is reached, or its endpoint's circuit is open), "dead" (dead-lettered,
+    replayable: that backlog was full, the endpoint is disabled, or the target was refused —
+    `reason` says which) or "duplicate" (an earlier emit with the same key made it).
     """
 
     id: str
     url: str
     event: str
     status: str = field(default="queued", compare=False)
+    reason: str = field(default="", compare=False)
 
     def __repr__(self) -> str:  # URLs may carry credentials: shown masked, as everywhere
         return (
             f"Delivery(id={self.id!r}, url={redact_url(self.url)!r}, event={self.event!r}, "
-            f"status={self.status!r})"
+            f"status={self.status!r}" + (f", reason={self.reason!r})" if self.reason else ")")
         )
 
 
@@ -81,6 +84,7 @@ class Prepared:
     throttle: Throttle | None
     throttle_value: object  # data[throttle.field]; its JSON keys the throttle (1 != "1")
     timestamp: int | None = None  # when it happened (Unix s); None: when it is sent
+    operational: bool = False  # an operational event (ops.py): to SHAHIHOOKS_OPS_URLS only
 
     def send(self) -> list[Delivery]:
         return _send(self)
@@ -118,6 +122,14 @@ def emit(
     and returns the first emit's deliveries.
     """
     return prepare(event, data, key=key, settings=settings).send()
+
+
+def emit_operational(
+    event: str, data: dict[str, Any], *, key: str, at_s: int, settings: Settings
+) -> list[Delivery]:
+    """Send an operational event (ops.py) to SHAHIHOOKS_OPS_URLS, signed with their secret."""
+    data_json = encode_data(data)
+    return Prepared(event, data, data_json, key, settings, None, "", at_s, True).send()
 
 
 EMIT_TRIES = 3
@@ -164,29 +176,14 @@ def _enqueue(p: Prepared, nonce: str) -> list[Delivery]:
         logger.info("webhooks are disabled (SHAHIHOOKS_ENABLED=0): %s not sent", event)
         return []
     state = state_for(settings)
-    stored = stored_endpoints(state.client, settings)
-    endpoints = resolve(event, settings, stored, hooks)
-    if not endpoints:
+    targets = _targets(p, state, message_id(key))
+    if not targets:
         logger.debug("no endpoint subscribes to %s", event)
         return []
-
-    msg_id = message_id(key)
-    in_store = {e.url for e in stored}
-    targets = [
-        Target(
-            delivery_id(msg_id, e.url),
-            url_tag(e.url),
-            e.url,
-            redact_url(e.url),
-            settings.rate_limit if e.rate_limit is None else e.rate_limit,
-            e.url in in_store,
-        )
-        for e in endpoints
-    ]
     messages = [Message(t.delivery_id, 1, event, t.shown_url) for t in targets]
     queue = publisher.same_redis_queue(settings)
     emitted = state.emit(
-        msg_id=msg_id,
+        msg_id=message_id(key),
         event=event,
         timestamp=int(time.time()) if p.timestamp is None else p.timestamp,
         data_json=p.data_json,
@@ -197,6 +194,7 @@ def _enqueue(p: Prepared, nonce: str) -> list[Delivery]:
         throttle_key=(Keys(settings.prefix).throttle(event, p.throttle_value) if throttle else ""),
         throttle_s=throttle.window_s if throttle else 0,
         nonce=nonce,
+        fingerprint=fingerprint(settings.ops_secrets if p.operational else settings.secrets),
     )
     if emitted.duplicate_of is not None:
         logger.info("%s with key %r was emitted before: nothing enqueued", event, key)
@@ -207,9 +205,38 @@ def _enqueue(p: Prepared, nonce: str) -> list[Delivery]:
     queued = [m for m, placed in zip(messages, emitted.placed, strict=True) if placed == "queued"]
     if not queue and queued:
         _publish(state, queued, event)
+    for t in targets:
+        if t.refused:
+            logger.warning("%s -> %s dead-lettered at emit: %s", event, t.shown_url, t.refused)
     return [
-        Delivery(t.delivery_id, t.url, event, placed.value)
+        Delivery(t.delivery_id, t.url, event, placed.value, t.refused)
         for t, placed in zip(targets, emitted.placed, strict=True)
+    ]
+
+
+def _targets(p: Prepared, state: State, msg_id: str) -> list[Target]:
+    """One target per endpoint that receives the event; one whose URL is refused is still a
+    target (dead-lettered at once with the reason): it never fails the emit for the others."""
+    settings = p.settings
+    if p.operational:
+        endpoints = [Endpoint(url, rate_limit=0) for url in settings.ops_urls]
+        source = {url: "ops" for url in settings.ops_urls}
+    else:
+        stored = stored_endpoints(state.client, settings)
+        endpoints = resolve(p.event, settings, stored, hooks)
+        # a URL of SHAHIHOOKS_URLS is checked at every attempt against the worker's list
+        source = {**{url: "urls" for url in settings.urls}, **{e.url: "store" for e in stored}}
+    return [
+        Target(
+            delivery_id(msg_id, e.url),
+            url_tag(e.url),
+            e.url,
+            redact_url(e.url),
+            settings.rate_limit if e.rate_limit is None else e.rate_limit,
+            source.get(e.url, ""),
+            refusal(e, settings),
+        )
+        for e in endpoints
     ]
 
 

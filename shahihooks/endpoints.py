@@ -14,12 +14,13 @@ from typing import Any
 
 import redis
 
+from shahihooks import health
 from shahihooks.bodystyle import BodyStyle, body_style
-from shahihooks.errors import ConfigurationError
+from shahihooks.errors import ConfigurationError, ShahihooksError
 from shahihooks.events import check_name
 from shahihooks.hooks import ACTION_SCHEME, Hooks
 from shahihooks.keys import Keys, url_tag
-from shahihooks.safety import check_target, redact_url
+from shahihooks.safety import check_target, check_url, redact_url
 from shahihooks.settings import Settings
 from shahihooks.signing import secret_keys
 
@@ -33,6 +34,7 @@ class Endpoint:
     enabled: bool = True
     description: str = ""
     body_style: BodyStyle | str = BodyStyle.STANDARD  # "php": what the page's PHP handler signs
+    concurrency: int | None = None  # its own ceiling on attempts in flight (None: the setting)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "body_style", body_style(self.body_style))
@@ -42,11 +44,14 @@ class Endpoint:
         return (
             f"Endpoint(url={redact_url(self.url)!r}, events={self.events!r}, "
             f"secrets={tuple('***' for _ in self.secrets)!r}, rate_limit={self.rate_limit!r}, "
-            f"enabled={self.enabled!r}, description={self.description!r})"
+            f"enabled={self.enabled!r}, description={self.description!r}, "
+            f"concurrency={self.concurrency!r})"
         )
 
     def wants(self, event: str) -> bool:
-        return self.enabled and (self.events is None or event in self.events)
+        """Subscribed to `event` (enabled or not: a disabled endpoint's deliveries are
+        dead-lettered, replayable, not skipped)."""
+        return self.events is None or event in self.events
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -63,6 +68,7 @@ class Endpoint:
             enabled=bool(data.get("enabled", True)),
             description=data.get("description", ""),
             body_style=data.get("body_style", BodyStyle.STANDARD),
+            concurrency=data.get("concurrency"),
         )
 
     def redacted(self) -> dict[str, Any]:
@@ -119,6 +125,10 @@ class EndpointStore:
             check_name(event)
         if endpoint.rate_limit is not None and endpoint.rate_limit < 0:
             raise ConfigurationError(f"rate limit {endpoint.rate_limit} must not be negative")
+        if endpoint.concurrency is not None and endpoint.concurrency < 1:
+            raise ConfigurationError(
+                f"concurrency {endpoint.concurrency} must be at least 1 (attempts in flight)"
+            )
         check_secrets(endpoint, self.settings)
         keys = Keys(self.settings.prefix)
         pipe = self.client.pipeline(transaction=True)
@@ -126,6 +136,7 @@ class EndpointStore:
         # a changed limit applies at once: a waiting backlog is looked at now
         pipe.zadd(keys.releases, {url_tag(endpoint.url): 0}, xx=True, lt=True)
         pipe.execute()
+        health.set_limit(self.settings, endpoint.url, endpoint.concurrency)
         forget_cached()
         return endpoint
 
@@ -134,16 +145,24 @@ class EndpointStore:
         forget_cached()
         return removed
 
-    def set_enabled(self, url: str, enabled: bool) -> Endpoint:
+    def set_enabled(self, url: str, enabled: bool, recover: bool = False) -> int:
+        """Enable or disable `url` (of the store or of the settings: its health lives in
+        Redis); with `recover`, replay what it collected while failing or disabled. Returns
+        how many dead letters were replayed."""
         found = self.get(url)
-        if found is None:
+        if found is None and url not in (*self.settings.urls, *self.settings.ops_urls):
             raise ConfigurationError(
-                f"no endpoint {redact_url(url)!r} in the store (see: endpoints list)"
+                f"no endpoint {redact_url(url)!r} in the store or SHAHIHOOKS_URLS "
+                "(see: endpoints list)"
             )
-        changed = Endpoint(**{**asdict(found), "enabled": enabled})
-        self.client.hset(self.key, url, changed.to_json())
-        forget_cached()
-        return changed
+        if found is not None and found.enabled != enabled:
+            changed = Endpoint(**{**asdict(found), "enabled": enabled})
+            self.client.hset(self.key, url, changed.to_json())
+            forget_cached()
+        if not enabled:
+            health.disable(self.settings, url)
+            return 0
+        return health.enable(self.settings, url, recover=recover)
 
 
 def check_secrets(endpoint: Endpoint, settings: Settings) -> None:
@@ -158,22 +177,38 @@ def check_secrets(endpoint: Endpoint, settings: Settings) -> None:
         secret_keys(endpoint.secrets, f"the secret of endpoint {shown!r} (--secret)")
 
 
-def resolve(event: str, settings: Settings, stored: list[Endpoint], hooks: Hooks) -> list[Endpoint]:
-    """The endpoints that receive `event`, each checked as a safe target; actions last."""
-    by_url = {e.url: e for e in stored}
+def settings_urls(event: str, settings: Settings, hooks: Hooks) -> list[str]:
+    """The URLs of the settings that receive `event`: SHAHIHOOKS_URLS (if it is one of
+    SHAHIHOOKS_EVENTS), as the `webhook_urls` filters change them."""
     selected = settings.events is None or event in settings.events
-    urls = list(settings.urls) if selected else []
-    urls = hooks.filter_urls(urls, event)
+    return hooks.filter_urls(list(settings.urls) if selected else [], event)
+
+
+def resolve(event: str, settings: Settings, stored: list[Endpoint], hooks: Hooks) -> list[Endpoint]:
+    """The endpoints that receive `event`, actions last. No name is resolved here: an
+    endpoint's DNS is its own delivery's business (checked at connect), never the emit's."""
+    by_url = {e.url: e for e in stored}
     chosen: dict[str, Endpoint] = {}
-    for url in urls:
+    for url in settings_urls(event, settings, hooks):
         chosen.setdefault(url, by_url.get(url) or Endpoint(url))
     for endpoint in stored:
         chosen.setdefault(endpoint.url, endpoint)
     targets = [e for e in chosen.values() if e.wants(event)]
     for endpoint in targets:
-        check_target(endpoint.url, settings)
-        check_secrets(endpoint, settings)
+        check_secrets(endpoint, settings)  # no secret at all: the configuration is wrong
     return targets + [Endpoint(t, rate_limit=0) for t in hooks.action_targets(event)]
+
+
+def refusal(endpoint: Endpoint, settings: Settings) -> str:
+    """Why `endpoint` may not be sent to (its scheme, its literal address), or ''. Its own
+    delivery is dead-lettered with the reason; the emit goes on for the others."""
+    if is_action(endpoint.url):
+        return ""
+    try:
+        check_url(endpoint.url, settings)
+    except ShahihooksError as exc:
+        return f"refused: {exc}"
+    return ""
 
 
 def is_action(url: str) -> bool:

@@ -15,6 +15,9 @@
     @shahihooks.hooks.action("ticket.created")  # add_action('..._webhook_ticket_created')
     def send_to_slack(payload): ...             #   runs in the worker, retried like a URL
 
+    @shahihooks.hooks.on_ops_event            # endpoint.failing, endpoint.disabled, ...
+    def tell_ops(event, data): ...            #   (ops.py), in the worker
+
 Actions are delivery targets of their own (`action:<name>`): they get a delivery id, retries
 on the schedule, the log, stats and dead letters, exactly as a URL does. A hook that raises
 is logged and never stops a delivery.
@@ -70,6 +73,7 @@ class Attempt:
 
 
 AttemptHook = Callable[[Attempt], object]
+OpsHook = Callable[[str, dict[str, Any]], object]
 UrlFilter = Callable[[list[str], str], Iterable[str]]
 Action = Callable[[dict[str, Any]], object]
 
@@ -84,6 +88,7 @@ class Hooks:
         self.failed: list[AttemptHook] = []
         self.dead: list[AttemptHook] = []
         self.actions: dict[str, dict[str, Action]] = {}
+        self.ops: list[OpsHook] = []
 
     def webhook_urls(self, func: UrlFilter) -> UrlFilter:
         """A filter `(urls, event) -> urls` run at emit: add or remove target URLs."""
@@ -108,6 +113,20 @@ class Hooks:
         with self._lock:
             self.dead.append(func)
         return func
+
+    def on_ops_event(self, func: OpsHook) -> OpsHook:
+        """Run `func(event, data)` for each operational event (endpoint.failing, ...: ops.py)
+        in the worker that sends it; at least once (twice in a rare race between workers)."""
+        with self._lock:
+            self.ops.append(func)
+        return func
+
+    def run_ops(self, event: str, data: dict[str, Any]) -> None:
+        for func in list(self.ops):
+            try:
+                func(event, dict(data))
+            except Exception:
+                logger.exception("hook %r raised on %s", func, event)
 
     def action(self, event: str, name: str | None = None) -> Callable[[Action], Action]:
         """Run `func(payload)` in the worker for every `event`; raising means retry."""
@@ -161,6 +180,7 @@ class Hooks:
             self.failed.clear()
             self.dead.clear()
             self.actions.clear()
+            self.ops.clear()
 
 
 hooks = Hooks()

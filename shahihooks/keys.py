@@ -27,10 +27,20 @@
 {p}:log                 stream every attempt and deferral, capped (MAXLEN ~ log_max_len)
 {p}:stats:{hour}        hash   "url event field" -> count, ok, ms, deferrals and latency
                                buckets; stats retention (8 days)
+{p}:totals              hash   the same fields as {p}:stats:{hour} but for ever: "url event
+                               field" -> count, ok, ms and latency buckets since the start;
+                               never expires (Prometheus counters, the dashboard)
 {p}:dead                zset   dead delivery ids by time of death
 {p}:dead:{dlv}          hash   one dead letter: the body's parts and how it died; kept until
                                replayed
 {p}:received:{dlv}      string a receiving app's record of a delivery it has handled
+{p}:ep:{tag}            hash   one endpoint's health, shared by every worker: its adaptive
+                               limit on attempts in flight, its circuit, when it started
+                               failing, whether (and why) it is disabled; never expires
+{p}:fly:{tag}           zset   the attempts in flight to one endpoint (and slots reserved by
+                               its backlog's releases), scored by when they lapse (ms)
+{p}:ops                 hash   operational events not yet sent (endpoint.failing, ...):
+                               id -> JSON; a worker sends each, then deletes it
 {p}:epoch               string a random id and the run id of the Redis that made it, set by the
                                first worker; never expires: its going away means the state was
                                lost (a restart without persistence, FLUSHALL)
@@ -48,9 +58,17 @@ from shahihooks.payload import encode_data
 _THROTTLE_VALUE_MAX = 100
 
 
+URL_TAG_HEX = 32
+
+
 def url_tag(url: str) -> str:
-    """A short stable tag of a URL, for key names and delivery ids."""
-    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
+    """A stable tag of a URL, for key names and delivery ids: 128 bits of its SHA-256.
+
+    `urls` maps tag -> URL, and a retry is sent to the URL of its tag: two URLs of one tag
+    would receive each other's retries. At 48 bits a chosen collision with a known URL took
+    hours on one GPU; at 128 bits it is out of reach.
+    """
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:URL_TAG_HEX]
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,16 @@ class Keys:
     def received(self, delivery_id: str) -> str:
         return self._key("received", delivery_id)
 
+    def health(self, tag: str) -> str:
+        return self._key("ep", tag)
+
+    def in_flight(self, tag: str) -> str:
+        return self._key("fly", tag)
+
+    @property
+    def ops(self) -> str:
+        return self._key("ops")
+
     @property
     def schedule(self) -> str:
         return self._key("schedule")
@@ -126,6 +154,10 @@ class Keys:
     @property
     def endpoints(self) -> str:
         return self._key("endpoints")
+
+    @property
+    def totals(self) -> str:
+        return self._key("totals")
 
     @property
     def log(self) -> str:

@@ -5,18 +5,24 @@ It answers 401 to a delivery that does not verify (as the page's handlers do), a
 With `php`, it verifies as the page's PHP handler does (`bodystyle.verify_like_php`).
 
 Bounded everywhere: each connection gets its own thread, in which its TLS handshake and its
-reads time out (an idle client stalls nobody else); a body over `max_body_bytes` is refused
-with 413 unread; only the last `history` requests are kept.
+reads time out (an idle client stalls nobody else), and the handshake and each request must
+be over within REQUEST_DEADLINE_S (a client sending a byte every few seconds is cut off);
+a body over `max_body_bytes` is refused with 413 unread; only the last `history` requests
+are kept, a request that did not verify without its body beyond UNVERIFIED_BODY_BYTES, and
+all the kept bodies within `history_bytes`.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import http.server
 import json
+import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +31,13 @@ from shahihooks.errors import VerificationError
 from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.receiving import declared_too_large
 from shahihooks.signing import verify
+from shahihooks.terminal import printable
 
 CONNECTION_TIMEOUT_S = 10.0
+REQUEST_DEADLINE_S = 30.0
 HISTORY = 1000
+HISTORY_BYTES = 16 * 1024 * 1024
+UNVERIFIED_BODY_BYTES = 1024
 
 
 @dataclass
@@ -40,14 +50,25 @@ class Heard:
     attempt: str
     body: bytes
     reason: str = ""
+    status: int = 200  # what the listener answered
 
     def line(self, n: int) -> str:
-        mark = "?" if self.valid is None else ("✓" if self.valid else "✗")
+        """One printable line (every part came from the request: terminal.printable): ✓ for
+        a delivery answered 2xx, `✗ <status>` for one answered otherwise (the sender counts
+        it failed and retries), and whether its signature verified."""
+        if self.status >= 300:
+            mark = f"✗ {self.status}"
+        else:
+            mark = "?" if self.valid is None else ("✓" if self.valid else "✗")
         short = self.body.decode("utf-8", "replace")
         short = short if len(short) <= 100 else short[:97] + "..."
-        tail = f"  {self.reason}" if self.reason else ""
-        return (
-            f"[{n}] {mark} {self.event}  {self.delivery_id}  attempt {self.attempt}  {short}{tail}"
+        reason = self.reason
+        if self.valid and self.status >= 300:
+            reason = f"signature ✓; answered {self.status} as told (--status)"
+        tail = f"  {reason}" if reason else ""
+        return printable(
+            f"[{n}] {mark} {self.event}  {self.delivery_id}  attempt {self.attempt}  {short}{tail}",
+            lines=False,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -58,6 +79,7 @@ class Heard:
             "attempt": self.attempt,
             "body": self.body.decode("utf-8", "replace"),
             "reason": self.reason,
+            "status": self.status,
         }
 
 
@@ -70,14 +92,16 @@ class Listener:
     on_heard: Callable[[Heard, int], None] = lambda heard, n: None
     history: int = HISTORY
     max_body_bytes: int = MAX_BODY_BYTES
+    history_bytes: int = HISTORY_BYTES
     heard: collections.deque[Heard] = field(init=False)
+    kept_bytes: int = 0
     received: int = 0
     verified: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     php: bool = False  # verify as the page's PHP handler does
 
     def __post_init__(self) -> None:
-        self.heard = collections.deque(maxlen=self.history)
+        self.heard = collections.deque()
 
     def __repr__(self) -> str:
         return (
@@ -103,13 +127,44 @@ class Listener:
                 heard.valid, heard.reason, status = False, str(exc), 401
         else:
             heard.reason = "(not verified: no --secret)"
+        heard.status = status
         with self.lock:
-            self.heard.append(heard)
+            self._keep(heard)
             self.received += 1
             self.verified += heard.valid is True
             n = self.received
         self.on_heard(heard, n)
         return status
+
+    def _keep(self, heard: Heard) -> None:
+        """Into the history: a body that did not verify is cut to UNVERIFIED_BODY_BYTES
+        (anyone can send one), then the oldest go until `history` and `history_bytes` hold."""
+        if heard.valid is not True:
+            heard = dataclasses.replace(heard, body=heard.body[:UNVERIFIED_BODY_BYTES])
+        self.heard.append(heard)
+        self.kept_bytes += len(heard.body)
+        while self.heard and (
+            len(self.heard) > self.history or self.kept_bytes > self.history_bytes
+        ):
+            self.kept_bytes -= len(self.heard.popleft().body)
+
+
+@contextlib.contextmanager
+def deadline(sock: socket.socket, seconds: float) -> Iterator[None]:
+    """Shut `sock` down if the block has not ended within `seconds`: its reads time out
+    one by one, and this bounds them all together."""
+    timer = threading.Timer(seconds, _cut, (sock,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _cut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP socket, under any TLS
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -124,7 +179,8 @@ class _Server(http.server.ThreadingHTTPServer):
             super().finish_request(request, client_address)
             return
         try:
-            conn = self.tls.wrap_socket(request, server_side=True)
+            with deadline(request, REQUEST_DEADLINE_S):
+                conn = self.tls.wrap_socket(request, server_side=True)
         except (OSError, ssl.SSLError):
             return  # a slow, silent or broken handshake drops this client only
         with conn:
@@ -149,6 +205,10 @@ def serve(
 
         def log_message(self, *args: Any) -> None:
             pass
+
+        def handle_one_request(self) -> None:
+            with deadline(self.connection, REQUEST_DEADLINE_S):
+                super().handle_one_request()
 
         def do_POST(self) -> None:
             length = self.headers.get("Content-Length")

@@ -16,8 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from shahihooks import ops
 from shahihooks.connections import OUTAGES
 from shahihooks.epoch import Epoch
+from shahihooks.hooks import hooks
 from shahihooks.publish import Message, Publisher
 from shahihooks.settings import Settings
 from shahihooks.state import Claimed, state_for
@@ -28,6 +30,12 @@ MAX_SLEEP_S = 0.5
 MIN_SLEEP_S = 0.02
 WATCH_S = 5.0
 BUDGET = 500  # entries per claim: a long backlog of due work is moved in several steps
+OUTAGE_MAX_WAIT_S = 10.0  # the longest wait between tries while Redis does not answer
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after `failures` tries in a row met an outage: 1, 2, 4, 8, then 10."""
+    return min(OUTAGE_MAX_WAIT_S, 2.0 ** (failures - 1))
 
 
 class Mover:
@@ -52,6 +60,8 @@ class Mover:
             except Exception:
                 state.unpublished([(m.delivery_id, m.token) for m in messages])
                 raise
+        if claimed.ops_waiting:
+            ops.drain(state.settings, hooks)
         if time.monotonic() - self._watched >= WATCH_S:
             self.watch_queue()
         return 0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s
@@ -65,15 +75,26 @@ class Mover:
         self._watched = time.monotonic()
 
     def run(self, stop: threading.Event) -> None:
+        failures, down_since = 0, 0.0
         while not stop.is_set():
             try:
                 wait = self.step()
             except OUTAGES as exc:
-                logger.warning("mover: %s: %s (trying again in 1 s)", type(exc).__name__, exc)
-                wait = 1.0
+                # an outage: back off (1, 2, 4 … OUTAGE_MAX_WAIT_S) and say the wait it keeps
+                failures, down_since = failures + 1, down_since or time.monotonic()
+                wait = backoff(failures)
+                logger.warning(
+                    "mover: %s: %s (trying again in %.0f s)", type(exc).__name__, exc, wait
+                )
+                stop.wait(wait)
+                continue
             except Exception:
                 logger.exception("mover: a bug (trying again in 1 s)")
-                wait = 1.0
+                stop.wait(1.0)
+                continue
+            if failures:
+                logger.warning("mover: reconnected after %.0f s", time.monotonic() - down_since)
+                failures, down_since = 0, 0.0
             # a little jitter keeps the movers of many workers from stepping in lockstep
             stop.wait(max(MIN_SLEEP_S, min(wait, MAX_SLEEP_S)) * self._random.uniform(0.8, 1.0))
 

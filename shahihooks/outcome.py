@@ -34,11 +34,15 @@ def retry_delay(attempt: int, schedule_s: tuple[float, ...]) -> float | None:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds asked for by a Retry-After header (delta-seconds or an HTTP date)."""
+    """Seconds asked for by a Retry-After header (delta-seconds or an HTTP date), else None.
+
+    Delta-seconds are ASCII digits only: `str.isdigit` also takes '²' or '١', which
+    `float` then refuses (a crash in the attempt, not a header ignored).
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

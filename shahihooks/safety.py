@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Iterable
@@ -153,9 +154,12 @@ def literal_address(host: str) -> IPAddress | None:
     """The address a URL's host names literally, or None for a name.
 
     Besides `127.0.0.1` and `[::1]`, the legacy IPv4 forms that resolvers accept count as
-    literals too (`127.1`, `0x7f.0.0.1`, `2130706433`).
+    literals too (`127.1`, `0x7f.0.0.1`, `2130706433`), with or without the trailing dot of
+    a fully qualified name (`127.0.0.1.`).
     """
     bare = host.strip("[]").split("%", 1)[0]
+    if not host.startswith("[") and bare.endswith(".") and not bare.endswith(".."):
+        bare = bare[:-1]
     try:
         return ipaddress.ip_address(bare)
     except ValueError:
@@ -196,7 +200,8 @@ def _check_url(url: str, settings: Settings) -> None:
     except ValueError as exc:
         raise ConfigurationError(f"{shown!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(f"{shown!r} is not an absolute https:// URL")
+        wanted = "http:// or https://" if settings.allow_http else "https://"
+        raise ConfigurationError(f"{shown!r} is not an absolute {wanted} URL")
     if parts.scheme == "http" and not settings.allow_http:
         raise UnsafeTargetError(
             f"webhook URLs must be https:// URLs, got {shown!r} "
@@ -208,6 +213,24 @@ def _check_url(url: str, settings: Settings) -> None:
             check_address(str(literal), settings.allow_networks, parts.hostname)
         except UnsafeTargetError as exc:
             raise UnsafeTargetError(f"{shown!r}: {exc}") from None
+    elif not parts.netloc.rpartition("@")[2].startswith("["):
+        _check_host_name(parts.hostname, shown)
+
+
+def _check_host_name(host: str, shown: str) -> None:
+    """A host name must be one that can be sent: no empty label, none over 63 characters
+    (else the IDNA codec raises a UnicodeError deep inside the HTTP client)."""
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    bad = next((label for label in labels if not 0 < len(label) <= 63), None)
+    if bad is not None:
+        why = "an empty label" if not bad else f"a label of {len(bad)} characters (at most 63)"
+        raise ConfigurationError(f"{shown!r} is not a valid URL: its host {host!r} has {why}")
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise ConfigurationError(
+            f"{shown!r} is not a valid URL: its host {host!r} is not a valid name ({exc})"
+        ) from None
 
 
 def resolve(host: str, port: int) -> tuple[str, ...]:
@@ -252,13 +275,28 @@ def check_target(url: str, settings: Settings) -> None:
 _MASK = "***"
 _KNOWN_SCHEMES = frozenset({"http", "https", "redis", "rediss", "unix", "amqp", "amqps"})
 
+# Hosts whose webhook URLs carry their secret in the path: host -> (the path's fixed
+# first segments, how many segments after them stay readable); the rest is masked.
+PATH_SECRETS: dict[str, tuple[tuple[str, ...], int]] = {
+    "hooks.slack.com": (("services",), 2),  # /services/T…/B…/<token>
+    "hooks.zapier.com": (("hooks", "catch"), 1),  # /hooks/catch/<account>/<hook id>/
+    "discord.com": (("api", "webhooks"), 1),  # /api/webhooks/<id>/<token>
+    "discordapp.com": (("api", "webhooks"), 1),
+}
+TOKEN_MIN_CHARS = 16
+_RUN = re.compile(f"[A-Za-z0-9]{{{TOKEN_MIN_CHARS},}}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
 
 def redact_url(url: object) -> str:
-    """`url` as shown to people: userinfo, query and fragment masked; never raises.
+    """`url` as shown to people: userinfo, query, fragment and path secrets masked; never
+    raises.
 
     `https://user:pw@host:8443/path?token=1` is shown as `https://***:***@host:8443/path?***`.
     Scheme, host, port and path stay readable. A username is masked too (it is often a
-    token), and so is a query string (API keys travel there).
+    token), and so is a query string (API keys travel there). In the path, a segment that
+    looks like a token (`looks_like_token`) is masked, and so is everything after the fixed
+    part of the hosts in PATH_SECRETS: `https://hooks.slack.com/services/T0/B0/***`.
     """
     if isinstance(url, bytes):
         url = url.decode("utf-8", "replace")
@@ -276,7 +314,7 @@ def _redact(url: str) -> str:
     if start < 0:
         # no authority: anything before an '@' may still be userinfo ("https:user:pw@host")
         if "@" not in head:
-            return head + tail
+            return redact_path(head) + tail
         scheme, colon, rest = head.partition(":")
         if colon and scheme.lower() in _KNOWN_SCHEMES:
             return f"{scheme}:{_MASK}@{rest.rpartition('@')[2]}{tail}"
@@ -288,7 +326,38 @@ def _redact(url: str) -> str:
     if at:
         masked = f"{_MASK}:{_MASK}" if ":" in userinfo else _MASK
         authority = f"{masked}@{hostport}"
-    return head[: start + 2] + authority + head[end:] + tail
+    host = "" if hostport.startswith("[") else hostport.rpartition(":")[0] or hostport
+    return head[: start + 2] + authority + redact_path(head[end:], host) + tail
+
+
+def looks_like_token(segment: str) -> bool:
+    """A path segment that is likely a secret: a UUID, or one that holds a run of 16 or more
+    letters and digits with both in it (a random token: hex, base62, base64url), unlike a
+    slug of words and numbers (`incoming-webhook-2024`, `order-1a2b3c4d`)."""
+    if _UUID.fullmatch(segment):
+        return True
+    return any(not run.isalpha() and not run.isdigit() for run in _RUN.findall(segment))
+
+
+def redact_path(path: str, host: str | None = None) -> str:
+    """A URL's path with its secret segments masked (see `redact_url`). Without a `host`
+    (a path alone, as in a urllib3 log line), every PATH_SECRETS prefix applies."""
+    segments = path.split("/")
+    first_secret = _first_secret_segment(segments, host)
+    return "/".join(
+        _MASK if segment and (i >= first_secret or looks_like_token(segment)) else segment
+        for i, segment in enumerate(segments)
+    )
+
+
+def _first_secret_segment(segments: list[str], host: str | None) -> int:
+    name = host.lower().rstrip(".") if host is not None else None
+    for rule_host, (prefix, readable) in PATH_SECRETS.items():
+        if name is not None and name != rule_host and not name.endswith("." + rule_host):
+            continue
+        if [s.lower() for s in segments[1 : 1 + len(prefix)]] == list(prefix):
+            return 1 + len(prefix) + readable
+    return len(segments)
 
 
 def redact_text(text: str, url: str) -> str:
@@ -296,6 +365,8 @@ def redact_text(text: str, url: str) -> str:
     try:
         parts = urlsplit(url)
         secrets = [parts.query, parts.fragment, parts.password or "", parts.username or ""]
+        shown = redact_path(parts.path, parts.hostname or "").split("/")
+        secrets += [s for s, m in zip(parts.path.split("/"), shown, strict=True) if m != s]
     except ValueError:
         secrets = []
     for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):

@@ -23,8 +23,9 @@ from shahihooks.safety import check_url as check_url
 from shahihooks.safety import redact_url
 from shahihooks.signing import secret_key
 
-# Settings whose values are never shown, not even in an error about them.
-_SECRET_SETTINGS = frozenset({"SECRET", "OLD_SECRETS"})
+# Signing secrets: checked for strength, and never shown, not even in an error about them.
+_SECRET_SETTINGS = frozenset({"SECRET", "OLD_SECRETS", "OPS_SECRET"})
+_HIDDEN_SETTINGS = _SECRET_SETTINGS | {"DASHBOARD_AUTH"}  # never shown
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -70,7 +71,18 @@ class Settings:
     queue: str = "shahihooks"
     prefix: str = "shahihooks"
     body_style: BodyStyle = BodyStyle.STANDARD  # for the URLs not in the endpoint store
+    endpoint_concurrency: int = 50  # the adaptive limit's ceiling: attempts in flight per URL
+    circuit_threshold: int = 5  # consecutive failures that open an endpoint's circuit
+    circuit_cooldown_s: float = 30  # the first wait before a probe; doubles on each failed one
+    circuit_cooldown_max_s: float = 600
+    disable_after_s: int = 432_000  # only failures for this long: disabled (0: never)
+    ops_urls: tuple[str, ...] = ()  # receivers of operational events
+    ops_secret: str | None = None  # what signs them (None: the secret)
+    dashboard_auth: str = ""  # "user:password" for `shahihooks dashboard` (basic auth)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # how a setting's name is written where these came from: SHAHIHOOKS_{} (environment),
+    # settings.SHAHIHOOKS["{}"] (Django), app.config["SHAHIHOOKS_{}"] (Flask)
+    source: str = field(default="SHAHIHOOKS_{}", compare=False)
 
     def __hash__(self) -> int:  # hashed on every delivery (state_for): computed once
         found: int | None = self.__dict__.get("_hash")
@@ -83,31 +95,48 @@ class Settings:
         if not self.broker_url:
             object.__setattr__(self, "broker_url", self.redis_url)
         object.__setattr__(self, "body_style", body_style(self.body_style))
-        for url in self.urls:
-            try:
-                check_url(url, self)
-            except ConfigurationError as exc:
-                raise type(exc)(f"SHAHIHOOKS_URLS: {exc}") from None
+        for name, urls in (("SHAHIHOOKS_URLS", self.urls), ("SHAHIHOOKS_OPS_URLS", self.ops_urls)):
+            for url in urls:
+                try:
+                    check_url(url, self)
+                except ConfigurationError as exc:
+                    raise type(exc)(f"{name}: {exc}") from None
         if self.urls and not self.secret:
             raise ConfigurationError(
                 "SHAHIHOOKS_URLS is set but SHAHIHOOKS_SECRET is not: every delivery is "
                 "signed, so set a secret (there is no fallback secret)"
             )
+        if self.ops_urls and not (self.ops_secret or self.secret):
+            raise ConfigurationError(
+                "SHAHIHOOKS_OPS_URLS is set but neither SHAHIHOOKS_OPS_SECRET nor "
+                "SHAHIHOOKS_SECRET is: operational events are signed too"
+            )
+        if self.endpoint_concurrency < 1:
+            raise ConfigurationError(
+                f"SHAHIHOOKS_ENDPOINT_CONCURRENCY={self.endpoint_concurrency!r} must be at "
+                "least 1 (attempts in flight to one endpoint)"
+            )
+        if self.circuit_cooldown_max_s < self.circuit_cooldown_s:
+            raise ConfigurationError(
+                f"SHAHIHOOKS_CIRCUIT_COOLDOWN_MAX={self.circuit_cooldown_max_s:g} is shorter "
+                f"than SHAHIHOOKS_CIRCUIT_COOLDOWN={self.circuit_cooldown_s:g}"
+            )
         _check_secrets(self.secret, "SHAHIHOOKS_SECRET")
         _check_secrets(self.old_secrets, "SHAHIHOOKS_OLD_SECRETS")
+        _check_secrets(self.ops_secret, "SHAHIHOOKS_OPS_SECRET")
 
     def __repr__(self) -> str:
         """Every field, with secrets as *** and URLs through `redact_url`."""
         shown = []
         for f in fields(self):
             value: Any = getattr(self, f.name)
-            if f.name == "secret" and value:
+            if f.name in ("secret", "ops_secret", "dashboard_auth") and value:
                 value = "***"
             elif f.name == "old_secrets":
                 value = tuple("***" for _ in value)
             elif f.name in ("redis_url", "broker_url", "site_url"):
                 value = redact_url(value)
-            elif f.name == "urls":
+            elif f.name in ("urls", "ops_urls"):
                 value = tuple(redact_url(u) for u in value)
             elif f.name == "extra":
                 value = {k: "***" for k in value}
@@ -118,6 +147,15 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """The global secrets, newest first (the first signs the page's header)."""
         return ((self.secret,) if self.secret else ()) + self.old_secrets
+
+    def setting_name(self, name: str) -> str:
+        """The setting `name` ("ALLOW_HTTP") as the user wrote it, for messages."""
+        return self.source.format(name)
+
+    @property
+    def ops_secrets(self) -> tuple[str, ...]:
+        """The secrets operational events are signed with, newest first."""
+        return (self.ops_secret,) if self.ops_secret else self.secrets
 
     @property
     def tls_verify(self) -> bool | str:
@@ -159,7 +197,7 @@ class Settings:
                 raise ConfigurationError(f"{where}{shown} is not valid: {exc}") from None
             if name in _SECRET_SETTINGS:
                 _check_secrets(kwargs[attr], where)
-        return cls(**kwargs)
+        return cls(**kwargs, source=source)
 
 
 def _check_secrets(value: str | tuple[str, ...] | None, where: str) -> None:
@@ -170,7 +208,7 @@ def _check_secrets(value: str | tuple[str, ...] | None, where: str) -> None:
 
 def _shown(name: str, raw: Any) -> str:
     """How a bad value is quoted in an error: a secret never is."""
-    return "" if name in _SECRET_SETTINGS else f"={raw!r}"
+    return "" if name in _HIDDEN_SETTINGS else f"={raw!r}"
 
 
 def _bool(raw: Any) -> bool:
@@ -284,6 +322,13 @@ def _body_style(raw: Any) -> BodyStyle:
         raise ValueError(str(exc)) from None
 
 
+def _user_password(raw: Any) -> str:
+    text = str(raw).strip()
+    if text and (":" not in text or text.startswith(":") or text.endswith(":")):
+        raise ValueError("must be user:password (a user, ':', then a password)")
+    return text
+
+
 _READERS: dict[str, tuple[str, Any]] = {
     "REDIS_URL": ("redis_url", _text),
     "BROKER_URL": ("broker_url", _text),
@@ -311,6 +356,14 @@ _READERS: dict[str, tuple[str, Any]] = {
     "QUEUE": ("queue", _text),
     "PREFIX": ("prefix", _text),
     "BODY_STYLE": ("body_style", _body_style),
+    "ENDPOINT_CONCURRENCY": ("endpoint_concurrency", _positive_int),
+    "CIRCUIT_THRESHOLD": ("circuit_threshold", _positive_int),
+    "CIRCUIT_COOLDOWN": ("circuit_cooldown_s", _seconds),
+    "CIRCUIT_COOLDOWN_MAX": ("circuit_cooldown_max_s", _seconds),
+    "DISABLE_AFTER": ("disable_after_s", _count),
+    "OPS_URLS": ("ops_urls", _urls),
+    "OPS_SECRET": ("ops_secret", _secret),
+    "DASHBOARD_AUTH": ("dashboard_auth", _user_password),
 }
 
 

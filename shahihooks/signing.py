@@ -42,6 +42,7 @@ DELIVERY_HEADER = "X-Shahi-Assist-Delivery"
 ATTEMPT_HEADER = "X-Shahi-Assist-Attempt"
 DEFAULT_TOLERANCE_S = 300
 MIN_SECRET_BYTES = 16
+MAX_TIMESTAMP_DIGITS = 12  # Unix seconds until the year 33658
 STANDARD = "standard"
 PAGE = "page"
 
@@ -140,14 +141,15 @@ def verify(
     headers: Mapping[str, str],
     secret: Secrets,
     *,
-    tolerance_s: int = DEFAULT_TOLERANCE_S,
+    tolerance_s: int | None = DEFAULT_TOLERANCE_S,
     now: float | None = None,
     standard_only: bool = False,
 ) -> Any:
     """Check a received delivery and return its parsed JSON body.
 
     When any `webhook-*` header is present, the Standard Webhooks headers must verify (with
-    the timestamp within `tolerance_s` of now): there is no fall-back to the page's header.
+    the timestamp within `tolerance_s` of now; None: no age check, for a saved delivery):
+    there is no fall-back to the page's header.
     Without them, the page's `X-Shahi-Assist-Signature` is checked, unless `standard_only`.
     Any of several secrets may match (rotation). Raises a VerificationError subclass on a
     bad delivery.
@@ -162,7 +164,7 @@ def verify_delivery(
     headers: Mapping[str, str],
     secret: Secrets,
     *,
-    tolerance_s: int = DEFAULT_TOLERANCE_S,
+    tolerance_s: int | None = DEFAULT_TOLERANCE_S,
     now: float | None = None,
     standard_only: bool = False,
 ) -> Verified:
@@ -210,8 +212,24 @@ def _verify_page(body: bytes, header: str, keys: list[bytes]) -> None:
     )
 
 
+def parse_timestamp(raw: str) -> int:
+    """A `webhook-timestamp` as Unix seconds: 1 to MAX_TIMESTAMP_DIGITS ASCII digits.
+
+    Checked before any arithmetic: a 400-digit value would overflow a float (an
+    OverflowError, not a VerificationError, and a receiver's 500), and `int()` also takes
+    signs, spaces, underscores and non-ASCII digits that no sender writes.
+    """
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_TIMESTAMP_DIGITS):
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise TimestampOutOfRange(
+            f"webhook-timestamp {shown!r} is not a number of seconds (1 to "
+            f"{MAX_TIMESTAMP_DIGITS} ASCII digits)"
+        )
+    return int(raw)
+
+
 def _verify_standard(
-    body: bytes, headers: dict[str, str], keys: list[bytes], tolerance_s: int, now: float
+    body: bytes, headers: dict[str, str], keys: list[bytes], tolerance_s: int | None, now: float
 ) -> None:
     msg_id = headers.get("webhook-id", "")
     raw_ts = headers.get("webhook-timestamp", "")
@@ -221,11 +239,8 @@ def _verify_standard(
             "a Standard Webhooks delivery needs webhook-id, webhook-timestamp and "
             f"webhook-signature (got: {present})"
         )
-    try:
-        ts = int(raw_ts)
-    except ValueError:
-        raise TimestampOutOfRange(f"webhook-timestamp {raw_ts!r} is not a number") from None
-    if abs(now - ts) > tolerance_s:
+    ts = parse_timestamp(raw_ts)
+    if tolerance_s is not None and abs(now - ts) > tolerance_s:
         age = int(now - ts)
         raise TimestampOutOfRange(
             f"webhook-timestamp {ts} is {abs(age)} s in the "
@@ -241,3 +256,13 @@ def _verify_standard(
         f"webhook-signature for webhook-id {msg_id!r} does not match the body under any "
         f"of the {len(keys)} secret(s) given"
     )
+
+
+def fingerprint(secrets: Secrets) -> str:
+    """A short public name of the secret that signs (the first of `secrets`), stored with
+    each delivery so that a worker never signs another app's delivery with its own secret."""
+    if not secrets:
+        return ""
+    first = secrets if isinstance(secrets, str | bytes) else secrets[0]
+    raw = first.encode("utf-8") if isinstance(first, str) else first
+    return hashlib.sha256(b"shahihooks-fingerprint:" + raw).hexdigest()[:16]

@@ -26,7 +26,7 @@ import redis
 
 from shahihooks.celeryconf import grace_s, lease_s
 from shahihooks.connections import is_sentinel, refuse_cluster, server_facts, state_redis
-from shahihooks.keys import Keys
+from shahihooks.keys import Keys, url_tag
 from shahihooks.settings import Settings
 
 logger = logging.getLogger("shahihooks.state")
@@ -72,7 +72,16 @@ class Target:
     url: str
     shown_url: str
     rate_limit: int
-    from_store: bool
+    source: str  # "store", "urls" (SHAHIHOOKS_URLS), "ops", or "" (a filter, an action)
+    refused: str = ""  # why this target may not be sent to: dead-lettered at once
+
+    def __repr__(self) -> str:
+        """With the URL as shown: no credentials (error trackers capture locals)."""
+        return (
+            f"Target(delivery_id={self.delivery_id!r}, tag={self.tag!r}, "
+            f"url={self.shown_url!r}, rate_limit={self.rate_limit!r}, "
+            f"source={self.source!r}, refused={self.refused!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ class Begun:
     site: str = ""
     data: str = ""
     endpoint_json: str = ""
+    source: str = ""  # "store", "urls", "ops" or "" (see Target)
+    fingerprint: str = ""  # of the secret the emitting app signs with (signing.fingerprint)
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ class Due:
 class Claimed:
     due: list[Due]
     next_in_s: float
+    ops_waiting: int = 0  # operational events not sent yet
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,7 @@ class Outcome:
     duration_ms: int = 0
     bucket: str = ""
     log: dict[str, str] | None = None
+    signal: str = ""  # what the endpoint's health learns: ok, congested, failed ('' nothing)
 
 
 class Ack(NamedTuple):
@@ -160,7 +173,16 @@ class Waiting:
     next_release_in_s: float | None
 
 
-SCRIPTS = ("emit", "begin", "finish", "claim", "replay", "watermark", "unpublished")
+SCRIPTS = (
+    "emit",
+    "begin",
+    "finish",
+    "claim",
+    "replay",
+    "watermark",
+    "unpublished",
+    "endpoint",
+)
 
 
 @functools.cache
@@ -214,6 +236,11 @@ class State:
             settings.idempotency_ttl_s,
             settings.log_max_len,
             settings.stats_retention_s,
+            settings.endpoint_concurrency,
+            settings.circuit_threshold,
+            int(settings.circuit_cooldown_s * 1000),
+            int(settings.circuit_cooldown_max_s * 1000),
+            settings.disable_after_s * 1000,
         ]
 
     def _command(self, name: str, args: Sequence[Any], keys: Sequence[str]) -> tuple[Any, ...]:
@@ -260,6 +287,7 @@ class State:
         throttle_key: str,
         throttle_s: int,
         nonce: str,
+        fingerprint: str = "",
     ) -> Emitted:
         """Store the event and its deliveries; raises NotSent or MaybeSent on an outage.
 
@@ -276,7 +304,8 @@ class State:
                 t.url,
                 t.shown_url,
                 t.rate_limit,
-                "store" if t.from_store else "",
+                t.source,
+                t.refused,
             )
         ]
         args = [
@@ -289,6 +318,7 @@ class State:
             data_json,
             queue,
             len(targets),
+            fingerprint,
             *per_target,
             *messages,
         ]
@@ -363,13 +393,26 @@ class State:
         verdict = Verdict(found[0])
         if verdict is not Verdict.GO:
             return Begun(verdict, reason=found[1] if len(found) > 1 else "")
-        url, event, attempt, ts, site, data, endpoint = found[1:8]
-        return Begun(verdict, "", url, event, int(attempt), int(ts), site, data, endpoint)
+        url, event, attempt, ts, site, data, endpoint, source, fingerprint = found[1:10]
+        return Begun(
+            verdict,
+            "",
+            url,
+            event,
+            int(attempt),
+            int(ts),
+            site,
+            data,
+            endpoint,
+            source,
+            fingerprint,
+        )
 
     def finish(
         self, delivery_id: str, token: int, outcome: Outcome, ack: Ack | None = None
-    ) -> Finished:
-        """Record the attempt's outcome (and acknowledge its message, with `ack`)."""
+    ) -> tuple[Finished, bool]:
+        """Record the attempt's outcome (and acknowledge its message, with `ack`): what was
+        done, and whether operational events now wait to be sent."""
         log = outcome.log or {}
         args = [
             delivery_id,
@@ -383,29 +426,43 @@ class State:
             outcome.duration_ms,
             outcome.bucket,
             BUG_TRIES,
+            outcome.signal,
             *(ack or ("", "", "")),
             len(log),
             *(x for pair in log.items() for x in pair),
         ]
-        return Finished(_text(self._call("finish", args)[0]))
+        found = self._call("finish", args)
+        return Finished(_text(found[0])), bool(found[1])
 
     def claim(self, budget: int = 500) -> Claimed:
         found = [_text(v) for v in self._call("claim", [budget])]
-        rows = found[1:]
+        rows = found[2:]
         due = [
             Due(rows[i], int(rows[i + 1]), int(rows[i + 2]), rows[i + 3], rows[i + 4])
             for i in range(0, len(rows), 5)
         ]
-        return Claimed(due, int(found[0]) / 1000)
+        return Claimed(due, int(found[0]) / 1000, int(found[1]))
 
     def unpublished(self, messages: Sequence[tuple[str, int]]) -> None:
         """Messages the broker did not take: the mover publishes them again soon."""
         if messages:
             self._call("unpublished", [x for pair in messages for x in pair])
 
-    def replay(self, delivery_id: str) -> str:
-        """'ok' (due at once), 'missing', 'no_body', 'live' or 'no_url'."""
-        return _text(self._call("replay", [delivery_id])[0])
+    def replay(self, delivery_id: str, in_order: bool = False) -> str:
+        """'ok' (due at once, or with `in_order` in its endpoint's backlog at its emit order),
+        'missing', 'no_body', 'live', 'no_url' or 'full' (that backlog is)."""
+        return _text(self._call("replay", [delivery_id, "1" if in_order else ""])[0])
+
+    def endpoint(
+        self, action: str, url: str, shown_url: str, arg: str = "", ops: bool = False
+    ) -> tuple[float | None, float | None]:
+        """An operator's `action` on an endpoint's health (endpoint.lua): disable, enable or
+        limit. Returns when it had started failing and when it was disabled (Unix s)."""
+        found = self._call(
+            "endpoint", [action, url_tag(url), arg, "1" if ops else "", url, shown_url]
+        )
+        since, off = (_text(v) for v in found[1:3])
+        return (int(since) / 1000 if since else None, int(off) / 1000 if off else None)
 
     def now_ms(self) -> int:
         seconds, micros = self.client.time()

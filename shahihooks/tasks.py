@@ -2,6 +2,8 @@
 
 delivered            SUCCESS
 waiting for a retry  RETRY (the retry waits in Redis's schedule, not in this message)
+held back            RETRY, "waiting: ..." (its endpoint's limit, circuit or rate limit: it
+                     waits in the endpoint's backlog without spending an attempt)
 dead-lettered        FAILURE, with the reason
 an outage            the message goes back to the queue (Redis or the broker unreachable)
 a copy or stale      ignored (the delivery is handled by its live message)
@@ -52,6 +54,11 @@ class DeliverRequest(Request):
 
         cls.on_success = on_success  # type: ignore[method-assign]
 
+    def send_event(self, type: str, **fields: Any) -> None:
+        if type == "task-succeeded":  # Flower would keep an earlier attempt's Retry(...)
+            fields.setdefault("exception", "")
+        super().send_event(type, **fields)
+
 
 @app.task(
     bind=True,
@@ -83,5 +90,8 @@ def deliver(self: Any, delivery_id: str, token: int = 1) -> str:
         raise DeliveryError(f"dead-lettered: {result.reason}")
     if result.verdict is Kind.DELIVERED:
         return result.reason
+    if result.verdict is Verdict.DEFERRED:  # waiting, not failed: no attempt was spent
+        reason = f"waiting in the backlog: {result.reason}"
+        raise Retry(reason, DeliveryError(reason))
     when: Any = round(result.delay_s)  # seconds (celery-types says Real, which int is)
     raise Retry(result.reason, DeliveryError(result.reason), when=when)

@@ -31,10 +31,13 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-from shahihooks.errors import UnsafeTargetError
-from shahihooks.safety import Network, check_addresses, redact_text
+from shahihooks import logmask
+from shahihooks.errors import ConfigurationError, UnsafeTargetError
+from shahihooks.safety import Network, check_addresses, check_url, redact_text
 from shahihooks.settings import Settings
 from shahihooks.version import __version__
+
+logmask.install()  # urllib3's DEBUG lines show each request's path and query
 
 USER_AGENT = f"shahihooks/{__version__} (+https://pypi.org/project/shahihooks/)"
 _CONNECT_TIMEOUT_MAX_S = 5.0
@@ -50,6 +53,7 @@ class Response:
     retry_after: str | None = None
     location: str | None = None
     error: str | None = None
+    permanent: bool = False  # a refusal no retry can change (a private address): dead now
 
     @property
     def ok(self) -> bool:
@@ -143,7 +147,7 @@ def open_socket(
     Raises UnsafeTargetError (before any connection is opened) if any address of `host` is
     refused, socket.gaierror if it does not resolve, OSError if no address connects.
     """
-    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    infos = lookup(host, port)
     check_addresses((str(info[4][0]) for info in infos), allow, host)
     error: OSError | None = None
     for family, kind, proto, _, sockaddr in infos:
@@ -161,6 +165,37 @@ def open_socket(
             continue
         return sock
     raise error or OSError(f"{host!r} resolved to no address")
+
+
+LOOKUP_CACHE_S = 30.0  # a name's addresses are looked up again after this
+LOOKUP_FAILURE_CACHE_S = 5.0  # a name that did not resolve is not asked about again sooner
+_lookups: dict[tuple[str, int], tuple[float, list[Any] | socket.gaierror]] = {}
+_lookups_lock = threading.Lock()
+
+
+def lookup(host: str, port: int) -> list[Any]:
+    """getaddrinfo, remembered briefly (a failure more briefly), so that a slow or broken
+    resolver costs one attempt a wait, not every attempt to that host. The addresses are
+    vetted at every connection anyway."""
+    key = (host, port)
+    now = time.monotonic()
+    with _lookups_lock:
+        hit = _lookups.get(key)
+    if hit is not None and hit[0] > now:
+        if isinstance(hit[1], socket.gaierror):
+            raise socket.gaierror(hit[1].errno, hit[1].strerror)
+        return hit[1]
+    try:
+        infos: list[Any] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        with _lookups_lock:
+            _lookups[key] = (time.monotonic() + LOOKUP_FAILURE_CACHE_S, exc)
+        raise
+    with _lookups_lock:
+        if len(_lookups) > 10_000:
+            _lookups.clear()
+        _lookups[key] = (time.monotonic() + LOOKUP_CACHE_S, infos)
+    return infos
 
 
 def _guarded(base: type[HTTPConnection], allow: tuple[Network, ...]) -> type[HTTPConnection]:
@@ -297,6 +332,7 @@ def post(
     deadline = start + settings.timeout_s
     _attempt.id = _watchdog.begin(deadline)
     try:
+        check_url(url, settings)  # cached: a URL that cannot be sent is refused, not raised
         target = _target(url, settings)
         send = functools.partial(
             target.pool.urlopen,
@@ -330,8 +366,8 @@ def post(
             retry_after=resp.headers.get("Retry-After"),
             location=resp.headers.get("Location"),
         )
-    except UnsafeTargetError as exc:
-        return Response(None, time.monotonic() - start, error=f"refused: {exc}")
+    except ConfigurationError as exc:  # UnsafeTargetError, or a URL that cannot be sent
+        return Response(None, time.monotonic() - start, error=f"refused: {exc}", permanent=True)
     except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
         elapsed = time.monotonic() - start
         if elapsed >= settings.timeout_s:

@@ -69,7 +69,7 @@ def test_endpoints_add_sets_the_style_and_list_shows_it(settings) -> None:
     assert {r["url"]: r["body_style"] for r in rows} == {url: "php", s.urls[0]: "php"}
     text = runner.invoke(main, ["endpoints", "list"]).output
     header, *lines = text.splitlines()
-    assert header.split() == ["STATE", "URL", "EVENTS", "SECRET", "BODY", "SOURCE"]
+    assert header.split() == ["HEALTH", "URL", "EVENTS", "SECRET", "BODY", "SOURCE"]
     assert [line.split()[-2:] for line in lines if url in line] == [["php", "store"]]
     runner.invoke(main, ["endpoints", "add", url])
     rows = json.loads(runner.invoke(main, ["endpoints", "list", "--json"]).stdout)

@@ -150,6 +150,25 @@ def test_verify_command_checks_a_standard_webhooks_signature(tmp_path: Path) -> 
     assert "needs --id and --timestamp" in missing.output
 
 
+def test_verify_tolerance_zero_is_strict_and_no_tolerance_skips_the_age_check(
+    tmp_path: Path,
+) -> None:
+    body = b'{"event":"ticket.created"}'
+    secret = "cli-secret-0123456789"
+    headers = shahihooks.sign_headers(
+        body, delivery_id="evt_1-a", event="e.x", secrets=secret, timestamp=1700000000
+    )
+    (tmp_path / "b.json").write_bytes(body)
+    args = ["verify", "--secret", secret, "--signature", headers["webhook-signature"]]
+    args += ["--id", "evt_1-a", "--timestamp", "1700000000", str(tmp_path / "b.json")]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    strict = CliRunner().invoke(main, [*args, "--tolerance", "0"])
+    assert strict.exit_code == 1
+    assert "outside the ±0 s tolerance" in strict.output
+    negative = CliRunner().invoke(main, [*args, "--tolerance", "-1"])
+    assert negative.exit_code == 2
+
+
 @pytest.mark.usefixtures("worker")
 def test_emit_command_prints_one_delivery_per_endpoint(settings, receiver: Receiver) -> None:
     paths = [f"/cli-emit-{i}-{uuid.uuid4().hex[:6]}" for i in range(2)]

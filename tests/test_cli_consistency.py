@@ -66,6 +66,7 @@ QUIET_WORKER = ["--loglevel", "INFO", "--without-mingle", "--without-gossip"]
         ["endpoints", "remove", "https://127.0.0.1:9/x"],
         ["endpoints", "disable", "https://127.0.0.1:9/x"],
         ["emit", "ticket.created", "--data", "{}"],
+        ["emit", "ticket.created"],  # the example's notice comes only once it is sent
     ],
     ids=lambda a: " ".join(a),
 )
@@ -154,7 +155,7 @@ def test_tables_have_a_header_row(settings, receiver: Receiver) -> None:
         ("log",): ["TIME", "STATUS", "MS", "#", "EVENT", "ID", "URL", "ERROR"],
         ("stats",): ["URL", "EVENT", "COUNT", "OK", "%", "AVG", "ms", "P95", "ms"],
         ("dead", "list"): ["DIED", "ID", "EVENT", "ATTEMPTS", "URL", "REASON"],
-        ("endpoints", "list"): ["STATE", "URL", "EVENTS", "SECRET", "BODY", "SOURCE"],
+        ("endpoints", "list"): ["HEALTH", "URL", "EVENTS", "SECRET", "BODY", "SOURCE"],
         ("emit", "ticket.closed"): ["ID", "STATUS", "URL"],
     }
     for args, words in headers.items():
@@ -223,7 +224,7 @@ def test_emit_without_data_sends_the_pages_example(settings, receiver: Receiver)
     result = CliRunner().invoke(main, ["emit", "ticket.created", "--json"])
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
-    assert "sending the example data of ticket.created" in result.stderr
+    assert "sent the example data of ticket.created" in result.stderr
     (got,) = receiver.wait_for(path, 1)
     assert got.header("webhook-id") == row["id"]
     sent = shahihooks.verify(got.body, got.headers, SECRET)["data"]

@@ -205,7 +205,7 @@ def test_a_copy_meets_an_attempt_or_its_end_never_a_gap_between(settings) -> Non
     assert state.begin(delivery.id, 1).verdict is Verdict.GO
     assert state.begin(delivery.id, 1).verdict is Verdict.BUSY  # a copy during the attempt
     # the attempt ends in one step: lease, outcome and marker together
-    assert state.finish(delivery.id, 1, Outcome(Finished.DELIVERED)) is Finished.DELIVERED
+    assert state.finish(delivery.id, 1, Outcome(Finished.DELIVERED))[0] is Finished.DELIVERED
     assert state.begin(delivery.id, 1).verdict is Verdict.STALE  # a copy after it
     redis.Redis.from_url(s.redis_url).delete(queue)
 

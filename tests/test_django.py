@@ -151,3 +151,17 @@ def test_a_bad_settings_dict_is_a_system_check_error(monkeypatch: pytest.MonkeyP
         call_command("check")
     monkeypatch.setattr(django_settings, "SHAHIHOOKS", {"SECRET": SECRET})
     call_command("check")
+
+
+def test_a_malformed_timestamp_is_answered_401_not_500(settings) -> None:
+    settings()
+    headers = {
+        "webhook-id": "evt_x-1",
+        "webhook-timestamp": "9" * 400,
+        "webhook-signature": "v1,AAAA",
+    }
+    answer = Client(raise_request_exception=False).post(
+        "/webhook/shahi-assist", data=b"{}", content_type="application/json", headers=headers
+    )
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "Invalid signature"

@@ -34,6 +34,8 @@ from tests.receiver import Receiver
 pytestmark = pytest.mark.django_db(transaction=True)
 MANAGE = str(ROOT / "tests" / "django_project" / "manage.py")
 WORKER_OPTIONS = [
+    "--processes",
+    "1",
     "--concurrency",
     "4",
     "--loglevel",

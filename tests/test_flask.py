@@ -121,7 +121,16 @@ def test_the_worker_takes_the_apps_configuration_from_its_factory(
     )
     assert any(receiver.url(path) in c["what"] for c in json.loads(doctor.stdout)), doctor.stderr
     worker = subprocess.Popen(
-        [*flask_cli, "worker", "--concurrency", "2", "--without-mingle", "--without-gossip"],
+        [
+            *flask_cli,
+            "worker",
+            "--processes",
+            "1",
+            "--concurrency",
+            "2",
+            "--without-mingle",
+            "--without-gossip",
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -215,3 +224,17 @@ def test_contrib_without_its_framework_names_the_extra(
     assert result.returncode == 1
     assert f"ImportError: {module} needs" in result.stderr
     assert f"pip install '{extra}'" in result.stderr
+
+
+def test_a_malformed_timestamp_is_answered_401_not_500() -> None:
+    client = flask_receiver.create_app(SECRET).test_client()
+    headers = {
+        "webhook-id": "evt_x-1",
+        "webhook-timestamp": "9" * 400,
+        "webhook-signature": "v1,AAAA",
+    }
+    answer = client.post(
+        "/webhook/shahi-assist", data=b"{}", headers=headers, content_type="application/json"
+    )
+    assert answer.status_code == 401
+    assert answer.get_json()["error"] == "Invalid signature"

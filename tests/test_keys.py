@@ -3,11 +3,13 @@ URL tags, windows and deliveries it meets inside a script); the function library
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from typing import Any
 
 import redis
 
+from shahihooks.emit import delivery_id
 from shahihooks.keys import Keys, url_tag
 from shahihooks.state import SCRIPTS, library
 
@@ -16,14 +18,17 @@ setup(ARGV)
 return {key('dlv', 'evt_1-abc'), key('body', 'evt_1'), key('rate', 'abc', window_of(7200000)),
         key('backlog', 'abc'), key('done', 'evt_1-abc'), key('dead', 'evt_1-abc'),
         key('stats', '12'), K.schedule, K.releases, K.urls, K.endpoints, K.watermark, K.log,
-        K.dead_index, K.retrying, K.seq, K.wmhist}
+        K.dead_index, K.retrying, K.seq, K.wmhist, K.totals, K.ops, key('ep', 'abc'),
+        key('fly', 'abc')}
 """
 
 
 def test_lua_builds_the_same_key_names_as_keys_py(redis_client: redis.Redis) -> None:
     prelude = resources.files("shahihooks").joinpath("lua/prelude.lua").read_text()
-    # the common arguments: prefix, lease, grace, limit, window (1 h), backlog max, ttls
+    # the common arguments: prefix, lease, grace, limit, window (1 h), backlog max, ttls,
+    # concurrency ceiling, circuit threshold, cool-downs, disable after
     args = ["pfx", 25000, 65000, 10, 3_600_000, 10000, 604800, 100000, 691200]
+    args += [50, 5, 30000, 600000, 432000000]
     names = [n.decode() for n in redis_client.eval(prelude + PROBE, 0, *args)]  # type: ignore[union-attr]
     k = Keys("pfx")
     assert names == [
@@ -44,12 +49,18 @@ def test_lua_builds_the_same_key_names_as_keys_py(redis_client: redis.Redis) -> 
         k.retrying,
         k.seq,
         k.watermark_history,
+        k.totals,
+        k.ops,
+        k.health("abc"),
+        k.in_flight("abc"),
     ]
 
 
-def test_url_tags_are_short_stable_and_distinct() -> None:
+def test_url_tags_are_stable_distinct_and_128_bits_wide() -> None:
     assert url_tag("https://a.example/hook") == url_tag("https://a.example/hook")
-    assert len(url_tag("https://a.example/hook")) == 12
+    expected = hashlib.sha256(b"https://a.example/hook").hexdigest()[:32]
+    assert url_tag("https://a.example/hook") == expected
+    assert delivery_id("evt_1", "https://a.example/hook") == f"evt_1-{expected}"
     assert url_tag("https://a.example/hook") != url_tag("https://a.example/hook2")
 
 

@@ -118,3 +118,13 @@ def test_the_listener_never_shows_its_secrets() -> None:
     assert weak.exit_code == 1
     assert "--secret is too short" in weak.output
     assert "fifteen-bytes!!" not in weak.output
+
+
+def test_a_malformed_timestamp_is_answered_401() -> None:
+    listener = Listener([SECRET])
+    with start(listener) as port:
+        status = post(port, BODY, **{"webhook-timestamp": "9" * 400})
+    assert status == 401
+    (heard,) = listener.heard
+    assert heard.valid is False
+    assert "not a number of seconds" in heard.reason

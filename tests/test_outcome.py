@@ -67,6 +67,17 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after(None, now=0) is None
 
 
+@pytest.mark.parametrize(
+    "header", ["²", "¹", "³", "١٠", "٣", "3²", "-5", "+5", "1e3", "5.0", "0x10"]
+)
+def test_retry_after_that_is_not_ascii_digits_or_a_date_is_ignored(header: str) -> None:
+    assert parse_retry_after(header, now=0) is None
+    failed = classify(
+        status=503, error=None, attempt=1, schedule_s=(60,), retry_after=header, now=0
+    )
+    assert (failed.kind, failed.delay_s) == (Kind.RETRY, 60)
+
+
 def test_retry_delay_is_none_once_the_schedule_is_spent() -> None:
     assert retry_delay(3, SCHEDULE) == 1800
     assert retry_delay(4, SCHEDULE) is None

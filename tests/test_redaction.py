@@ -36,6 +36,33 @@ from tests.receiver import Receiver
         ("https://h.example/p?", "https://h.example/p?"),
         ("https://[::1", "https://[::1"),
         ("", ""),
+        (
+            "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX",
+            "https://hooks.slack.com/services/T000/B000/***",
+        ),
+        (
+            "https://Hooks.Slack.com.:443/services/T0/B0/x",
+            "https://Hooks.Slack.com.:443/services/T0/B0/***",
+        ),
+        (
+            "https://hooks.zapier.com/hooks/catch/123/abc/",
+            "https://hooks.zapier.com/hooks/catch/123/***/",
+        ),
+        (
+            "https://discord.com/api/webhooks/1234/tok-en_x",
+            "https://discord.com/api/webhooks/1234/***",
+        ),
+        ("https://h.example/in/3f2a9c0d1e7b4a6f8c5d/x?t=1", "https://h.example/in/***/x?***"),
+        (
+            "https://h.example/in/550e8400-e29b-41d4-a716-446655440000",
+            "https://h.example/in/***",
+        ),
+        (
+            "https://h.example/hooks/incoming-webhook-2024",
+            "https://h.example/hooks/incoming-webhook-2024",
+        ),
+        ("https://h.example/services/T0/B0/x", "https://h.example/services/T0/B0/x"),
+        ("/services/T0/B0/xyz?token=1", "/services/T0/B0/***?***"),
     ],
 )
 def test_redact_url_masks_userinfo_query_and_fragment(url: str, shown: str) -> None:
@@ -46,6 +73,15 @@ def test_redact_url_masks_userinfo_query_and_fragment(url: str, shown: str) -> N
 @pytest.mark.parametrize("odd", [None, 42, ["https://u:p@h/"], object()])
 def test_redact_url_never_raises(odd: object) -> None:
     assert redact_url(odd) == "***"
+
+
+def test_redact_text_masks_a_secret_the_path_carries() -> None:
+    url = "https://hooks.zapier.com/hooks/catch/123/zq7k2/"
+    text = "Max retries exceeded with url: /hooks/catch/123/zq7k2/ (Caused by ...)"
+    assert (
+        redact_text(text, url)
+        == "Max retries exceeded with url: /hooks/catch/123/***/ (Caused by ...)"
+    )
 
 
 def test_redact_text_masks_what_an_error_repeats() -> None:
@@ -157,3 +193,19 @@ def test_task_messages_carry_no_url_credentials(settings, redis_client) -> None:
     for secret in (USER, PASSWORD, TOKEN):
         assert secret.encode() not in raw
     assert b"https://***:***@127.0.0.1:9/in?***" in raw.replace(b"\\u2192", "→".encode())
+
+
+def test_urllib3_debug_lines_of_a_real_post_show_no_query_or_path_token(
+    settings, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shahihooks.transport import post
+
+    path = "/debug/3f2a9c0d1e7b4a6f8c5dpathtoken"
+    url = receiver.url(path) + "?token=secretvalue"
+    with caplog.at_level(logging.DEBUG):
+        response = post(url, b"{}", {"Content-Type": "application/json"}, settings())
+    assert response.status == 200
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+    assert any('"POST /debug/***?*** HTTP/1.1" 200' in line for line in lines), lines
+    assert "secretvalue" not in caplog.text
+    assert "pathtoken" not in caplog.text

@@ -175,3 +175,26 @@ def test_bad_whsec_secret_is_a_configuration_error_without_the_secret() -> None:
 def test_empty_secret_list_is_refused() -> None:
     with pytest.raises(shahihooks.ConfigurationError, match="at least one"):
         sign_headers(BODY, delivery_id="m", event="e.x", secrets=[])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["9" * 400, "1" * 13, "١٧٠٠٠٠٠٠٠٠", "-1700000000", "+1700000000", " 1700000000", "1_700_000"],
+    ids=["400-digits", "13-digits", "arabic-indic", "negative", "plus", "space", "underscores"],
+)
+def test_a_malformed_timestamp_is_a_verification_error_before_any_arithmetic(raw: str) -> None:
+    headers = sign_headers(BODY, delivery_id="m", event="e.x", secrets=SECRET)
+    headers["webhook-timestamp"] = raw
+    with pytest.raises(shahihooks.TimestampOutOfRange, match="not a number of seconds"):
+        shahihooks.verify(BODY, headers, SECRET)
+    with pytest.raises(shahihooks.VerificationError):
+        shahihooks.verify(BODY, headers, SECRET, tolerance_s=None)
+
+
+def test_no_tolerance_skips_the_age_check_and_zero_is_strict() -> None:
+    old = int(time.time()) - 10 * 365 * 86_400
+    headers = sign_headers(BODY, delivery_id="m", event="e.x", secrets=SECRET, timestamp=old)
+    assert shahihooks.verify(BODY, headers, SECRET, tolerance_s=None)
+    with pytest.raises(shahihooks.TimestampOutOfRange, match="±0 s"):
+        shahihooks.verify(BODY, headers, SECRET, tolerance_s=0, now=old + 1)
+    assert shahihooks.verify(BODY, headers, SECRET, tolerance_s=0, now=old)

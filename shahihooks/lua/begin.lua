@@ -1,11 +1,13 @@
 -- Before an attempt: only the live message of a queued delivery goes on (a copy, a stale
 -- message or one for a finished delivery is dropped); a delivery to a removed stored
--- endpoint is dead-lettered; one admitted in an earlier rate window takes a slot in this
+-- endpoint or a disabled one is dead-lettered; one held back by its endpoint's health (its
+-- circuit is open, or its limit of attempts in flight is reached) waits in the backlog
+-- without spending an attempt; one admitted in an earlier rate window takes a slot in this
 -- one (or waits in the backlog). Then the attempt holds the delivery for its lease, and
 -- gets the URL, the body and the endpoint. One round trip.
 -- ARGV[A..]: delivery_id, token
--- Returns {'go', url, event, attempt, ts, site, data, endpoint_json} | {'stale'} | {'busy'}
---       | {'deferred'} | {'dead', reason}
+-- Returns {'go', url, event, attempt, ts, site, data, endpoint_json, src, fingerprint}
+--       | {'stale'} | {'busy'} | {'deferred', reason} | {'dead', reason}
 local id, pub = ARGV[A], ARGV[A + 1]
 local now = now_ms()
 local d = record(id)
@@ -23,14 +25,26 @@ local reason
 if not url then
   reason = 'its URL is not known to this Redis'
 elseif d.src == 'store' and not endpoint then
-  reason = 'its endpoint was removed from the store: not sent (replay it once the endpoint is back)'
+  reason = 'endpoint removed from the store: not sent (replay it once the endpoint is back)'
 end
-local body = redis.call('HMGET', key('body', d.m), 'event', 'ts', 'site', 'data')
+local body = redis.call('HMGET', key('body', d.m), 'event', 'ts', 'site', 'data', 'fp')
 if not reason and not body[1] then reason = 'the stored body is gone (Redis lost it)' end
 if reason then
-  log_event(id, d, now, 'dead', reason, nil)
-  dead_letter(id, d, now, reason, '', '')
+  dead_now(id, d, now, reason)
   return {'dead', reason}
+end
+
+if string.sub(url, 1, 7) ~= 'action:' then
+  local h = health(d.u)
+  local held = gate(id, d, h, now)
+  if held then
+    -- the rate slot it took is given back: it takes another when it is released
+    if d.w ~= '' and redis.call('EXISTS', key('rate', d.u, d.w)) == 1 then
+      redis.call('DECR', key('rate', d.u, d.w))
+    end
+    local verdict, why = hold(id, d, now, h, held)
+    return {verdict, why}
+  end
 end
 
 -- admitted under a limit, in an earlier window (the queue was slow): a slot in this one
@@ -38,9 +52,9 @@ local limit = d.w ~= '' and d.w ~= window_of(now) and limit_of(url) or 0
 if limit > 0 then
   local win = admit(d.u, limit, now)
   if not win then
-    if to_backlog(id, d, now, limit) then return {'deferred'} end
-    log_event(id, d, now, 'dead', BACKLOG_FULL, nil)
-    dead_letter(id, d, now, BACKLOG_FULL, '', '')
+    redis.call('ZREM', key('fly', d.u), id)
+    if rate_wait(id, d, now, limit) then return {'deferred', 'rate limit of ' .. limit} end
+    dead_now(id, d, now, BACKLOG_FULL)
     return {'dead', BACKLOG_FULL}
   end
   redis.call('HSET', key('dlv', id), 'w', win)
@@ -48,4 +62,4 @@ end
 
 set_state(id, d, 'x', now)
 redis.call('ZADD', K.schedule, num(now + C.lease_ms), id)
-return {'go', url, d.e, d.a, body[2], body[3], body[4], endpoint or ''}
+return {'go', url, d.e, d.a, body[2], body[3], body[4], endpoint or '', d.src, body[5] or ''}

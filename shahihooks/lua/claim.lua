@@ -10,7 +10,8 @@
 --     that, the worker that took it died before recording it: a new message. Otherwise it
 --     still waits its turn: looked at again, less and less often.
 -- ARGV[A..]: budget (entries handled at most)
--- Returns {ms until the next entry is due, then per message: id, token, attempt, event, url}
+-- Returns {ms until the next entry is due, operational events waiting to be sent,
+--          then per message: id, token, attempt, event, url}
 local budget = tonumber(ARGV[A])
 local LOST_MAX = 5
 local now = now_ms()
@@ -33,15 +34,38 @@ local function publish(id, d, pub)
   out[#out + 1] = shown_url(d)
 end
 
--- Backlogs first: a due delivery then finds the room they leave (or their place).
+-- Backlogs first: a due delivery then finds the room they leave (or their place). A backlog
+-- releases what its URL's rate window and its endpoint's health allow: up to the free
+-- slots of its limit on attempts in flight (each released delivery holds its slot until
+-- it begins or the slot lapses), one probe once an open circuit's cool-down is over,
+-- nothing while the circuit is open; a disabled endpoint's backlog is dead-lettered.
 local tags = redis.call('ZRANGEBYSCORE', K.releases, '-inf', num(now), 'LIMIT', 0, budget)
 for _, tag in ipairs(tags) do
   local backlog = key('backlog', tag)
-  local limit = limit_of(redis.call('HGET', K.urls, tag))
+  local url = redis.call('HGET', K.urls, tag)
+  local limit = limit_of(url)
+  local h = health(tag)
   local rate = key('rate', tag, window_of(now))
-  local room = budget
+  local room, later = budget, nil
   if limit > 0 then
     room = math.min(room, limit - (tonumber(redis.call('GET', rate)) or 0))
+  end
+  local probe = false
+  if not h.off and h.open > 0 then disable_if_failing_too_long(tag, h, now, '') end
+  if h.off then
+    room = budget  -- a disabled endpoint's backlog is dead-lettered, whatever its rate
+  elseif not url or string.sub(url, 1, 7) == 'action:' then
+    -- an action has no health to weigh
+  elseif h.open > 0 then
+    if now < h.open or h.pu > now then
+      room, later = 0, math.max(h.open, h.pu)
+      if C.disable_ms > 0 and h.fs then later = math.min(later, h.fs + C.disable_ms) end
+    else
+      room, probe = math.min(room, 1), true
+    end
+  else
+    local free = math.floor(h.cw) - in_flight(tag, now)
+    if free < room then room, later = math.max(0, free), next_lapse(tag, now) end
   end
   local released = 0
   while released < room do
@@ -50,19 +74,28 @@ for _, tag in ipairs(tags) do
     local id = head[1]
     local d = record(id)
     if d and d.s == 'b' then
-      if limit > 0 then
-        redis.call('INCR', rate)
-        redis.call('PEXPIRE', rate, 2 * C.window_ms)
+      if h.off then
+        dead_now(id, d, now, disabled_reason(h), true)
+      else
+        if limit > 0 then
+          redis.call('INCR', rate)
+          redis.call('PEXPIRE', rate, 2 * C.window_ms)
+        end
+        redis.call('HSET', key('dlv', id), 'w', limit > 0 and window_of(now) or '')
+        local lapse = num(now + C.grace_ms + C.lease_ms)
+        if probe then redis.call('HSET', key('ep', tag), 'probe', id, 'pu', lapse) end
+        redis.call('ZADD', key('fly', tag), lapse, id)
+        publish(id, d, to_queue(id, d, now))
       end
-      redis.call('HSET', key('dlv', id), 'w', limit > 0 and window_of(now) or '')
-      publish(id, d, to_queue(id, d, now))
       released = released + 1
     end
   end
   budget = math.max(0, budget - released)
   if redis.call('EXISTS', backlog) == 1 then
     local full = limit > 0 and (tonumber(redis.call('GET', rate)) or 0) >= limit
-    redis.call('ZADD', K.releases, num(full and next_window(now) or now), tag)
+    local at = full and next_window(now) or now
+    if not full and later then at = later end
+    redis.call('ZADD', K.releases, num(at), tag)
   else
     redis.call('ZREM', K.releases, tag)
   end
@@ -89,10 +122,8 @@ for _, id in ipairs(due) do
     if passed and now - tonumber(passed) >= C.grace_ms then
       local lost = redis.call('HINCRBY', key('dlv', id), 'l', 1)
       if lost > LOST_MAX then  -- no worker can read its messages (their accept_content?)
-        local reason = 'its message was lost ' .. LOST_MAX .. ' times: do the workers accept '
-          .. 'what the apps publish (task_serializer, accept_content)?'
-        log_event(id, d, now, 'dead', reason, nil)
-        dead_letter(id, d, now, reason, '', '')
+        dead_now(id, d, now, 'its message was lost ' .. LOST_MAX .. ' times: do the workers '
+          .. 'accept what the apps publish (task_serializer, accept_content)?')
       else
         log_event(id, d, now, 'retry', 'its message was lost (taken by a worker that stopped '
           .. 'before recording it): sent again', 0)
@@ -114,5 +145,6 @@ for _, z in ipairs({K.schedule, K.releases}) do
   local head = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
   if head[2] then soonest = math.min(soonest, tonumber(head[2])) end
 end
+table.insert(out, 1, redis.call('HLEN', K.ops))
 table.insert(out, 1, num(math.max(0, soonest - now)))
 return out

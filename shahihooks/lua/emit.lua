@@ -1,17 +1,21 @@
 -- At emit: refuse a duplicate key or a throttled event, else store the body once for all its
 -- deliveries and give each its record: queued (its message pushed here when the broker is
--- this Redis), deferred to its URL's backlog, or dead-lettered when that backlog is full.
+-- this Redis), deferred to its URL's backlog (its rate limit, or its endpoint's open
+-- circuit), or dead-lettered (that backlog is full, the endpoint is disabled, or the target
+-- was refused: `refused` says why; one endpoint's refusal never fails the others).
 -- KEYS: emitted (or ''), throttle (or '')
 -- Run twice by one emit (its answer was lost, and emit tried again), it changes nothing.
 -- ARGV[A..]: listed_json, throttle_s, msg_id, event, ts, site, data, queue (or ''), n,
---            n x (delivery_id, url_tag, url, shown_url, limit, src), then n messages, nonce
+--            fingerprint, n x (delivery_id, url_tag, url, shown_url, limit, src, refused),
+--            then n messages, nonce
 -- Returns {'duplicate', listed_json} | {'throttled'} | {'ok', verdict per delivery...}
 --       | {'again', state per delivery...} (this emit had run: q x w n r b, '' if finished)
+local STRIDE = 7
 local nonce = ARGV[#ARGV]
 if redis.call('HGET', key('body', ARGV[A + 2]), 'nonce') == nonce then
   local states = {'again'}
   for i = 0, tonumber(ARGV[A + 8]) - 1 do
-    states[#states + 1] = redis.call('HGET', key('dlv', ARGV[A + 9 + 6 * i]), 's') or ''
+    states[#states + 1] = redis.call('HGET', key('dlv', ARGV[A + 10 + STRIDE * i]), 's') or ''
   end
   return states
 end
@@ -31,17 +35,22 @@ local msg, event, queue, n = ARGV[A + 2], ARGV[A + 3], ARGV[A + 7], tonumber(ARG
 local now = now_ms()
 local order = num(redis.call('INCR', K.seq))
 redis.call('HSET', key('body', msg), 'event', event, 'ts', ARGV[A + 4], 'site', ARGV[A + 5],
-           'data', ARGV[A + 6], 'refs', n, 'nonce', nonce)
+           'data', ARGV[A + 6], 'refs', n, 'nonce', nonce, 'fp', ARGV[A + 9])
 local verdicts, push = {'ok'}, {}
-local first_message = A + 9 + 6 * n
+local first_message = A + 10 + STRIDE * n
 for i = 0, n - 1 do
-  local at = A + 9 + 6 * i
+  local at = A + 10 + STRIDE * i
   local id, tag = ARGV[at], ARGV[at + 1]
   redis.call('HSET', K.urls, tag, ARGV[at + 2], tag .. ':shown', ARGV[at + 3])
   redis.call('HSET', key('dlv', id), 'm', msg, 'u', tag, 'e', event, 'a', '1', 'p', '0',
              'o', order, 'src', ARGV[at + 5], 'b', '0', 's', '', 't', num(now))
   local d = record(id)
-  local verdict = admit_or_wait(id, d, now, tonumber(ARGV[at + 4]))
+  local verdict
+  if ARGV[at + 6] ~= '' then
+    verdict = dead_now(id, d, now, ARGV[at + 6])
+  else
+    verdict = admit_or_wait(id, d, now, tonumber(ARGV[at + 4]))
+  end
   verdicts[#verdicts + 1] = verdict
   if verdict == 'queued' and queue ~= '' then push[#push + 1] = ARGV[first_message + i] end
 end

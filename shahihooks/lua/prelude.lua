@@ -3,9 +3,10 @@
 -- the settings every call shares, Redis's clock, and the steps several scripts take. It runs
 -- once, when the library is loaded; each call begins with `setup(ARGV)`.
 --
--- ARGV[1..9] are the same for every call (state.py `_common`):
+-- ARGV[1..A-1] are the same for every call (state.py `_common`):
 --   prefix, lease_ms, grace_ms, default_limit, window_ms, backlog_max, done_ttl_s,
---   log_max_len, stats_ttl_s
+--   log_max_len, stats_ttl_s, concurrency ceiling, circuit threshold, cooldown_ms,
+--   cooldown_max_ms, disable_after_ms (0: never)
 -- A call's own arguments start at ARGV[A].
 --
 -- A delivery's record (`dlv`) fields:
@@ -15,27 +16,30 @@
 --            b in its URL's backlog
 --   t when the state was entered (ms)   o emit order   w the rate window it was admitted in
 --   c checks of a queued message
---   src "store" when the endpoint came from the store   b attempts that hit a bug
---   l messages of it found lost
-local A = 10
+--   src where its URL came from: "store", "urls" (SHAHIHOOKS_URLS), "ops" (an operational
+--       event), "" (a webhook_urls filter, an action)
+--   b attempts that hit a bug   l messages of it found lost
+local A = 15
 local P, C, K  -- this call's prefix, settings and keys (Redis runs one at a time)
 local function key(...) return table.concat({P, ...}, ':') end
 local SETUP = ''
 
 local function setup(argv)
-  local common = table.concat(argv, '\0', 1, 9)
+  local common = table.concat(argv, '\0', 1, A - 1)
   if common == SETUP then return end  -- the same settings as the call before: kept
   SETUP, P = common, argv[1]
   C = {
     lease_ms = tonumber(argv[2]), grace_ms = tonumber(argv[3]), limit = tonumber(argv[4]),
     window_ms = tonumber(argv[5]), backlog_max = tonumber(argv[6]), done_ttl = argv[7],
-    log_max = argv[8], stats_ttl = argv[9],
+    log_max = argv[8], stats_ttl = argv[9], ceiling = tonumber(argv[10]),
+    threshold = tonumber(argv[11]), cooldown_ms = tonumber(argv[12]),
+    cooldown_max_ms = tonumber(argv[13]), disable_ms = tonumber(argv[14]),
   }
   K = {
     schedule = key('schedule'), releases = key('releases'), urls = key('urls'),
     endpoints = key('endpoints'), watermark = key('watermark'), log = key('log'),
     dead_index = key('dead'), retrying = key('retrying'), seq = key('seq'),
-    wmhist = key('watermark', 'history'),
+    wmhist = key('watermark', 'history'), ops = key('ops'), totals = key('totals'),
   }
 end
 
@@ -85,17 +89,35 @@ local function retire(id, d, mark)
   if redis.call('HINCRBY', body, 'refs', -1) <= 0 then redis.call('DEL', body) end
 end
 
+-- Operational events (endpoint.failing, ...) wait in `ops` until a worker sends them (and
+-- runs the Python hooks); never about an operational endpoint itself, bounded in number.
+local OPS_MAX = 10000
+local ops_added = false  -- by this call (a script that reports it resets it first)
+local function ops_event(kind, tag, now, data)
+  if redis.call('HLEN', K.ops) >= OPS_MAX then return end
+  ops_added = true
+  data.url = redis.call('HGET', K.urls, tag .. ':shown') or ''
+  local id = kind .. ':' .. tag .. ':' .. num(now)
+  redis.call('HSET', K.ops, id, cjson.encode({event = kind, at_ms = num(now), data = data}))
+end
+
 -- The dead letter keeps the body's parts (the body is rebuilt from them, byte for byte), and
--- the URL as shown (credentials masked): its tag finds the URL itself in `urls`.
-local function dead_letter(id, d, now, reason, status, response)
+-- the URL as shown (credentials masked): its tag finds the URL itself in `urls`. `off`: it
+-- died because its endpoint is disabled (`endpoints enable --recover` replays those).
+local function dead_letter(id, d, now, reason, status, response, off)
   local body = redis.call('HMGET', key('body', d.m), 'event', 'ts', 'site', 'data')
   local letter = key('dead', id)
   redis.call('DEL', letter)
   redis.call('HSET', letter, 'id', id, 'msg', d.m, 'url', shown_url(d),
     'tag', d.u, 'event', d.e, 'attempts', d.a, 'reason', reason, 'status', status,
     'died_at', secs(now), 'ts', body[2] or '0', 'site', body[3] or '', 'data', body[4] or '',
-    'has_body', body[1] and '1' or '0', 'response', response, 'src', d.src)
+    'has_body', body[1] and '1' or '0', 'response', response, 'src', d.src, 'o', d.o,
+    'off', off and '1' or '')
   redis.call('ZADD', K.dead_index, secs(now), id)
+  if d.src ~= 'ops' and not off then
+    ops_event('delivery.dead', d.u, now, {delivery_id = id, event = d.e,
+      attempts = tonumber(d.a), reason = reason, status = status})
+  end
   retire(id, d, 'dead')
 end
 
@@ -133,24 +155,30 @@ local function admit(tag, limit, now)
   return win
 end
 
--- Wait in the URL's backlog, in emit order; false when it is full.
-local function to_backlog(id, d, now, limit)
+-- Wait in the URL's backlog, in emit order, to be released at `due` at the earliest;
+-- false when it is full. `why` says what holds it back.
+local function to_backlog(id, d, now, due, why)
   local backlog = key('backlog', d.u)
   if redis.call('ZCARD', backlog) >= C.backlog_max then return false end
   redis.call('ZADD', backlog, d.o, id)
   redis.call('ZREM', K.schedule, id)
   set_state(id, d, 'b', now)
-  local used = tonumber(redis.call('GET', key('rate', d.u, window_of(now)))) or 0
-  local due = now
-  if limit > 0 and used >= limit then due = next_window(now) end
   redis.call('ZADD', K.releases, 'LT', num(due), d.u)
   local ahead = redis.call('ZRANK', backlog, id)
-  log_event(id, d, now, 'deferred', 'rate limit of ' .. limit .. ' per ' .. num(C.window_ms / 1000)
-    .. ' s reached: waits in the backlog (' .. ahead .. ' ahead)', due - now)
+  log_event(id, d, now, 'deferred', why .. ': waits in the backlog (' .. ahead .. ' ahead)',
+    due - now)
   local stats = key('stats', num(math.floor(now / 3600000)))
   redis.call('HINCRBY', stats, shown_url(d) .. ' ' .. d.e .. ' def', 1)
   redis.call('EXPIRE', stats, C.stats_ttl)
   return true
+end
+
+local function rate_wait(id, d, now, limit)
+  local used = tonumber(redis.call('GET', key('rate', d.u, window_of(now)))) or 0
+  local due = now
+  if limit > 0 and used >= limit then due = next_window(now) end
+  return to_backlog(id, d, now, due, 'rate limit of ' .. limit .. ' per '
+    .. num(C.window_ms / 1000) .. ' s reached')
 end
 
 -- A new message for the delivery: a new fencing token, and a check that it is not lost.
@@ -164,16 +192,191 @@ end
 
 local BACKLOG_FULL = 'backlog full: SHAHIHOOKS_BACKLOG_MAX deliveries already wait for this URL'
 
--- Queue the delivery if its URL's limit allows, else its backlog, else (full) dead letter.
+local function dead_now(id, d, now, reason, off)
+  log_event(id, d, now, 'dead', reason, nil)
+  dead_letter(id, d, now, reason, '', '', off)
+  return 'dead'
+end
+
+-- An endpoint's health ({p}:ep:{tag}), shared by every worker:
+--   cw    the limit on attempts in flight (a float: it grows by fractions)
+--   ss    below it the limit grows by one per success (slow start), above by 1/cw
+--   max   the endpoint's own ceiling (`endpoints add --concurrency`), else C.ceiling
+--   cf    consecutive failures          open  circuit open until (ms; 0: closed)
+--   opens openings in a row (the cool-down doubles with each)
+--   probe the delivery sent while half-open, pu until when it counts as the probe (ms)
+--   fs    failing since (ms)            ok    the last success (ms)
+--   off   disabled since (ms)           why   why it was disabled
+--   err   the last failure's reason     at    the last attempt's end (ms)
+--   quiet '1' for an operational endpoint: no operational event is ever about it
+-- The attempts in flight are `fly`: delivery ids scored by when their slot lapses.
+local INITIAL_WINDOW = 2
+local HF = {'cw', 'ss', 'max', 'cf', 'open', 'opens', 'probe', 'pu', 'fs', 'off', 'why',
+            'quiet'}
+local function health(tag)
+  local v = redis.call('HMGET', key('ep', tag), unpack(HF))
+  local ceiling = tonumber(v[3]) or C.ceiling
+  return {
+    ceiling = ceiling, cw = tonumber(v[1]) or math.min(INITIAL_WINDOW, ceiling),
+    ss = tonumber(v[2]) or ceiling, cf = tonumber(v[4]) or 0, open = tonumber(v[5]) or 0,
+    opens = tonumber(v[6]) or 0, probe = v[7] or '', pu = tonumber(v[8]) or 0,
+    fs = tonumber(v[9]), off = tonumber(v[10]), why = v[11] or '', quiet = v[12] == '1',
+  }
+end
+
+local function in_flight(tag, now)
+  local fly = key('fly', tag)
+  redis.call('ZREMRANGEBYSCORE', fly, '-inf', num(now))
+  return redis.call('ZCARD', fly)
+end
+
+local function disabled_reason(h)
+  return 'endpoint disabled (since ' .. secs(h.off) .. '): ' .. h.why
+end
+
+local function circuit_reason(h, now)
+  return 'circuit open after ' .. h.cf .. ' failures in a row (next probe in '
+    .. num(math.max(0, math.max(h.open, h.pu) - now) / 1000) .. ' s)'
+end
+
+-- While the circuit is open, and while its probe is out, nothing else is attempted.
+local function held_by_circuit(h, id, now)
+  return h.open > 0 and (now < h.open or (h.pu > now and h.probe ~= id))
+end
+
+local function disable(tag, now, why, quiet)
+  redis.call('HSET', key('ep', tag), 'off', num(now), 'why', why)
+  redis.call('ZADD', K.releases, num(now), tag)  -- its backlog is dead-lettered now
+  if not quiet then ops_event('endpoint.disabled', tag, now, {reason = why}) end
+end
+
+-- Failing without a success for SHAHIHOOKS_DISABLE_AFTER: disabled (true if it is now).
+local function disable_if_failing_too_long(tag, h, now, last)
+  if C.disable_ms <= 0 or not h.fs or now - h.fs < C.disable_ms then return false end
+  local why = 'only failures since ' .. secs(h.fs) .. ' (more than SHAHIHOOKS_DISABLE_AFTER='
+    .. num(C.disable_ms / 1000) .. ' s)' .. (last ~= '' and ('; last: ' .. last) or '')
+  disable(tag, now, why, h.quiet)
+  h.off, h.why = now, why
+  return true
+end
+
+-- May an attempt of `id` to its endpoint start now? nil if so (it holds a slot), else what
+-- holds it back: 'disabled', 'open' (the circuit) or 'limit' (attempts in flight).
+local function gate(id, d, h, now)
+  if h.off then return 'disabled' end
+  if held_by_circuit(h, id, now) then return 'open' end
+  local fly = key('fly', d.u)
+  local lapse = num(now + C.lease_ms)
+  if h.open > 0 then  -- half-open: this attempt is the probe
+    redis.call('HSET', key('ep', d.u), 'probe', id, 'pu', lapse)
+  elseif not redis.call('ZSCORE', fly, id) and in_flight(d.u, now) >= math.floor(h.cw) then
+    return 'limit'
+  end
+  redis.call('ZADD', fly, lapse, id)
+  return nil
+end
+
+-- When a slot of a full endpoint frees up at the latest (a lapse), for its backlog's release.
+local function next_lapse(tag, now)
+  local head = redis.call('ZRANGE', key('fly', tag), 0, 0, 'WITHSCORES')
+  return head[2] and tonumber(head[2]) or now + 1000
+end
+
+-- Held back by the endpoint's health: waits in its backlog (or dies: disabled, or full).
+-- Returns 'deferred' or 'dead', and the reason.
+local function hold(id, d, now, h, why)
+  if why == 'disabled' then
+    local reason = disabled_reason(h)
+    return dead_now(id, d, now, reason, true), reason
+  end
+  if why == 'open' and disable_if_failing_too_long(d.u, h, now, '') then
+    return hold(id, d, now, h, 'disabled')
+  end
+  local due, reason
+  if why == 'open' then
+    due, reason = math.max(h.open, h.pu), circuit_reason(h, now)
+    -- looked at again when it is due to be disabled, if that comes first
+    if C.disable_ms > 0 and h.fs then due = math.min(due, h.fs + C.disable_ms) end
+  else
+    due = next_lapse(d.u, now)
+    reason = 'the endpoint\'s limit of ' .. math.floor(h.cw) .. ' attempts in flight is reached'
+  end
+  if to_backlog(id, d, now, due, reason) then return 'deferred', reason end
+  return dead_now(id, d, now, BACKLOG_FULL), BACKLOG_FULL
+end
+
+local function cooldown(opens)
+  return math.min(C.cooldown_ms * 2 ^ (opens - 1), C.cooldown_max_ms)
+end
+
+-- After an attempt, the endpoint learns from it: `signal` is 'ok', 'congested' (a timeout,
+-- a connection error, 5xx, 429: the limit halves) or 'failed' (any other failure). The
+-- limit grows slowly on success; failures in a row open the circuit; failing for
+-- `disable_ms` without a success disables the endpoint. Returns true if it is disabled.
+local function learn(id, d, now, signal, reason)
+  local ep = key('ep', d.u)
+  local quiet = d.src == 'ops'
+  redis.call('ZREM', key('fly', d.u), id)
+  local h = health(d.u)
+  if quiet and not h.quiet then
+    redis.call('HSET', ep, 'quiet', '1')
+    h.quiet = true
+  end
+  if h.off then return true end
+  if signal == 'ok' then
+    local cw = h.cw < h.ss and h.cw + 1 or h.cw + 1 / h.cw
+    redis.call('HSET', ep, 'cw', tostring(math.min(cw, h.ceiling)), 'cf', 0, 'ok', num(now),
+      'at', num(now))
+    if h.fs then redis.call('HDEL', ep, 'fs') end
+    if h.open > 0 then
+      redis.call('HSET', ep, 'open', 0, 'opens', 0, 'probe', '', 'pu', 0)
+      if not quiet then
+        ops_event('endpoint.recovered', d.u, now, {failing_since = h.fs and secs(h.fs) or ''})
+      end
+    end
+  else
+    local f = {'cf', h.cf + 1, 'err', reason, 'at', num(now)}
+    if not h.fs then
+      h.fs = now
+      f[#f + 1], f[#f + 2] = 'fs', num(now)
+    end
+    if signal == 'congested' then
+      local half = tostring(math.max(1, h.cw / 2))
+      f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4] = 'cw', half, 'ss', half
+    end
+    local opens
+    if h.open > 0 and h.probe == id then opens = h.opens + 1  -- the probe failed
+    elseif h.open == 0 and h.cf + 1 >= C.threshold then opens = 1 end
+    if opens then
+      for _, x in ipairs({'open', num(now + cooldown(opens)), 'opens', opens, 'probe', '',
+                          'pu', 0}) do f[#f + 1] = x end
+    end
+    redis.call('HSET', ep, unpack(f))
+    if opens == 1 and not quiet then
+      ops_event('endpoint.failing', d.u, now, {consecutive_failures = h.cf + 1,
+        failing_since = secs(h.fs), last_error = reason,
+        next_probe_at = secs(now + cooldown(1))})
+    end
+    if disable_if_failing_too_long(d.u, h, now, reason) then return true end
+  end
+  if redis.call('EXISTS', key('backlog', d.u)) == 1 then
+    redis.call('ZADD', K.releases, 'LT', num(now), d.u)
+  end
+  return false
+end
+
+-- Queue the delivery if its endpoint's health and its URL's rate limit allow, else its
+-- backlog, else (full, or disabled) dead letter.
 -- Returns 'queued' and the message's token, 'deferred' or 'dead'.
 local function admit_or_wait(id, d, now, limit)
+  local h = health(d.u)
+  if h.off then return (hold(id, d, now, h, 'disabled')) end
+  if held_by_circuit(h, id, now) then return (hold(id, d, now, h, 'open')) end
   local win = admit(d.u, limit, now)
   if win then
     redis.call('HSET', key('dlv', id), 'w', win)
     return 'queued', to_queue(id, d, now)
   end
-  if to_backlog(id, d, now, limit) then return 'deferred' end
-  log_event(id, d, now, 'dead', BACKLOG_FULL, nil)
-  dead_letter(id, d, now, BACKLOG_FULL, '', '')
-  return 'dead'
+  if rate_wait(id, d, now, limit) then return 'deferred' end
+  return dead_now(id, d, now, BACKLOG_FULL)
 end

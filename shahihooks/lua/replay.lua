@@ -1,16 +1,21 @@
 -- Replay a dead letter: its body stored again, a fresh record at attempt 1, due at once
--- (the mover admits and publishes it). The dead letter is gone once the delivery lives.
--- ARGV[A..]: delivery_id
--- Returns {'ok'} | {'missing'} | {'no_body'} | {'live'} | {'no_url'}
-local id = ARGV[A]
+-- (the mover admits and publishes it) — or, `in_order`, in its endpoint's backlog at its
+-- first emit order (`endpoints enable --recover` replays a URL's dead letters that way, so
+-- they leave in the order they were emitted). The dead letter is gone once the delivery
+-- lives again.
+-- ARGV[A..]: delivery_id, in_order ('1' or '')
+-- Returns {'ok'} | {'missing'} | {'no_body'} | {'live'} | {'no_url'} | {'full'}
+local id, in_order = ARGV[A], ARGV[A + 1] == '1'
 local letter = key('dead', id)
 local f = redis.call('HMGET', letter, 'msg', 'tag', 'url', 'event', 'ts', 'site', 'data',
-                     'has_body', 'src')
+                     'has_body', 'src', 'o')
 if not f[1] then return {'missing'} end
 if f[8] ~= '1' then return {'no_body'} end
 if redis.call('EXISTS', key('dlv', id)) == 1 then return {'live'} end
 if redis.call('HEXISTS', K.urls, f[2]) == 0 then return {'no_url'} end
 local msg, tag = f[1], f[2]
+local backlog = key('backlog', tag)
+if in_order and redis.call('ZCARD', backlog) >= C.backlog_max then return {'full'} end
 local body = key('body', msg)
 redis.call('HSETNX', body, 'event', f[4])
 redis.call('HSETNX', body, 'ts', f[5])
@@ -18,9 +23,15 @@ redis.call('HSETNX', body, 'site', f[6])
 redis.call('HSETNX', body, 'data', f[7])
 redis.call('HINCRBY', body, 'refs', 1)
 local now = now_ms()
+local order = in_order and f[10] or num(redis.call('INCR', K.seq))
 redis.call('HSET', key('dlv', id), 'm', msg, 'u', tag, 'e', f[4], 'a', '1', 'p', '0',
-           'o', num(redis.call('INCR', K.seq)), 'src', f[9], 'b', '0', 's', 'n', 't', num(now))
-redis.call('ZADD', K.schedule, num(now), id)
+           'o', order, 'src', f[9], 'b', '0', 's', in_order and 'b' or 'n', 't', num(now))
+if in_order then
+  redis.call('ZADD', backlog, order, id)
+  redis.call('ZADD', K.releases, 'LT', num(now), tag)
+else
+  redis.call('ZADD', K.schedule, num(now), id)
+end
 redis.call('DEL', letter, key('done', id))
 redis.call('ZREM', K.dead_index, id)
 return {'ok'}

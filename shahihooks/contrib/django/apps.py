@@ -22,6 +22,7 @@ class ShahihooksConfig(AppConfig):
 
     def ready(self) -> None:
         from shahihooks.app import app
+        from shahihooks.contrib.django import signals  # noqa: F401 - ops events send them
         from shahihooks.contrib.django.outbox import RelayStep
 
         # a bad dict: `manage.py check` (and runserver, migrate) report it, and using

@@ -1,0 +1,23 @@
+-- An operator's word on an endpoint (any, of the settings or the store: its health lives
+-- here): 'disable' (nothing more is sent: its deliveries are dead-lettered as they come up,
+-- its backlog at once), 'enable' (a fresh start: circuit closed, limit back to its start,
+-- failures forgotten), 'limit' (its own ceiling on attempts in flight, or '' for the
+-- settings'). `ops`: it is an operational endpoint (no event is sent about it).
+-- ARGV[A..]: action, url_tag, argument (the reason, or the ceiling), ops ('1' or ''), url,
+--            url as shown
+-- Returns {'ok', failing_since_ms or '', disabled_since_ms or ''} (as they were before)
+local action, tag, arg, quiet = ARGV[A], ARGV[A + 1], ARGV[A + 2], ARGV[A + 3] == '1'
+local now = now_ms()
+redis.call('HSET', K.urls, tag, ARGV[A + 4], tag .. ':shown', ARGV[A + 5])
+local ep = key('ep', tag)
+local was = redis.call('HMGET', ep, 'fs', 'off')
+if action == 'disable' then
+  if not was[2] then disable(tag, now, arg, quiet) end
+elseif action == 'enable' then
+  redis.call('HDEL', ep, 'off', 'why', 'fs', 'cf', 'open', 'opens', 'probe', 'pu', 'cw', 'ss')
+  redis.call('ZADD', K.releases, 'LT', num(now), tag)
+  if was[2] and not quiet then ops_event('endpoint.enabled', tag, now, {}) end
+elseif action == 'limit' then
+  if arg == '' then redis.call('HDEL', ep, 'max') else redis.call('HSET', ep, 'max', arg) end
+end
+return {'ok', was[1] or '', was[2] or ''}
