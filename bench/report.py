@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import isolation
 from bench.systems import Setup
 from bench.throughput import Cells, scaling, summary, table
 from bench.waiting import FAN_OUT
@@ -198,6 +199,30 @@ def emit_lines(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def isolation_lines(r: dict[str, Any]) -> list[str]:
+    x = r["isolation"]
+    h = x["hanging"]
+    return [
+        f"Endpoint isolation: one worker ({x['setup']}), timeout 15 s, rate limit off, load "
+        f"{x['load_at_start']:.2f}; a healthy endpoint's latency (emit to arrival), "
+        f"{x['n']} emits:",
+        f"  alone:                {isolation.line(x['alone'])}",
+        *([f"  beside a healthy one: {isolation.line(x['paired'])}"] if "paired" in x else []),
+        f"  beside a hanging one: {isolation.line(x['beside'])}",
+        f"  beside the hanging one / alone: p50 {x['p50_ratio']:.2f}x, p99 {x['p99_ratio']:.2f}x"
+        + (
+            f"; / beside a healthy one (as many messages): p50 {x['p50_ratio_paired']:.2f}x, "
+            f"p99 {x['p99_ratio_paired']:.2f}x"
+            if "paired" in x
+            else ""
+        )
+        + " (goal: the same within noise)",
+        f"  slots held by the hanging endpoint (every {h['every_s']:g} s, {h['watch_s']:g} s "
+        f"from the first emit): min {h['min']}, max {h['max']}; {isolation.runs(h['series'])}",
+        f"  requests it received by then: {h['series'][-1]['requests'] if h['series'] else 0}",
+    ]
+
+
 SECTIONS = (
     ("throughput", throughput_lines),
     ("events", events_lines),
@@ -206,4 +231,5 @@ SECTIONS = (
     ("backlog", backlog_lines),
     ("recovery", recovery_lines),
     ("emit", emit_lines),
+    ("isolation", isolation_lines),
 )

@@ -7,8 +7,10 @@ peer django-webhook (P) and shahihooks with RabbitMQ as its broker (SR), each at
 setup, rounds interleaved; the table shows every setup and each system's best against the
 others' best. Then task events' cost, Redis commands per delivery, waiting deliveries
 (worker RSS, Redis bytes, the mover's rate), backlog depth, recovery after SIGKILL and
-emit's fan-out. Ratios are between figures of the same run, because absolute numbers drift
-on a shared machine. Results also go to a JSON file beside the table.
+emit's fan-out, and endpoint isolation (a healthy endpoint's latency alone and beside one
+that hangs, with one worker; the slots the hanging one holds). Ratios are between figures
+of the same run, because absolute numbers drift on a shared machine. Results also go to a
+JSON file beside the table.
 
     python -m bench.run [--quick] [--setups "threads 1x16,prefork 2"] [--only waiting,...]
     python -m bench.run --report bench-results.json     # the tables of a saved run
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import commands, emitting, recovery, throughput, waiting
+from bench import commands, emitting, isolation, recovery, throughput, waiting
 from bench.report import report
 from bench.systems import (
     Naive,
@@ -55,6 +57,7 @@ SECTIONS = (
     "backlog",
     "recovery",
     "emit",
+    "isolation",
 )
 
 
@@ -71,14 +74,18 @@ class Sizes:
     recovery: int
     emits: int
     commands: int
+    isolation: int  # emits to each endpoint, alone and beside the hanging one
+    isolation_watch_s: float  # how long the hanging endpoint's slots are sampled
 
     @classmethod
     def of(cls, quick: bool, n: int | None, rounds: int | None) -> Sizes:
         if quick:
             n = n or 1000
-            return cls(n, rounds or 1, n, 2000, 1000, 1000, 2000, 200, 300, 100, n)
+            return cls(n, rounds or 1, n, 2000, 1000, 1000, 2000, 200, 300, 100, n, 50, 3)
         n = n or 20_000
-        return cls(n, rounds or 2, n // 10, 100_000, 10_000, 2000, 10_000, 1000, 1000, 2000, 5000)
+        return cls(
+            n, rounds or 2, n // 10, 100_000, 10_000, 2000, 10_000, 1000, 1000, 2000, 5000, 300, 40
+        )
 
 
 def main() -> None:
@@ -210,6 +217,15 @@ class Run:
     def emit(self) -> dict[str, Any]:
         print("\nemit fan-out:")
         return emitting.fan_out(self.world, self.sizes.rounds, self.sizes.emits)
+
+    def isolation(self) -> dict[str, Any]:
+        """Its own worker setup, the default one, for both of its measurements."""
+        sizes = self.sizes
+        print(
+            f"\nendpoint isolation at {isolation.SETUP.label} (timeout 15 s, rate limit off): "
+            f"{sizes.isolation} emits alone, then beside an endpoint that never answers"
+        )
+        return isolation.measure(self.world, sizes.isolation, sizes.isolation_watch_s)
 
 
 def available(world: World, keys: list[str], before: str, results: dict[str, Any]) -> list[System]:

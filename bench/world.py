@@ -28,6 +28,10 @@ BENCH_PATHS = (
     "/hook",
     "/slow",
     "/fail",
+    "/hang",  # never answers (bench/isolation.py)
+    "/lat/alone",  # arrivals kept per delivery id (bench/isolation.py)
+    "/lat/paired",
+    "/lat/beside",
     *(f"/hook{i}" for i in range(10)),
     *(f"/fail{i}" for i in range(10)),
 )

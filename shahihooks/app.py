@@ -29,9 +29,11 @@ from shahihooks.connections import (
 )
 from shahihooks.endpoints import EndpointStore, is_action
 from shahihooks.errors import ConfigurationError, ShahihooksError
+from shahihooks.keys import Keys
 from shahihooks.mover import Mover
 from shahihooks.publish import Publisher
 from shahihooks.safety import redact_url
+from shahihooks.schema import check_state
 from shahihooks.settings import Settings, current, on_configure
 from shahihooks.state import state_for
 
@@ -70,10 +72,11 @@ def check_worker(settings: Settings) -> None:
     what a restart of its Redis would lose.
 
     Its Celery settings (celeryconf.py); its Redis (never a Cluster, never evicting any key;
-    append-only persistence and a clock in step with this machine's advised); and its
-    secrets: with no SHAHIHOOKS_SECRET, every endpoint in the store and every URL a live
-    delivery waits for needs a secret of its own, or each of those deliveries would fail on
-    the whole retry schedule.
+    append-only persistence and a clock in step with this machine's advised); the state's
+    schema (never one written by an incompatible version); and its secrets: with no
+    SHAHIHOOKS_SECRET, every endpoint in the store and every URL a live delivery waits for
+    needs a secret of its own, or each of those deliveries would fail on the whole retry
+    schedule.
     """
     check_celery_config(app.conf, settings)
     if not settings.secret:
@@ -91,6 +94,10 @@ def check_worker(settings: Settings) -> None:
         refuse_eviction(facts, what, url)
         for warning in server_warnings(facts, what, url):
             logger.warning("%s", warning)
+    try:
+        check_state(state_redis(settings), Keys(settings.prefix))  # written by another version?
+    except OUTAGES as exc:
+        logger.warning("could not check the state's schema yet (%s)", type(exc).__name__)
 
 
 def _check_secrets(settings: Settings) -> None:

@@ -628,7 +628,9 @@ def dead() -> None:
     """
 
 
-def _dead_row(letter: Any) -> dict[str, Any]:
+def _dead_row(letter: Any, settings: Settings) -> dict[str, Any]:
+    from shahihooks import dead as dead_letters
+
     return {
         "id": letter.id,
         "url": redact_url(letter.url),
@@ -636,6 +638,7 @@ def _dead_row(letter: Any) -> dict[str, Any]:
         "attempts": letter.attempts,
         "reason": letter.reason,
         "died_at": letter.died_at,
+        "expires_at": dead_letters.expires_at(letter, settings),
         "bytes": len(letter.body),
     }
 
@@ -656,12 +659,13 @@ def dead_list(since: str | None, url: str | None, limit: int, as_json: bool) -> 
 
     settings = _settings()
     letters = _select_dead(settings, (), False, since, url, limit)
-    rows = [_dead_row(d) for d in letters]
+    rows = [_dead_row(d, settings) for d in letters]
     text = table(
-        ["DIED", "ID", "EVENT", "ATTEMPTS", "URL", "REASON"],
+        ["DIED", "EXPIRES", "ID", "EVENT", "ATTEMPTS", "URL", "REASON"],
         [
             (
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(r["died_at"])),
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(r["expires_at"])),
                 r["id"],
                 r["event"],
                 r["attempts"],
@@ -688,11 +692,12 @@ def dead_show(delivery_id: str, as_json: bool) -> None:
     """
     from shahihooks import dead as dead_letters
 
-    letter = dead_letters.get(delivery_id, _settings())
+    settings = _settings()
+    letter = dead_letters.get(delivery_id, settings)
     if letter is None:
         raise click.ClickException(f"no dead letter {delivery_id!r} (see: shahihooks dead list)")
     row = {
-        **_dead_row(letter),
+        **_dead_row(letter, settings),
         "body": letter.body.decode("utf-8", "replace"),
         "response": letter.response,
         "status": int(letter.status) if letter.status.isdigit() else None,
@@ -722,9 +727,9 @@ def _select_dead(
         return [f for f in found if f is not None]
     since_s = _duration(since)
     start = time.time() - since_s if since_s is not None else 0
-    letters = [dead_letters.get(i, settings) for i in dead_letters.list_ids(settings, start, limit)]
+    letters = dead_letters.fetch(dead_letters.list_ids(settings, start, limit), settings)
     shown = redact_url(url) if url is not None else None  # dead letters hold URLs as shown
-    return [d for d in letters if d is not None and (shown is None or d.url == shown)]
+    return [d for d in letters if shown is None or d.url == shown]
 
 
 @dead.command("replay")

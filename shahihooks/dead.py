@@ -1,8 +1,14 @@
 """Dead letters: deliveries whose retries are spent (or that could not be sent: a removed
-endpoint, a full backlog), kept with their full body, replayable."""
+endpoint, a full backlog), replayable with their exact body for SHAHIHOOKS_DEAD_TTL.
+
+A dead letter shares its event's stored body (`{p}:body:{msg}`, reference-counted with the
+live deliveries) instead of copying it: one large event dead at 20 URLs is stored once. A
+letter written before that (no `ref` field) still holds its own copy of the body's parts.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +32,16 @@ class DeadLetter:
     response: str
 
     @classmethod
-    def from_redis(cls, raw: dict[Any, Any]) -> DeadLetter:
+    def from_redis(cls, raw: dict[Any, Any], parts: Sequence[Any] = ()) -> DeadLetter:
+        """From the letter's fields and, for a letter that shares its body, the body's
+        `BODY_PARTS` (the exact bytes are rebuilt from them)."""
         f = {_text(k): _text(v) for k, v in raw.items()}
         body = b""
-        if f.get("has_body") == "1":
+        if f.get("ref") == "1":
+            if len(parts) == len(BODY_PARTS) and None not in parts:
+                _, ts, site, data = map(_text, parts)
+                body = envelope(f["id"], f["event"], int(ts), site, data)
+        elif f.get("has_body") == "1":  # a letter with its own copy (an earlier version's)
             body = envelope(f["id"], f["event"], int(f["ts"]), f["site"], f["data"])
         return cls(
             id=f["id"],
@@ -44,14 +56,37 @@ class DeadLetter:
         )
 
 
+BODY_PARTS = ("event", "ts", "site", "data")
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def fetch(ids: Sequence[str], settings: Settings) -> list[DeadLetter]:
+    """The dead letters of `ids` that exist, in order, with their bodies (two round trips)."""
+    client, keys = state_redis(settings), Keys(settings.prefix)
+    pipe = client.pipeline(transaction=False)
+    for delivery_id in ids:
+        pipe.hgetall(keys.dead(delivery_id))
+    letters = [raw for raw in pipe.execute() if raw]
+    pipe = client.pipeline(transaction=False)
+    for raw in letters:
+        pipe.hmget(keys.body(_text(raw.get(b"msg", b""))), BODY_PARTS)
+    return [
+        DeadLetter.from_redis(raw, parts)
+        for raw, parts in zip(letters, pipe.execute(), strict=True)
+    ]
+
+
 def get(delivery_id: str, settings: Settings | None = None) -> DeadLetter | None:
-    settings = settings or current()
-    raw = state_redis(settings).hgetall(Keys(settings.prefix).dead(delivery_id))
-    return DeadLetter.from_redis(raw) if raw else None
+    found = fetch([delivery_id], settings or current())
+    return found[0] if found else None
+
+
+def expires_at(letter: DeadLetter, settings: Settings) -> float:
+    """When a dead letter goes (Unix s): SHAHIHOOKS_DEAD_TTL after its death."""
+    return letter.died_at + settings.dead_ttl_s
 
 
 def get_raw(delivery_id: str, settings: Settings) -> dict[str, str] | None:

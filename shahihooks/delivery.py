@@ -4,7 +4,9 @@ begin (1 Redis round trip)   the live message of a queued delivery? its URL's wi
                              attempt holds the delivery; the URL, the body, the endpoint
 sign and POST                or call the action, for `action:` targets
 classify                     a pure function (outcome.py)
-finish (1 Redis round trip)  log and stats; delivered, dead letter, or the retry scheduled
+finish (1 Redis round trip)  log and stats; delivered, dead letter, or the retry scheduled;
+                             when Redis is away, tried again within the attempt's lease (the
+                             outcome is kept: requeued, it would be sent twice)
 hooks                        sent / failed / dead
 """
 
@@ -15,23 +17,27 @@ import logging
 import time
 from dataclasses import dataclass
 
-from shahihooks import health, ops
+from shahihooks import health, ops, tracing
 from shahihooks.bodystyle import render
+from shahihooks.celeryconf import lease_s
+from shahihooks.connections import OUTAGES
 from shahihooks.endpoints import Endpoint, is_action, settings_urls
 from shahihooks.errors import ConfigurationError, PayloadError
 from shahihooks.hooks import Attempt, Hooks
-from shahihooks.outcome import Kind, Outcome, classify
+from shahihooks.outcome import REASON_MAX, Kind, Outcome, classify, cut
 from shahihooks.payload import envelope
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, check_url
 from shahihooks.signing import fingerprint, sign_headers
-from shahihooks.state import BUG_PAUSE_S, Ack, Finished, State, Verdict
+from shahihooks.state import BUG_PAUSE_S, Ack, Due, Finish, Finished, State, Verdict
 from shahihooks.state import Outcome as Recorded
 from shahihooks.transport import Response, post
 
 logger = logging.getLogger("shahihooks.delivery")
 
 LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+FINISH_PAUSE_S = (0.1, 0.2, 0.5, 1.0)  # between tries of `finish` while Redis is away
+FINISH_LEASE_MARGIN_S = 2.0  # given up this long before the lease ends (then requeued)
 
 
 def latency_bucket(ms: int) -> str:
@@ -53,8 +59,9 @@ class Job:
     attempt: int
     body: bytes
     endpoint: Endpoint | None
-    source: str = ""  # "store", "ops" or "" (the settings, a filter, an action)
+    source: str = ""  # "store", "urls", "ops" or "" (a filter, an action)
     fingerprint: str = ""  # of the secret the emitting app signs with
+    traceparent: str = ""  # the emit's trace context (tracing.py)
 
     @property
     def shown_url(self) -> str:
@@ -74,6 +81,15 @@ class Job:
             f"event={self.event!r}, attempt={self.attempt!r}, body=<{len(self.body)} bytes>, "
             f"endpoint={self.endpoint!r})"
         )
+
+    def traced(self) -> dict[str, str | int]:
+        """The attempt's span attributes (the URL masked, as everywhere)."""
+        return {
+            "shahihooks.delivery_id": self.delivery_id,
+            "shahihooks.event": self.event,
+            "shahihooks.attempt": self.attempt,
+            "url.full": self.shown_url,
+        }
 
     def seen_by_hooks(self, response: Response, outcome: Outcome) -> Attempt:
         return Attempt(
@@ -98,6 +114,7 @@ class Result:
     reason: str
     delay_s: float = 0.0
     acked: bool = False  # its message was acknowledged with the outcome
+    released: tuple[Due, ...] = ()  # what its endpoint's backlog may now send: to publish
 
 
 def attempt(
@@ -110,6 +127,7 @@ def attempt(
 ) -> Result:
     """Run the attempt that message (`delivery_id`, `token`) stands for; `ack`: acknowledge
     the message with the outcome (its `Result.acked` says whether that happened)."""
+    began = time.monotonic()
     begun = state.begin(delivery_id, token)
     if begun.verdict is not Verdict.GO:
         return Result(begun.verdict, begun.reason or begun.verdict.value)
@@ -125,6 +143,7 @@ def attempt(
         endpoint,
         begun.source,
         begun.fingerprint,
+        begun.traceparent,
     )
     try:
         unsendable = refusal(job, settings, hooks)
@@ -132,29 +151,63 @@ def attempt(
             response = Response(None, 0.0, error=unsendable, permanent=True)
             outcome = Outcome(Kind.DEAD, unsendable)
         else:
-            response = send(job, settings, hooks)
+            with tracing.attempt_span(job.traceparent or None, "shahihooks.deliver", job.traced()):
+                response = send(job, settings, hooks)
             outcome = judge(job, response, settings)
     except Exception as exc:
         # a bug, not an outage: tried again a few times, then dead-lettered (state.py)
         logger.exception("bug in the attempt of %s -> %s", delivery_id, job.shown_url)
         reason = f"{type(exc).__name__}: {exc}"
-        state.finish(delivery_id, token, Recorded(Finished.BUG, BUG_PAUSE_S, reason=reason), ack)
+        bug = Recorded(Finished.BUG, BUG_PAUSE_S, reason=reason)
+        finish(state, began, delivery_id, token, bug, ack)
         return Result(Kind.RETRY, reason, BUG_PAUSE_S, acked=ack is not None)
     signal = (
         ""
         if unsendable or is_action(job.url)
         else health.signal_for(response.status, response.error, response.permanent)
     )
-    finished, ops_waiting = state.finish(
-        delivery_id, token, recorded(job, response, outcome, signal), ack
+    finished = finish(
+        state, began, delivery_id, token, recorded(job, response, outcome, signal), ack
     )
-    _log(job, response, outcome, finished)
+    _log(job, response, outcome, finished.kind)
     if hooks.any_attempt_hooks():
         hooks.run(job.seen_by_hooks(response, outcome))
-    if ops_waiting:
+    if finished.ops_waiting:
         _send_ops(settings, hooks)
-    kind = Kind.DEAD if finished is Finished.DEAD else outcome.kind
-    return Result(kind, outcome.reason, outcome.delay_s, acked=ack is not None)
+    kind = Kind.DEAD if finished.kind is Finished.DEAD else outcome.kind
+    return Result(kind, outcome.reason, outcome.delay_s, ack is not None, tuple(finished.released))
+
+
+def finish(
+    state: State, began: float, delivery_id: str, token: int, done: Recorded, ack: Ack | None
+) -> Finish:
+    """`state.finish`, tried again while Redis is away, until shortly before the attempt's
+    lease ends (`began`: time.monotonic() at its begin). Requeued instead, the delivery
+    would be sent again after the lease: a duplicate of an attempt whose outcome is known.
+    Past the lease the schedule hands the delivery on, so the outage is raised (requeued)."""
+    deadline = began + lease_s(state.settings) - FINISH_LEASE_MARGIN_S
+    tries = 0
+    while True:
+        try:
+            found = state.finish(delivery_id, token, done, ack, again=tries > 0)
+        except OUTAGES as exc:
+            pause = FINISH_PAUSE_S[min(tries, len(FINISH_PAUSE_S) - 1)]
+            if time.monotonic() + pause > deadline:
+                raise
+            if not tries:
+                logger.warning(
+                    "%s: recording the outcome (%s) met %s: %s; trying again within its lease",
+                    delivery_id,
+                    done.kind.value,
+                    type(exc).__name__,
+                    exc,
+                )
+            tries += 1
+            time.sleep(pause)
+            continue
+        if tries:
+            logger.warning("%s: outcome recorded after %d tries", delivery_id, tries + 1)
+        return found
 
 
 def judge(job: Job, response: Response, settings: Settings) -> Outcome:
@@ -235,6 +288,8 @@ def send(job: Job, settings: Settings, hooks: Hooks) -> Response:
         )
     except ConfigurationError as exc:  # a secret stored before the rules: fixed by an operator
         return Response(None, 0.0, error=f"refused: {exc}")
+    if tracing.enabled():
+        tracing.inject_headers(headers)  # the receiver continues the emit's trace
     return post(job.url, body, headers, settings)
 
 
@@ -254,6 +309,7 @@ def recorded(job: Job, response: Response, outcome: Outcome, signal: str = "") -
     """What `finish` writes about the attempt: log entry, stats, dead letter or retry."""
     ms = int(response.duration_s * 1000)
     status = "" if response.status is None else str(response.status)
+    reason = cut(outcome.reason, REASON_MAX)  # whatever it quotes of the receiver, bounded
     log = {
         "ts": f"{time.time():.3f}",
         "id": job.delivery_id,
@@ -263,14 +319,14 @@ def recorded(job: Job, response: Response, outcome: Outcome, signal: str = "") -
         "outcome": outcome.kind.value,
         "status": status,
         "ms": str(ms),
-        "error": "" if outcome.kind is Kind.DELIVERED else outcome.reason,
+        "error": "" if outcome.kind is Kind.DELIVERED else reason,
         "next_s": f"{outcome.delay_s:g}" if outcome.kind is Kind.RETRY else "",
     }
     return Recorded(
         kind=Finished(outcome.kind.value),
         delay_s=outcome.delay_s,
         status=status,
-        reason=outcome.reason,
+        reason=reason,
         response=response.body[:2000] if outcome.kind is Kind.DEAD else "",
         stats_prefix=f"{job.shown_url} {job.event} ",
         duration_ms=ms,

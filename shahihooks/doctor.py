@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from shahihooks import signers
 from shahihooks.celeryconf import is_redis
 from shahihooks.connections import (
     CLOCK_SKEW_WARN_S,
@@ -34,7 +35,9 @@ from shahihooks.errors import ShahihooksError, UnsafeTargetError
 from shahihooks.health import EndpointHealth, endpoint_health
 from shahihooks.keys import Keys, url_tag
 from shahihooks.safety import check_target, redact_url
+from shahihooks.schema import STATE_SCHEMA, check_state
 from shahihooks.settings import Settings
+from shahihooks.signing import fingerprint
 from shahihooks.state import Waiting, state_for
 from shahihooks.stats import read_log
 from shahihooks.transport import open_socket
@@ -85,8 +88,12 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
             redis_ok = Check(False, "")  # nothing more can be read from it
         else:
             checks.append(_lost_check(settings))
+    if redis_ok.ok:
+        checks += state_checks(settings)
     if ping_workers:
         checks.append(_worker_check(settings))
+    if redis_ok.ok and settings.secret:
+        checks += _signer_check(settings)
     endpoints = [Endpoint(u, body_style=settings.body_style) for u in settings.urls]
     if redis_ok.ok:
         stored = EndpointStore(state_redis(settings), settings).all()
@@ -169,6 +176,29 @@ def backlog_check(endpoint: Endpoint, settings: Settings, waiting: Waiting) -> C
     )
 
 
+def state_checks(settings: Settings) -> list[Check]:
+    """The state's schema (written by a compatible version?), and the delivery messages
+    this version could not read (schema.py), if any."""
+    keys = Keys(settings.prefix)
+    client = state_redis(settings)
+    try:
+        check_state(client, keys, write=False)
+        out = [Check(True, f"state schema {STATE_SCHEMA} (this version's)")]
+    except ShahihooksError as exc:
+        out = [Check(False, str(exc), "see docs/upgrading.md")]
+    unknown = int(client.llen(keys.unknown))
+    if unknown:
+        out.append(
+            Check(
+                False,
+                f"{unknown} delivery message(s) no worker could read are kept in {keys.unknown}",
+                f"read them (redis-cli LRANGE {keys.unknown} 0 -1): each has its arguments and "
+                "why; emit those events again or replay their dead letters, then DEL the key",
+            )
+        )
+    return out
+
+
 def _redis_check(settings: Settings) -> Check:
     try:
         state_redis(settings).ping()
@@ -248,6 +278,28 @@ def _lost_check(settings: Settings) -> Check:
         loss.text(),
         "make Redis persist (appendonly yes); once looked into: shahihooks doctor --ack-lost",
     )
+
+
+def _signer_check(settings: Settings) -> list[Check]:
+    """Does a running worker sign with this app's secret? One that does not dead-letters the
+    app's deliveries (it never signs them with its own): two Flask apps with different
+    secrets on one worker, a worker started without the app's settings."""
+    alive = signers.alive(settings)
+    mine = fingerprint(settings.secrets)
+    if not alive:
+        return []  # no worker has said yet: the worker check speaks of it
+    if mine in alive:
+        return [Check(True, f"a running worker signs with this app's secret ({mine})")]
+    return [
+        Check(
+            False,
+            f"no running worker signs with this app's secret (fingerprint {mine}; the workers "
+            f"sign with {', '.join(sorted(alive))}): they dead-letter its deliveries rather "
+            "than sign them with another secret",
+            "run a worker with this app's settings (Flask: `flask --app <this app> shahihooks "
+            "worker`; Django: `python manage.py shahihooks worker`), then replay them",
+        )
+    ]
 
 
 def _worker_check(settings: Settings) -> Check:

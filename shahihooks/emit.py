@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 
+from shahihooks import tracing
 from shahihooks.app import publisher
 from shahihooks.connections import full_message
 from shahihooks.endpoints import Endpoint, refusal, resolve, stored_endpoints
@@ -195,6 +196,7 @@ def _enqueue(p: Prepared, nonce: str) -> list[Delivery]:
         throttle_s=throttle.window_s if throttle else 0,
         nonce=nonce,
         fingerprint=fingerprint(settings.ops_secrets if p.operational else settings.secrets),
+        traceparent=tracing.current_traceparent() or "",
     )
     if emitted.duplicate_of is not None:
         logger.info("%s with key %r was emitted before: nothing enqueued", event, key)

@@ -2,7 +2,8 @@
 
     ShahihooksError
     ├── ConfigurationError        a setting, endpoint or Celery option is wrong
-    │   └── UnsafeTargetError     a URL is http://, or its host is private/loopback/reserved
+    │   ├── UnsafeTargetError     a URL is http://, or its host is private/loopback/reserved
+    │   └── IncompatibleState     the state in Redis was written by an incompatible version
     ├── EventError                an event name is malformed, unknown or not selected
     ├── PayloadError              data is not JSON, or the body is over the size limit
     │   └── PayloadTooLarge
@@ -31,6 +32,11 @@ class ConfigurationError(ShahihooksError):
 
 class UnsafeTargetError(ConfigurationError):
     """A target URL is not allowed: plain http, or a private/loopback/reserved address."""
+
+
+class IncompatibleState(ConfigurationError):
+    """The state in Redis was written by a version of shahihooks this one cannot run on (a
+    key of another type, a newer or unknown schema): the worker refuses to start."""
 
 
 class EventError(ShahihooksError):

@@ -1,8 +1,9 @@
 """Every Redis key shahihooks uses, built here (and, with the same patterns, in lua/prelude.lua).
 
 {p}:body:{msg}          hash   one emitted event: event, ts, site, data, refs (deliveries of
-                               it not yet finished); deleted when refs reaches 0, never
-                               expires while a delivery needs it
+                               it not yet finished, and its dead letters: they share it);
+                               deleted when refs reaches 0, never expires while a delivery
+                               or a dead letter needs it
 {p}:dlv:{dlv}           hash   one live delivery: message id, url tag, event, attempt, state,
                                the fencing token of its live message, times; deleted when it
                                is delivered or dead-lettered
@@ -31,14 +32,22 @@
                                field" -> count, ok, ms and latency buckets since the start;
                                never expires (Prometheus counters, the dashboard)
 {p}:dead                zset   dead delivery ids by time of death
-{p}:dead:{dlv}          hash   one dead letter: the body's parts and how it died; kept until
-                               replayed
+{p}:dead:{dlv}          hash   one dead letter: its body's message id (one of the body's refs)
+                               and how it died; kept until replayed or SHAHIHOOKS_DEAD_TTL
+                               after its death (the mover's step expires it)
 {p}:received:{dlv}      string a receiving app's record of a delivery it has handled
 {p}:ep:{tag}            hash   one endpoint's health, shared by every worker: its adaptive
                                limit on attempts in flight, its circuit, when it started
                                failing, whether (and why) it is disabled; never expires
 {p}:fly:{tag}           zset   the attempts in flight to one endpoint (and slots reserved by
                                its backlog's releases), scored by when they lapse (ms)
+{p}:signers             hash   fingerprint of a secret the workers sign with -> when a worker
+                               last said so (ms): doctor checks an app's against it
+{p}:schema              string the state's schema version (schema.py): written by the first
+                               worker on an empty state; checked by every worker as it starts
+{p}:unknown             list   delivery messages this version could not read (an earlier
+                               shape, a newer version) and whose delivery it could not find:
+                               JSON of their arguments and why; the newest 10,000
 {p}:ops                 hash   operational events not yet sent (endpoint.failing, ...):
                                id -> JSON; a worker sends each, then deletes it
 {p}:epoch               string a random id and the run id of the Redis that made it, set by the
@@ -120,8 +129,20 @@ class Keys:
         return self._key("fly", tag)
 
     @property
+    def signers(self) -> str:
+        return self._key("signers")
+
+    @property
     def ops(self) -> str:
         return self._key("ops")
+
+    @property
+    def schema(self) -> str:
+        return self._key("schema")
+
+    @property
+    def unknown(self) -> str:
+        return self._key("unknown")
 
     @property
     def schedule(self) -> str:

@@ -14,15 +14,15 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from shahihooks import ops
+from shahihooks import ops, signers
 from shahihooks.connections import OUTAGES
 from shahihooks.epoch import Epoch
 from shahihooks.hooks import hooks
 from shahihooks.publish import Message, Publisher
 from shahihooks.settings import Settings
-from shahihooks.state import Claimed, state_for
+from shahihooks.state import Claimed, Due, State, state_for
 
 logger = logging.getLogger("shahihooks.mover")
 
@@ -38,6 +38,19 @@ def backoff(failures: int) -> float:
     return min(OUTAGE_MAX_WAIT_S, 2.0 ** (failures - 1))
 
 
+def publish_due(publisher: Publisher, state: State, due: Sequence[Due]) -> None:
+    """Publish the messages of `due` deliveries; those the broker did not take, the mover
+    publishes again soon (`unpublished`)."""
+    if not due:
+        return
+    messages = [Message(d.delivery_id, d.token, d.event, d.shown_url, d.attempt) for d in due]
+    try:
+        publisher.publish(messages)
+    except Exception:
+        state.unpublished([(m.delivery_id, m.token) for m in messages])
+        raise
+
+
 class Mover:
     def __init__(self, publisher: Publisher, settings: Callable[[], Settings]) -> None:
         self.publisher = publisher
@@ -50,16 +63,7 @@ class Mover:
         """Publish what is due now; return the seconds until more may be due."""
         state = state_for(self.settings())
         claimed: Claimed = state.claim(BUDGET)
-        if claimed.due:
-            messages = [
-                Message(d.delivery_id, d.token, d.event, d.shown_url, d.attempt)
-                for d in claimed.due
-            ]
-            try:
-                self.publisher.publish(messages)
-            except Exception:
-                state.unpublished([(m.delivery_id, m.token) for m in messages])
-                raise
+        publish_due(self.publisher, state, claimed.due)
         if claimed.ops_waiting:
             ops.drain(state.settings, hooks)
         if time.monotonic() - self._watched >= WATCH_S:
@@ -67,6 +71,7 @@ class Mover:
         return 0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s
 
     def watch_queue(self) -> None:
+        signers.register(self.settings())  # doctor tells an app no worker signs like it
         state = state_for(self.settings())
         self.epoch.check(state.client, state.keys)
         seen_at = state.now_ms()

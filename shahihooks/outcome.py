@@ -53,11 +53,24 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+RECEIVER_TEXT_MAX = 500  # characters of a header a receiver chose, kept in a reason
+REASON_MAX = 1000  # characters of a reason kept in the log and a dead letter
+
+
+def cut(text: str, limit: int) -> str:
+    """At most `limit` characters of `text`, saying how much was cut: what a receiver sends
+    reaches the log (up to SHAHIHOOKS_LOG_MAX_LEN entries) and dead letters, and must not
+    grow them (a 60 KB `Location` made 66 KB log entries)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters cut)"
+
+
 def reason_for(status: int | None, error: str | None, location: str | None = None) -> str:
     if status is None:
-        return error or "no response"
+        return cut(error or "no response", REASON_MAX)
     if 300 <= status < 400:
-        where = f" to {location}" if location else ""
+        where = f" to {cut(location, RECEIVER_TEXT_MAX)}" if location else ""
         return f"HTTP {status} redirect{where} (redirects are not followed)"
     return f"HTTP {status}"
 

@@ -1,4 +1,5 @@
-"""Publishing delivery messages: `shahihooks.deliver(delivery_id, token)`, nothing more.
+"""Publishing delivery messages: `shahihooks.deliver(delivery_id, token, v=1)`, nothing more
+(`v`: the message schema, schema.py; a worker never drops a message it cannot read).
 
 A message names its delivery and carries its fencing token; the URL, the body and the
 secrets stay in Redis, so `celery inspect` and Flower show no credential (their argsrepr
@@ -26,6 +27,7 @@ from celery import Celery, signals
 
 from shahihooks.celeryconf import is_redis
 from shahihooks.connections import redis_client
+from shahihooks.schema import MESSAGE_SCHEMA
 from shahihooks.settings import Settings
 
 TASK_NAME = "shahihooks.deliver"
@@ -44,6 +46,10 @@ class Message:
     @property
     def args(self) -> tuple[str, int]:
         return (self.delivery_id, self.token)
+
+    @property
+    def kwargs(self) -> dict[str, int]:
+        return {"v": MESSAGE_SCHEMA}
 
     @property
     def argsrepr(self) -> str:
@@ -183,7 +189,7 @@ class Publisher:
         template = self._template(queue)
         out = []
         for m in messages:
-            body = json.dumps((m.args, {}, template.embed)).encode()
+            body = json.dumps((m.args, m.kwargs, template.embed)).encode()
             headers = {
                 **template.headers,
                 "id": m.delivery_id,
@@ -227,6 +233,7 @@ class Publisher:
                 app.send_task(
                     TASK_NAME,
                     m.args,
+                    m.kwargs,
                     task_id=m.delivery_id,
                     producer=producer,
                     argsrepr=m.argsrepr,

@@ -76,6 +76,7 @@ class Settings:
     circuit_cooldown_s: float = 30  # the first wait before a probe; doubles on each failed one
     circuit_cooldown_max_s: float = 600
     disable_after_s: int = 432_000  # only failures for this long: disabled (0: never)
+    dead_ttl_s: int = 30 * 86_400  # a dead letter is kept this long (then it and its body go)
     ops_urls: tuple[str, ...] = ()  # receivers of operational events
     ops_secret: str | None = None  # what signs them (None: the secret)
     dashboard_auth: str = ""  # "user:password" for `shahihooks dashboard` (basic auth)
@@ -361,6 +362,7 @@ _READERS: dict[str, tuple[str, Any]] = {
     "CIRCUIT_COOLDOWN": ("circuit_cooldown_s", _seconds),
     "CIRCUIT_COOLDOWN_MAX": ("circuit_cooldown_max_s", _seconds),
     "DISABLE_AFTER": ("disable_after_s", _count),
+    "DEAD_TTL": ("dead_ttl_s", _positive_int),
     "OPS_URLS": ("ops_urls", _urls),
     "OPS_SECRET": ("ops_secret", _secret),
     "DASHBOARD_AUTH": ("dashboard_auth", _user_password),

@@ -116,6 +116,7 @@ class Begun:
     endpoint_json: str = ""
     source: str = ""  # "store", "urls", "ops" or "" (see Target)
     fingerprint: str = ""  # of the secret the emitting app signs with (signing.fingerprint)
+    traceparent: str = ""  # the W3C trace context of the emit (tracing.py)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,15 @@ class Due:
     attempt: int
     event: str
     shown_url: str
+
+
+class Finish(NamedTuple):
+    """What `finish` did: the outcome recorded, whether operational events now wait to be
+    sent, and the messages its endpoint's backlog may now send (the freed slot, handed on)."""
+
+    kind: Finished
+    ops_waiting: bool
+    released: list[Due]
 
 
 @dataclass(frozen=True)
@@ -182,6 +192,7 @@ SCRIPTS = (
     "watermark",
     "unpublished",
     "endpoint",
+    "unknown",
 )
 
 
@@ -241,6 +252,7 @@ class State:
             int(settings.circuit_cooldown_s * 1000),
             int(settings.circuit_cooldown_max_s * 1000),
             settings.disable_after_s * 1000,
+            settings.dead_ttl_s * 1000,
         ]
 
     def _command(self, name: str, args: Sequence[Any], keys: Sequence[str]) -> tuple[Any, ...]:
@@ -288,6 +300,7 @@ class State:
         throttle_s: int,
         nonce: str,
         fingerprint: str = "",
+        traceparent: str = "",
     ) -> Emitted:
         """Store the event and its deliveries; raises NotSent or MaybeSent on an outage.
 
@@ -319,6 +332,7 @@ class State:
             queue,
             len(targets),
             fingerprint,
+            traceparent,
             *per_target,
             *messages,
         ]
@@ -393,7 +407,7 @@ class State:
         verdict = Verdict(found[0])
         if verdict is not Verdict.GO:
             return Begun(verdict, reason=found[1] if len(found) > 1 else "")
-        url, event, attempt, ts, site, data, endpoint, source, fingerprint = found[1:10]
+        url, event, attempt, ts, site, data, endpoint, source, fingerprint, trace = found[1:11]
         return Begun(
             verdict,
             "",
@@ -406,13 +420,22 @@ class State:
             endpoint,
             source,
             fingerprint,
+            trace,
         )
 
     def finish(
-        self, delivery_id: str, token: int, outcome: Outcome, ack: Ack | None = None
-    ) -> tuple[Finished, bool]:
-        """Record the attempt's outcome (and acknowledge its message, with `ack`): what was
-        done, and whether operational events now wait to be sent."""
+        self,
+        delivery_id: str,
+        token: int,
+        outcome: Outcome,
+        ack: Ack | None = None,
+        again: bool = False,
+    ) -> Finish:
+        """Record the attempt's outcome (and acknowledge its message, with `ack`).
+
+        `again`: an earlier try of this very step met an outage, so it may have run; if it
+        did, this one changes nothing and answers the outcome's own kind.
+        """
         log = outcome.log or {}
         args = [
             delivery_id,
@@ -428,20 +451,17 @@ class State:
             BUG_TRIES,
             outcome.signal,
             *(ack or ("", "", "")),
+            "1" if again else "",
             len(log),
             *(x for pair in log.items() for x in pair),
         ]
-        found = self._call("finish", args)
-        return Finished(_text(found[0])), bool(found[1])
+        found = [_text(v) for v in self._call("finish", args)]
+        done = outcome.kind if found[0] == "again" else Finished(found[0])
+        return Finish(done, bool(found[1]), _dues(found[2:]))
 
     def claim(self, budget: int = 500) -> Claimed:
         found = [_text(v) for v in self._call("claim", [budget])]
-        rows = found[2:]
-        due = [
-            Due(rows[i], int(rows[i + 1]), int(rows[i + 2]), rows[i + 3], rows[i + 4])
-            for i in range(0, len(rows), 5)
-        ]
-        return Claimed(due, int(found[0]) / 1000, int(found[1]))
+        return Claimed(_dues(found[2:]), int(found[0]) / 1000, int(found[1]))
 
     def unpublished(self, messages: Sequence[tuple[str, int]]) -> None:
         """Messages the broker did not take: the mover publishes them again soon."""
@@ -463,6 +483,11 @@ class State:
         )
         since, off = (_text(v) for v in found[1:3])
         return (int(since) / 1000 if since else None, int(off) / 1000 if off else None)
+
+    def unknown(self, delivery_id: str, raw: str, reason: str, keep: int) -> str:
+        """A message this version cannot read: its delivery dead-lettered ('dead') if it is
+        queued here, else the message kept in `{p}:unknown` ('kept'). See schema.py."""
+        return _text(self._call("unknown", [delivery_id, raw, reason, keep])[0])
 
     def now_ms(self) -> int:
         seconds, micros = self.client.time()
@@ -542,6 +567,14 @@ def _state(pid: int, settings: Settings) -> State:
 def state_for(settings: Settings) -> State:
     """This process's State for `settings` (one per process and settings value)."""
     return _state(os.getpid(), settings)
+
+
+def _dues(rows: list[str]) -> list[Due]:
+    """Messages to publish, as the scripts list them: id, token, attempt, event, url each."""
+    return [
+        Due(rows[i], int(rows[i + 1]), int(rows[i + 2]), rows[i + 3], rows[i + 4])
+        for i in range(0, len(rows), 5)
+    ]
 
 
 def _text(value: Any) -> str:

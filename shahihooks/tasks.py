@@ -7,13 +7,16 @@ held back            RETRY, "waiting: ..." (its endpoint's limit, circuit or rat
 dead-lettered        FAILURE, with the reason
 an outage            the message goes back to the queue (Redis or the broker unreachable)
 a copy or stale      ignored (the delivery is handled by its live message)
+unreadable           FAILURE, ERROR logged: a message of an earlier shape or another
+                     version (schema.py) is never dropped silently: its delivery is
+                     dead-lettered, or the message kept in `{p}:unknown`
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.request import Request
@@ -24,8 +27,10 @@ from shahihooks.connections import OUTAGES
 from shahihooks.delivery import attempt
 from shahihooks.errors import DeliveryError
 from shahihooks.hooks import hooks
+from shahihooks.mover import publish_due
 from shahihooks.outcome import Kind
 from shahihooks.publish import TASK_NAME
+from shahihooks.schema import UNKNOWN_MAX, message_args, raw_message
 from shahihooks.settings import current
 from shahihooks.state import Ack, Verdict, state_for
 
@@ -70,20 +75,30 @@ class DeliverRequest(Request):
     throws=(DeliveryError,),  # a dead letter is an expected failure: logged without a traceback
     Request=DeliverRequest,
 )
-def deliver(self: Any, delivery_id: str, token: int = 1) -> str:
-    """Attempt delivery `delivery_id`, if this message (`token`) is still its live one."""
+def deliver(self: Any, *args: Any, **kwargs: Any) -> str:
+    """Attempt delivery `delivery_id`, if this message (`token`) is still its live one:
+    `deliver(delivery_id, token, v=MESSAGE_SCHEMA)`; any other message is `unreadable`."""
+    found = message_args(args, kwargs)
+    if isinstance(found, str):
+        unreadable(args, kwargs, found)
+    delivery_id, token = found
     settings = current()
     keys = publisher.unacked_keys(settings)
     tag = (self.request.properties or {}).get("delivery_tag")
     ack = Ack(*keys, str(tag)) if keys is not None and tag else None
     try:
-        result = attempt(delivery_id, int(token), settings, hooks, state_for(settings), ack)
+        result = attempt(delivery_id, token, settings, hooks, state_for(settings), ack)
     except OUTAGES as exc:  # the outcome is unknown: the message goes back to the queue
         logger.warning("requeued %s: %s: %s", delivery_id, type(exc).__name__, exc)
         time.sleep(OUTAGE_PAUSE_S)
         raise Reject(exc, requeue=True) from exc
     if result.acked and consumes_here():  # else the parent's DeliverRequest knows on success
         acknowledged(str(tag))
+    if result.released:  # the slot this attempt freed, handed on to its endpoint's backlog
+        try:
+            publish_due(publisher, state_for(settings), result.released)
+        except Exception as exc:  # left for the mover (unpublished, or the lost-message check)
+            logger.warning("released deliveries not published yet: %s: %s", type(exc).__name__, exc)
     if result.verdict in (Verdict.STALE, Verdict.BUSY):
         raise Ignore()
     if result.verdict in (Kind.DEAD, Verdict.DEAD):
@@ -95,3 +110,27 @@ def deliver(self: Any, delivery_id: str, token: int = 1) -> str:
         raise Retry(reason, DeliveryError(reason))
     when: Any = round(result.delay_s)  # seconds (celery-types says Real, which int is)
     raise Retry(result.reason, DeliveryError(result.reason), when=when)
+
+
+def unreadable(args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> NoReturn:
+    """A message this version cannot read: its delivery dead-lettered if it names one
+    queued here, else kept in `{p}:unknown`; an ERROR either way, and the task fails (its
+    message acknowledged only once it is recorded: an outage requeues it)."""
+    settings = current()
+    named = args[0] if args and isinstance(args[0], str) else ""
+    try:
+        done = state_for(settings).unknown(
+            named, raw_message(args, kwargs, reason), reason, UNKNOWN_MAX
+        )
+    except OUTAGES as exc:
+        logger.warning("requeued an unreadable message: %s: %s", type(exc).__name__, exc)
+        time.sleep(OUTAGE_PAUSE_S)
+        raise Reject(exc, requeue=True) from exc
+    where = (
+        f"delivery {named} dead-lettered (replay it: shahihooks dead replay {named})"
+        if done == "dead"
+        else f"kept in {settings.prefix}:unknown"
+    )
+    # not its arguments: an earlier shape carried the URL (credentials); Redis keeps them
+    logger.error("unreadable deliver message (%d arguments): %s; %s", len(args), reason, where)
+    raise DeliveryError(f"unreadable message: {reason}; {where}")

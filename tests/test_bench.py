@@ -3,16 +3,22 @@ piece run for real (one setup, N, C, S and S on RabbitMQ, 200 items each: about 
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
+from bench import isolation
 from bench.budget import parse_raw, part_of
 from bench.systems import Setup
 from bench.throughput import Cells, summary, table
+from bench.world import free_port
+from tests.conftest import wait_until
 
 
 def test_setups_parse_into_worker_processes() -> None:
@@ -77,3 +83,61 @@ def test_smallest_piece_of_quick_mode_runs_every_baseline_at_the_same_setup(
     assert all(row[k] > 0 for k in ("N", "C", "S", "S/N", "S/C", "SR", "SR/S"))  # SR: RabbitMQ
     assert results["throughput"]["failures"] == {}
     assert "best vs best" in done.stdout
+
+
+def test_isolation_latencies_count_only_the_deliveries_that_arrived_from_their_own_emit() -> None:
+    emitted = {f"d{i}": 100.0 + i / 100 for i in range(100)}
+    arrived = {f"d{i}": 100.0 + i / 100 + (i + 1) / 1000 for i in range(99)}  # d99 missing
+    arrived["elsewhere"] = 500.0  # another endpoint's delivery: not counted
+    s = isolation.summary(emitted, arrived)
+    assert (s["emitted"], s["arrived"]) == (100, 99)
+    assert s["p50_ms"] == pytest.approx(50)
+    assert s["max_ms"] == pytest.approx(99)
+    assert s["last_arrival_s"] == pytest.approx(0.98 + 0.099)
+
+
+def test_isolation_slots_over_time_are_runs_of_one_state() -> None:
+    def at(t: float, slots: int, limit: float | None, opened: bool = False) -> dict[str, object]:
+        return {"t": t, "slots": slots, "limit": limit, "circuit_open": opened}
+
+    series = [at(0.1, 2, None), at(0.6, 2, None), at(15.1, 1, 1.0), at(15.6, 0, 1.0, True)]
+    assert isolation.runs(series) == (
+        "0.1-0.6 s: 2 (limit 2), 15.1-15.1 s: 1 (limit 1), 15.6-15.6 s: 0 (limit 1, circuit open)"
+    )
+
+
+def test_bench_receiver_keeps_arrivals_by_delivery_id_and_never_answers_a_hanging_path(
+    repo_root: Path,
+) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.receiver", str(port)], cwd=repo_root)
+    try:
+        wait_until(lambda: get(port, "/_stats") is not None, what="the bench receiver")
+        post = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        post.request("POST", "/lat/a", body=b"{}", headers={"webhook-id": "msg_1"})
+        assert post.getresponse().status == 200
+        assert set(get(port, "/_arrivals?path=/lat/a") or {}) == {"msg_1"}
+        assert get(port, "/_arrivals?path=/lat/b") == {}
+        hang = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+        hang.request("POST", "/hang", body=b"{}")
+        with pytest.raises(TimeoutError):
+            hang.getresponse()
+        wait_until(lambda: (get(port, "/_stats") or {}).get("hung"), what="the hanging request")
+        assert get(port, "/_stats") == {
+            "count": 1,
+            "first": ANY,
+            "last": ANY,
+            "failed": 0,
+            "hung": 1,
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def get(port: int, path: str) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+    except OSError:
+        return None

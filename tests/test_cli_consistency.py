@@ -154,7 +154,7 @@ def test_tables_have_a_header_row(settings, receiver: Receiver) -> None:
     headers = {
         ("log",): ["TIME", "STATUS", "MS", "#", "EVENT", "ID", "URL", "ERROR"],
         ("stats",): ["URL", "EVENT", "COUNT", "OK", "%", "AVG", "ms", "P95", "ms"],
-        ("dead", "list"): ["DIED", "ID", "EVENT", "ATTEMPTS", "URL", "REASON"],
+        ("dead", "list"): ["DIED", "EXPIRES", "ID", "EVENT", "ATTEMPTS", "URL", "REASON"],
         ("endpoints", "list"): ["HEALTH", "URL", "EVENTS", "SECRET", "BODY", "SOURCE"],
         ("emit", "ticket.closed"): ["ID", "STATUS", "URL"],
     }

@@ -24,6 +24,7 @@ from shahihooks import doctor
 from shahihooks.cli import FLOWER_COLUMNS, _pool, default_processes, main
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.errors import ConfigurationError
+from shahihooks.keys import Keys
 from shahihooks.mover import OUTAGE_MAX_WAIT_S, backoff
 from shahihooks.safety import check_url
 from shahihooks.settings import Settings
@@ -115,13 +116,17 @@ def test_emit_refuses_data_that_is_not_a_json_object(settings) -> None:
 
 def test_emit_without_data_says_nothing_of_the_example_before_an_error(settings) -> None:
     """The notice comes once the example was sent; an error is the only line."""
-    settings(urls=("https://localhost:9/private",), allow_networks=())
+    s = settings(secret=None)
+    url = "https://127.0.0.1:9/no-secret"
+    # stored while a global secret was set: now nothing can sign for it
+    client = redis.Redis.from_url(REDIS_URL)
+    client.hset(Keys(s.prefix).endpoints, url, Endpoint(url).to_json())
     result = CliRunner().invoke(main, ["emit", "ticket.created"])
     assert result.exit_code == 1
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
     assert line.startswith("Error: "), line
-    assert "localhost" in line
+    assert "no secret" in line
 
 
 def test_endpoints_add_refuses_an_unknown_event_and_stores_nothing(settings) -> None:

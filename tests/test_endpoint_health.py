@@ -215,6 +215,20 @@ def test_a_private_address_behind_a_name_is_a_dead_letter_at_once(
     assert "loopback" in letter.reason
 
 
+def _wait_all_delivered(
+    receiver: Receiver, path: str, sent: list[shahihooks.Delivery], timeout: float
+) -> None:
+    wanted = {d.id for d in sent}
+    wait_until(
+        lambda: (
+            {r.header("webhook-id") for r in receiver.requests_to(path) if r.status == 200}
+            == wanted
+        ),
+        timeout=timeout,
+        what=f"all {len(wanted)} delivered to {path}",
+    )
+
+
 def _ops_receiver(receiver: Receiver, path: str) -> list[dict[str, object]]:
     out = []
     for r in receiver.requests_to(path):
@@ -283,14 +297,7 @@ def test_a_storm_of_429_shrinks_the_limit_and_loses_nothing(settings, receiver: 
     assert storm.limit == 1
     assert storm.state in ("limited", "open")
     busy.clear()
-    wait_until(
-        lambda: (
-            {r.header("webhook-id") for r in receiver.requests_to(path) if r.status == 200}
-            == {d.id for d in sent}
-        ),
-        timeout=40,
-        what="all delivered after the storm",
-    )
+    _wait_all_delivered(receiver, path, sent, timeout=40)
     assert dead.list_ids(s) == []
 
 
@@ -299,14 +306,7 @@ def test_a_flapping_endpoint_keeps_its_circuit_closed(settings, receiver: Receiv
     receiver.rule(path, lambda n: 500 if n % 2 else 200)
     s = settings(urls=(receiver.url(path),), retry_schedule_s=(1, 1, 1))
     sent = [shahihooks.emit("ticket.created", {"ticket_id": i})[0] for i in range(6)]
-    wait_until(
-        lambda: (
-            {r.header("webhook-id") for r in receiver.requests_to(path) if r.status == 200}
-            == {d.id for d in sent}
-        ),
-        timeout=30,
-        what="all delivered",
-    )
+    _wait_all_delivered(receiver, path, sent, timeout=30)
     (flap,) = health.endpoint_health(s, [receiver.url(path)])
     assert flap.state != "open"
     assert flap.open_until is None

@@ -65,6 +65,8 @@ def test_sigterm_leaves_waiting_retries_in_redis_and_a_new_worker_sends_them(
 ) -> None:
     path = f"/held-{uuid.uuid4().hex[:6]}"
     world.settings["SHAHIHOOKS_RETRY_SCHEDULE"] = "6"
+    # every first attempt fails and waits for its retry: no circuit holds them back here
+    world.settings["SHAHIHOOKS_CIRCUIT_THRESHOLD"] = "1000"
     receiver.rule(path, lambda n: 500 if n <= 50 else 200)
     ids = world.emit(50, path)
     first = world.worker()
@@ -87,6 +89,8 @@ def test_sigterm_leaves_waiting_retries_in_redis_and_a_new_worker_sends_them(
 def test_waiting_retries_survive_a_redis_restart_with_aof(world: World, receiver: Receiver) -> None:
     path = f"/aof-{uuid.uuid4().hex[:6]}"
     world.settings["SHAHIHOOKS_RETRY_SCHEDULE"] = "8"
+    # every first attempt fails and waits for its retry: no circuit holds them back here
+    world.settings["SHAHIHOOKS_CIRCUIT_THRESHOLD"] = "1000"
     receiver.rule(path, lambda n: 500 if n <= 30 else 200)
     ids = world.emit(30, path)
     worker = world.worker()

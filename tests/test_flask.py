@@ -238,3 +238,42 @@ def test_a_malformed_timestamp_is_answered_401_not_500() -> None:
     )
     assert answer.status_code == 401
     assert answer.get_json()["error"] == "Invalid signature"
+
+
+def test_two_apps_with_different_secrets_and_one_worker_never_cross_sign(
+    settings, receiver: Receiver, ca
+) -> None:
+    from shahihooks import dead
+    from tests.conftest import wait_until
+
+    s = settings()  # the worker runs with app A's settings (SECRET)
+    a_path, b_path = f"/app-a-{uuid.uuid4().hex[:8]}", f"/app-b-{uuid.uuid4().hex[:8]}"
+    other = "app-b-secret-0123456789abcdef"
+    app_a = flask_app(ca[1], SHAHIHOOKS_URLS=receiver.url(a_path))
+    app_b = flask_app(ca[1], SHAHIHOOKS_URLS=receiver.url(b_path), SHAHIHOOKS_SECRET=other)
+    ext = Shahihooks()
+    ext.init_app(app_a)
+    ext.init_app(app_b)
+    with app_b.app_context():
+        (of_b,) = ext.emit("ticket.created", {"ticket_id": 2})
+    with app_a.app_context():
+        (of_a,) = ext.emit("ticket.created", {"ticket_id": 1})
+    (got,) = receiver.wait_for(a_path, 1)
+    assert shahihooks.verify(got.body, got.headers, SECRET)["id"] == of_a.id
+    # app B's delivery is never signed with app A's secret: dead-lettered, replayable
+    wait_until(lambda: dead.get(of_b.id, s), what="app B's delivery dead-lettered")
+    letter = dead.get(of_b.id, s)
+    assert letter is not None
+    assert "emitted under settings whose secret" in letter.reason
+    assert receiver.requests_to(b_path) == []
+    # and app B's doctor says so before anything dies
+    with app_b.app_context():
+        from shahihooks import doctor
+
+        wait_until(
+            lambda: any(
+                not c.ok and "no running worker signs with this app's secret" in c.what
+                for c in doctor.run(shahihooks.settings.current(), ping_workers=False)
+            ),
+            what="doctor's check",
+        )

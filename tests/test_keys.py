@@ -19,16 +19,16 @@ return {key('dlv', 'evt_1-abc'), key('body', 'evt_1'), key('rate', 'abc', window
         key('backlog', 'abc'), key('done', 'evt_1-abc'), key('dead', 'evt_1-abc'),
         key('stats', '12'), K.schedule, K.releases, K.urls, K.endpoints, K.watermark, K.log,
         K.dead_index, K.retrying, K.seq, K.wmhist, K.totals, K.ops, key('ep', 'abc'),
-        key('fly', 'abc')}
+        key('fly', 'abc'), K.unknown}
 """
 
 
 def test_lua_builds_the_same_key_names_as_keys_py(redis_client: redis.Redis) -> None:
     prelude = resources.files("shahihooks").joinpath("lua/prelude.lua").read_text()
     # the common arguments: prefix, lease, grace, limit, window (1 h), backlog max, ttls,
-    # concurrency ceiling, circuit threshold, cool-downs, disable after
+    # concurrency ceiling, circuit threshold, cool-downs, disable after, dead letters' ttl
     args = ["pfx", 25000, 65000, 10, 3_600_000, 10000, 604800, 100000, 691200]
-    args += [50, 5, 30000, 600000, 432000000]
+    args += [50, 5, 30000, 600000, 432000000, 2_592_000_000]
     names = [n.decode() for n in redis_client.eval(prelude + PROBE, 0, *args)]  # type: ignore[union-attr]
     k = Keys("pfx")
     assert names == [
@@ -53,6 +53,7 @@ def test_lua_builds_the_same_key_names_as_keys_py(redis_client: redis.Redis) -> 
         k.ops,
         k.health("abc"),
         k.in_flight("abc"),
+        k.unknown,
     ]
 
 

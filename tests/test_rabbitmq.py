@@ -56,6 +56,8 @@ def test_rabbitmq_end_to_end_with_retries_dead_letters_and_replay(
 ) -> None:
     path = f"/amqp-{uuid.uuid4().hex[:6]}"
     receiver.rule(path, lambda n: 500 if n <= 10 else 200)  # the first ten attempts fail
+    # ten failures in a row would open the endpoint's circuit (tested in test_endpoint_health)
+    world.settings["SHAHIHOOKS_CIRCUIT_THRESHOLD"] = "1000"
     world.worker()
     ids = world.emit(20, path)
     ledger = world.wait_ledger(ids, path, timeout=60)
@@ -103,6 +105,7 @@ def test_rabbitmq_worker_outage_then_sigkill_loses_nothing_and_doubles_no_messag
 def test_rabbitmq_sigterm_leaves_waiting_retries_in_redis(world: World, receiver: Receiver) -> None:
     path = f"/amqp-term-{uuid.uuid4().hex[:6]}"
     world.settings["SHAHIHOOKS_RETRY_SCHEDULE"] = "5"
+    world.settings["SHAHIHOOKS_CIRCUIT_THRESHOLD"] = "1000"  # all 20 wait for their retry
     receiver.rule(path, lambda n: 500 if n <= 20 else 200)
     ids = world.emit(20, path)
     first = world.worker()

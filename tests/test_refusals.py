@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 
 import pytest
@@ -33,15 +34,21 @@ def test_http_url_is_refused_at_configuration(settings) -> None:
         settings(urls=("http://127.0.0.1:9/x",))
 
 
-def test_name_resolving_to_loopback_is_refused_at_emit_without_the_allowance(
-    settings, receiver: Receiver, redis_client: redis.Redis
+@pytest.mark.usefixtures("worker")
+def test_name_resolving_to_loopback_is_dead_lettered_without_the_allowance(
+    settings, receiver: Receiver
 ) -> None:
-    s = settings(
-        urls=(receiver.url("/private", host="localhost"),), allow_networks=(), queue=idle_queue()
-    )
-    with pytest.raises(UnsafeTargetError, match=r"'localhost' resolves to 127\.0\.0\.1.*refused"):
-        shahihooks.emit("ticket.created", {"ticket_id": 1})
-    assert queued_and_stored(redis_client, s) == (0, 0)
+    from shahihooks import dead
+    from tests.conftest import wait_until
+
+    s = settings(urls=(receiver.url("/private", host="localhost"),), allow_networks=())
+    # emit resolves no name (one endpoint's DNS is its own delivery's business)
+    (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 1})
+    wait_until(lambda: dead.get(delivery.id, s), what="its dead letter")
+    letter = dead.get(delivery.id, s)
+    assert letter is not None
+    assert re.search(r"'localhost' resolves to 127\.0\.0\.1.*refused", letter.reason)
+    assert receiver.requests_to("/private") == []
 
 
 def test_body_over_one_megabyte_is_refused_at_emit(settings, redis_client: redis.Redis) -> None:

@@ -42,7 +42,10 @@ def rebinding_dns(monkeypatch: pytest.MonkeyPatch, receiver: Receiver) -> list[s
     return answers
 
 
-def test_name_pointing_at_a_private_address_is_refused_at_emit(settings, monkeypatch) -> None:
+@pytest.mark.usefixtures("worker")
+def test_name_pointing_at_a_private_address_is_dead_lettered_at_its_attempt(
+    settings, monkeypatch
+) -> None:
     real = socket.getaddrinfo
     monkeypatch.setattr(
         socket,
@@ -53,14 +56,18 @@ def test_name_pointing_at_a_private_address_is_refused_at_emit(settings, monkeyp
             else real(h, p, *a, **k)
         ),
     )
-    from shahihooks import safety
+    from shahihooks import dead, safety, transport
+    from tests.conftest import wait_until
 
     safety._resolved.clear()
-    settings(urls=("https://internal.example/hook",), queue="shtest-idle")
-    with pytest.raises(
-        shahihooks.UnsafeTargetError, match=r"'internal.example' resolves to 10\.1\.2\.3"
-    ):
-        shahihooks.emit("ticket.created", {"ticket_id": 1})
+    transport._lookups.clear()
+    s = settings(urls=("https://internal.example/hook",))
+    (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 1})  # no name resolved here
+    wait_until(lambda: dead.get(delivery.id, s), what="its dead letter")
+    letter = dead.get(delivery.id, s)
+    assert letter is not None
+    assert "'internal.example' resolves to 10.1.2.3" in letter.reason
+    assert letter.attempts == 1
 
 
 def test_dns_answer_that_changes_between_check_and_connect_is_refused(

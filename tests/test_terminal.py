@@ -120,5 +120,5 @@ def test_listen_prints_a_hostile_request_escaped(tmp_path) -> None:  # type: ign
     finally:
         proc.kill()
         proc.wait()
-    assert "✗ ticket.created\\x1b]52;c;" in out
+    assert "✗ 401 ticket.created\\x1b]52;c;" in out
     assert_printable(out)

@@ -90,3 +90,32 @@ print("ok")
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.usefixtures("worker")
+def test_an_emit_in_a_span_is_traced_to_its_attempt_and_the_receiver(
+    spans: InMemorySpanExporter, settings, receiver
+) -> None:
+    import uuid
+
+    import shahihooks
+    from tests.conftest import wait_until
+
+    path = f"/traced-{uuid.uuid4().hex[:8]}"
+    settings(urls=(receiver.url(path),))
+    with trace.get_tracer("test").start_as_current_span("a web request") as request:
+        (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 1})
+    emitted = request.get_span_context()
+    (got,) = receiver.wait_for(path, 1)
+
+    def attempt_spans() -> list[object]:
+        return [s for s in spans.get_finished_spans() if s.name == "shahihooks.deliver"]
+
+    wait_until(attempt_spans, what="the attempt's span")
+    (attempt,) = attempt_spans()
+    assert attempt.context.trace_id == emitted.trace_id  # type: ignore[attr-defined]
+    assert attempt.parent.span_id == emitted.span_id  # type: ignore[attr-defined]
+    assert attempt.attributes["shahihooks.delivery_id"] == delivery.id  # type: ignore[attr-defined]
+    _, trace_id, parent_id, _ = got.header("traceparent").split("-")
+    assert trace_id == format(emitted.trace_id, "032x")  # the receiver continues the trace
+    assert parent_id == format(attempt.context.span_id, "016x")  # type: ignore[attr-defined]

@@ -108,10 +108,7 @@ def dead_letters(settings: Settings) -> tuple[int, list[dead.DeadLetter]]:
     client, keys = state_redis(settings), Keys(settings.prefix)
     ids: Any = client.zrevrange(keys.dead_index, 0, DEAD_SHOWN - 1)
     total = int(client.zcard(keys.dead_index))
-    pipe = client.pipeline(transaction=False)
-    for delivery_id in ids:
-        pipe.hgetall(keys.dead(delivery_id.decode()))
-    return total, [dead.DeadLetter.from_redis(raw) for raw in pipe.execute() if raw]
+    return total, dead.fetch([i.decode() for i in ids], settings)
 
 
 def dead_tags(settings: Settings, ids: list[str]) -> dict[str, str]:

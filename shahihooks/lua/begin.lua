@@ -6,7 +6,8 @@
 -- one (or waits in the backlog). Then the attempt holds the delivery for its lease, and
 -- gets the URL, the body and the endpoint. One round trip.
 -- ARGV[A..]: delivery_id, token
--- Returns {'go', url, event, attempt, ts, site, data, endpoint_json, src, fingerprint}
+-- Returns {'go', url, event, attempt, ts, site, data, endpoint_json, src, fingerprint,
+--          traceparent}
 --       | {'stale'} | {'busy'} | {'deferred', reason} | {'dead', reason}
 local id, pub = ARGV[A], ARGV[A + 1]
 local now = now_ms()
@@ -27,7 +28,7 @@ if not url then
 elseif d.src == 'store' and not endpoint then
   reason = 'endpoint removed from the store: not sent (replay it once the endpoint is back)'
 end
-local body = redis.call('HMGET', key('body', d.m), 'event', 'ts', 'site', 'data', 'fp')
+local body = redis.call('HMGET', key('body', d.m), 'event', 'ts', 'site', 'data', 'fp', 'tp')
 if not reason and not body[1] then reason = 'the stored body is gone (Redis lost it)' end
 if reason then
   dead_now(id, d, now, reason)
@@ -62,4 +63,5 @@ end
 
 set_state(id, d, 'x', now)
 redis.call('ZADD', K.schedule, num(now + C.lease_ms), id)
-return {'go', url, d.e, d.a, body[2], body[3], body[4], endpoint or '', d.src, body[5] or ''}
+return {'go', url, d.e, d.a, body[2], body[3], body[4], endpoint or '', d.src, body[5] or '',
+        body[6] or ''}

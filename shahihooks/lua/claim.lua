@@ -9,12 +9,20 @@
 --     watermark), this one has left the queue too; if it has not begun a grace period after
 --     that, the worker that took it died before recording it: a new message. Otherwise it
 --     still waits its turn: looked at again, less and less often.
+--   dead letters older than their retention (dead_ttl_ms): gone, with their body reference
+--     (a few per step: a step stays short however many expire at once)
 -- ARGV[A..]: budget (entries handled at most)
 -- Returns {ms until the next entry is due, operational events waiting to be sent,
 --          then per message: id, token, attempt, event, url}
 local budget = tonumber(ARGV[A])
 local LOST_MAX = 5
+local EXPIRE_MAX = 100
 local now = now_ms()
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.dead_index, '-inf',
+                               secs(now - C.dead_ttl_ms), 'LIMIT', 0, EXPIRE_MAX)) do
+  drop_letter(id)
+end
 
 -- The watermark's history: when it passed each value (a queued message's check reads it).
 local wm = tonumber(redis.call('ZSCORE', K.watermark, 'ms'))
@@ -26,79 +34,11 @@ if wm then
   end
 end
 local out = {}
-local function publish(id, d, pub)
-  out[#out + 1] = id
-  out[#out + 1] = tostring(pub)
-  out[#out + 1] = d.a
-  out[#out + 1] = d.e
-  out[#out + 1] = shown_url(d)
-end
 
--- Backlogs first: a due delivery then finds the room they leave (or their place). A backlog
--- releases what its URL's rate window and its endpoint's health allow: up to the free
--- slots of its limit on attempts in flight (each released delivery holds its slot until
--- it begins or the slot lapses), one probe once an open circuit's cool-down is over,
--- nothing while the circuit is open; a disabled endpoint's backlog is dead-lettered.
+-- Backlogs first: a due delivery then finds the room they leave (or their place).
 local tags = redis.call('ZRANGEBYSCORE', K.releases, '-inf', num(now), 'LIMIT', 0, budget)
 for _, tag in ipairs(tags) do
-  local backlog = key('backlog', tag)
-  local url = redis.call('HGET', K.urls, tag)
-  local limit = limit_of(url)
-  local h = health(tag)
-  local rate = key('rate', tag, window_of(now))
-  local room, later = budget, nil
-  if limit > 0 then
-    room = math.min(room, limit - (tonumber(redis.call('GET', rate)) or 0))
-  end
-  local probe = false
-  if not h.off and h.open > 0 then disable_if_failing_too_long(tag, h, now, '') end
-  if h.off then
-    room = budget  -- a disabled endpoint's backlog is dead-lettered, whatever its rate
-  elseif not url or string.sub(url, 1, 7) == 'action:' then
-    -- an action has no health to weigh
-  elseif h.open > 0 then
-    if now < h.open or h.pu > now then
-      room, later = 0, math.max(h.open, h.pu)
-      if C.disable_ms > 0 and h.fs then later = math.min(later, h.fs + C.disable_ms) end
-    else
-      room, probe = math.min(room, 1), true
-    end
-  else
-    local free = math.floor(h.cw) - in_flight(tag, now)
-    if free < room then room, later = math.max(0, free), next_lapse(tag, now) end
-  end
-  local released = 0
-  while released < room do
-    local head = redis.call('ZPOPMIN', backlog)
-    if #head == 0 then break end
-    local id = head[1]
-    local d = record(id)
-    if d and d.s == 'b' then
-      if h.off then
-        dead_now(id, d, now, disabled_reason(h), true)
-      else
-        if limit > 0 then
-          redis.call('INCR', rate)
-          redis.call('PEXPIRE', rate, 2 * C.window_ms)
-        end
-        redis.call('HSET', key('dlv', id), 'w', limit > 0 and window_of(now) or '')
-        local lapse = num(now + C.grace_ms + C.lease_ms)
-        if probe then redis.call('HSET', key('ep', tag), 'probe', id, 'pu', lapse) end
-        redis.call('ZADD', key('fly', tag), lapse, id)
-        publish(id, d, to_queue(id, d, now))
-      end
-      released = released + 1
-    end
-  end
-  budget = math.max(0, budget - released)
-  if redis.call('EXISTS', backlog) == 1 then
-    local full = limit > 0 and (tonumber(redis.call('GET', rate)) or 0) >= limit
-    local at = full and next_window(now) or now
-    if not full and later then at = later end
-    redis.call('ZADD', K.releases, num(at), tag)
-  else
-    redis.call('ZREM', K.releases, tag)
-  end
+  budget = math.max(0, budget - release(tag, now, budget, out))
 end
 
 local due = redis.call('ZRANGEBYSCORE', K.schedule, '-inf', num(now), 'LIMIT', 0,
@@ -113,9 +53,9 @@ for _, id in ipairs(due) do
         .. '(its worker stopped?): sent again', 0)
     end
     local verdict, pub = admit_or_wait(id, d, now, limit_of(redis.call('HGET', K.urls, d.u)))
-    if verdict == 'queued' then publish(id, d, pub) end
+    if verdict == 'queued' then message(out, id, d, pub) end
   elseif d.s == 'r' then
-    publish(id, d, to_queue(id, d, now))
+    message(out, id, d, to_queue(id, d, now))
   elseif d.s == 'q' then
     -- when the watermark first passed it: from then on, its message was out of the queue
     local passed = redis.call('ZRANGEBYSCORE', K.wmhist, '(' .. d.t, '+inf', 'LIMIT', 0, 1)[1]
@@ -127,7 +67,7 @@ for _, id in ipairs(due) do
       else
         log_event(id, d, now, 'retry', 'its message was lost (taken by a worker that stopped '
           .. 'before recording it): sent again', 0)
-        publish(id, d, to_queue(id, d, now))
+        message(out, id, d, to_queue(id, d, now))
       end
     elseif passed then
       redis.call('ZADD', K.schedule, num(tonumber(passed) + C.grace_ms), id)

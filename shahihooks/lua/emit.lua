@@ -6,7 +6,7 @@
 -- KEYS: emitted (or ''), throttle (or '')
 -- Run twice by one emit (its answer was lost, and emit tried again), it changes nothing.
 -- ARGV[A..]: listed_json, throttle_s, msg_id, event, ts, site, data, queue (or ''), n,
---            fingerprint, n x (delivery_id, url_tag, url, shown_url, limit, src, refused),
+--            fingerprint, traceparent (or ''), n x (delivery_id, url_tag, url, shown_url, limit, src, refused),
 --            then n messages, nonce
 -- Returns {'duplicate', listed_json} | {'throttled'} | {'ok', verdict per delivery...}
 --       | {'again', state per delivery...} (this emit had run: q x w n r b, '' if finished)
@@ -15,7 +15,7 @@ local nonce = ARGV[#ARGV]
 if redis.call('HGET', key('body', ARGV[A + 2]), 'nonce') == nonce then
   local states = {'again'}
   for i = 0, tonumber(ARGV[A + 8]) - 1 do
-    states[#states + 1] = redis.call('HGET', key('dlv', ARGV[A + 10 + STRIDE * i]), 's') or ''
+    states[#states + 1] = redis.call('HGET', key('dlv', ARGV[A + 11 + STRIDE * i]), 's') or ''
   end
   return states
 end
@@ -36,10 +36,11 @@ local now = now_ms()
 local order = num(redis.call('INCR', K.seq))
 redis.call('HSET', key('body', msg), 'event', event, 'ts', ARGV[A + 4], 'site', ARGV[A + 5],
            'data', ARGV[A + 6], 'refs', n, 'nonce', nonce, 'fp', ARGV[A + 9])
+if ARGV[A + 10] ~= '' then redis.call('HSET', key('body', msg), 'tp', ARGV[A + 10]) end
 local verdicts, push = {'ok'}, {}
-local first_message = A + 10 + STRIDE * n
+local first_message = A + 11 + STRIDE * n
 for i = 0, n - 1 do
-  local at = A + 10 + STRIDE * i
+  local at = A + 11 + STRIDE * i
   local id, tag = ARGV[at], ARGV[at + 1]
   redis.call('HSET', K.urls, tag, ARGV[at + 2], tag .. ':shown', ARGV[at + 3])
   redis.call('HSET', key('dlv', id), 'm', msg, 'u', tag, 'e', event, 'a', '1', 'p', '0',

@@ -7,9 +7,13 @@
 -- ARGV[A..]: delivery_id, token, kind (delivered|retry|dead|bug), delay_ms, status, reason,
 --            response, stats_prefix, duration_ms, bucket, bug_max, signal (ok|congested|
 --            failed, or '' to learn nothing), unacked_index, unacked, delivery_tag (or ''),
---            n_log, log pairs...
--- Returns {kind for what was done (or 'stale' when the attempt had lost its delivery),
---          '1' if operational events wait to be sent, else ''}
+--            again ('1': this step was sent before and its answer lost: an outage), n_log,
+--            log pairs...
+-- Returns {kind for what was done (or 'stale' when the attempt had lost its delivery;
+--          'again' when `again` and the attempt no longer holds it: the first try did it),
+--          '1' if operational events wait to be sent, else '', then the messages of what its
+--          endpoint's backlog may now send (the slot this attempt frees is handed on at
+--          once, not at the mover's next step): id, token, attempt, event, url each}
 local id, pub, kind = ARGV[A], ARGV[A + 1], ARGV[A + 2]
 local delay, status, reason = tonumber(ARGV[A + 3]), ARGV[A + 4], ARGV[A + 5]
 local signal = ARGV[A + 11]
@@ -19,10 +23,14 @@ if ARGV[A + 14] ~= '' then
   redis.call('ZREM', ARGV[A + 12], ARGV[A + 14])
   redis.call('HDEL', ARGV[A + 13], ARGV[A + 14])
 end
-local n_log = tonumber(ARGV[A + 15])
+local d = record(id)
+local holds = d and d.p == pub and d.s == 'x'
+-- tried again after an outage: if the first try ran, it logged and counted (not twice)
+if not holds and ARGV[A + 15] == '1' then return {'again', ''} end
+local n_log = tonumber(ARGV[A + 16])
 if n_log > 0 then
   redis.call('XADD', K.log, 'MAXLEN', '~', C.log_max, '*',
-             unpack(ARGV, A + 16, A + 15 + 2 * n_log))
+             unpack(ARGV, A + 17, A + 16 + 2 * n_log))
   local stats, p = key('stats', num(math.floor(now / 3600000))), ARGV[A + 7]
   if redis.call('HINCRBY', stats, p .. 'n', 1) == 1 then  -- the hour's first for this pair
     redis.call('EXPIRE', stats, C.stats_ttl)
@@ -37,8 +45,7 @@ if n_log > 0 then
   redis.call('HINCRBY', K.totals, p .. ARGV[A + 9], 1)
 end
 
-local d = record(id)
-if not d or d.p ~= pub or d.s ~= 'x' then return {'stale', ops_added and '1' or ''} end
+if not holds then return {'stale', ops_added and '1' or ''} end
 local disabled = false
 if signal ~= '' then
   disabled = learn(id, d, now, signal, reason)
@@ -67,4 +74,8 @@ else  -- a bug in this process: tried again a few times, then dead-lettered, nev
     redis.call('ZADD', K.schedule, num(now + delay), id)
   end
 end
-return {kind, ops_added and '1' or ''}
+local out = {kind, ops_added and '1' or ''}
+if not disabled and redis.call('EXISTS', key('backlog', d.u)) == 1 then
+  release(d.u, now, HANDOFF_MAX, out)
+end
+return out

@@ -6,7 +6,7 @@
 -- ARGV[1..A-1] are the same for every call (state.py `_common`):
 --   prefix, lease_ms, grace_ms, default_limit, window_ms, backlog_max, done_ttl_s,
 --   log_max_len, stats_ttl_s, concurrency ceiling, circuit threshold, cooldown_ms,
---   cooldown_max_ms, disable_after_ms (0: never)
+--   cooldown_max_ms, disable_after_ms (0: never), dead_ttl_ms (dead letters' retention)
 -- A call's own arguments start at ARGV[A].
 --
 -- A delivery's record (`dlv`) fields:
@@ -19,7 +19,7 @@
 --   src where its URL came from: "store", "urls" (SHAHIHOOKS_URLS), "ops" (an operational
 --       event), "" (a webhook_urls filter, an action)
 --   b attempts that hit a bug   l messages of it found lost
-local A = 15
+local A = 16
 local P, C, K  -- this call's prefix, settings and keys (Redis runs one at a time)
 local function key(...) return table.concat({P, ...}, ':') end
 local SETUP = ''
@@ -34,12 +34,14 @@ local function setup(argv)
     log_max = argv[8], stats_ttl = argv[9], ceiling = tonumber(argv[10]),
     threshold = tonumber(argv[11]), cooldown_ms = tonumber(argv[12]),
     cooldown_max_ms = tonumber(argv[13]), disable_ms = tonumber(argv[14]),
+    dead_ttl_ms = tonumber(argv[15]),
   }
   K = {
     schedule = key('schedule'), releases = key('releases'), urls = key('urls'),
     endpoints = key('endpoints'), watermark = key('watermark'), log = key('log'),
     dead_index = key('dead'), retrying = key('retrying'), seq = key('seq'),
     wmhist = key('watermark', 'history'), ops = key('ops'), totals = key('totals'),
+    unknown = key('unknown'),
   }
 end
 
@@ -78,15 +80,31 @@ local function log_event(id, d, now, outcome, err, next_ms)
     'next_s', next_ms and num(math.max(0, next_ms) / 1000) or '')
 end
 
--- Delivered or dead: the record goes, and the body once no delivery of it is left.
+-- A body's `refs` counts what needs it: its live deliveries and its dead letters. The
+-- last one to let go deletes it.
+local function release_body(msg)
+  local body = key('body', msg)
+  if redis.call('HINCRBY', body, 'refs', -1) <= 0 then redis.call('DEL', body) end
+end
+
+-- Delivered or dead: the record goes (a dead letter took its body reference first).
 local function retire(id, d, mark)
   if d.s == 'w' then redis.call('HINCRBY', K.retrying, d.u, -1) end
   if d.s == 'b' then redis.call('ZREM', key('backlog', d.u), id) end
   redis.call('SET', key('done', id), mark, 'EX', C.done_ttl)
   redis.call('DEL', key('dlv', id))
   redis.call('ZREM', K.schedule, id)
-  local body = key('body', d.m)
-  if redis.call('HINCRBY', body, 'refs', -1) <= 0 then redis.call('DEL', body) end
+  release_body(d.m)
+end
+
+-- A dead letter goes (expired): with its reference on the body. A letter without `ref`
+-- (written before bodies were shared) holds its own copy of the body's parts.
+local function drop_letter(id)
+  local letter = key('dead', id)
+  local f = redis.call('HMGET', letter, 'msg', 'ref')
+  redis.call('DEL', letter)
+  redis.call('ZREM', K.dead_index, id)
+  if f[1] and f[2] == '1' then release_body(f[1]) end
 end
 
 -- Operational events (endpoint.failing, ...) wait in `ops` until a worker sends them (and
@@ -101,18 +119,19 @@ local function ops_event(kind, tag, now, data)
   redis.call('HSET', K.ops, id, cjson.encode({event = kind, at_ms = num(now), data = data}))
 end
 
--- The dead letter keeps the body's parts (the body is rebuilt from them, byte for byte), and
--- the URL as shown (credentials masked): its tag finds the URL itself in `urls`. `off`: it
--- died because its endpoint is disabled (`endpoints enable --recover` replays those).
+-- The dead letter shares the delivery's body (`ref`: it holds one of the body's `refs`, so
+-- one large event dead at 20 URLs is stored once), and keeps the URL as shown (credentials
+-- masked): its tag finds the URL itself in `urls`. `off`: it died because its endpoint is
+-- disabled (`endpoints enable --recover` replays those). It expires after dead_ttl_ms
+-- (claim.lua), by its time of death in the index.
 local function dead_letter(id, d, now, reason, status, response, off)
-  local body = redis.call('HMGET', key('body', d.m), 'event', 'ts', 'site', 'data')
-  local letter = key('dead', id)
-  redis.call('DEL', letter)
-  redis.call('HSET', letter, 'id', id, 'msg', d.m, 'url', shown_url(d),
+  local has_body = redis.call('EXISTS', key('body', d.m)) == 1
+  drop_letter(id)  -- an earlier letter of this delivery (not replayed): replaced
+  if has_body then redis.call('HINCRBY', key('body', d.m), 'refs', 1) end
+  redis.call('HSET', key('dead', id), 'id', id, 'msg', d.m, 'url', shown_url(d),
     'tag', d.u, 'event', d.e, 'attempts', d.a, 'reason', reason, 'status', status,
-    'died_at', secs(now), 'ts', body[2] or '0', 'site', body[3] or '', 'data', body[4] or '',
-    'has_body', body[1] and '1' or '0', 'response', response, 'src', d.src, 'o', d.o,
-    'off', off and '1' or '')
+    'died_at', secs(now), 'has_body', has_body and '1' or '0', 'ref', has_body and '1' or '',
+    'response', response, 'src', d.src, 'o', d.o, 'off', off and '1' or '')
   redis.call('ZADD', K.dead_index, secs(now), id)
   if d.src ~= 'ops' and not off then
     ops_event('delivery.dead', d.u, now, {delivery_id = id, event = d.e,
@@ -379,4 +398,81 @@ local function admit_or_wait(id, d, now, limit)
   end
   if rate_wait(id, d, now, limit) then return 'deferred' end
   return dead_now(id, d, now, BACKLOG_FULL)
+end
+
+-- A message the caller publishes: id, token, attempt, event, url (as shown).
+local function message(out, id, d, pub)
+  out[#out + 1] = id
+  out[#out + 1] = tostring(pub)
+  out[#out + 1] = d.a
+  out[#out + 1] = d.e
+  out[#out + 1] = shown_url(d)
+end
+
+-- Release what an endpoint's backlog may send now, oldest first, at most `budget` (adding
+-- their messages to `out`): what its URL's rate window and its endpoint's health allow — up
+-- to the free slots of its limit on attempts in flight (each released delivery holds its
+-- slot until it begins or the slot lapses), one probe once an open circuit's cool-down is
+-- over, nothing while the circuit is open; a disabled endpoint's backlog is dead-lettered.
+-- Then when to look at it again. Returns how many entries it handled.
+local HANDOFF_MAX = 4  -- what one finished attempt releases at most (the mover, the rest)
+local function release(tag, now, budget, out)
+  local backlog = key('backlog', tag)
+  local url = redis.call('HGET', K.urls, tag)
+  local limit = limit_of(url)
+  local h = health(tag)
+  local rate = key('rate', tag, window_of(now))
+  local room, later = budget, nil
+  if limit > 0 then
+    room = math.min(room, limit - (tonumber(redis.call('GET', rate)) or 0))
+  end
+  local probe = false
+  if not h.off and h.open > 0 then disable_if_failing_too_long(tag, h, now, '') end
+  if h.off then
+    room = budget  -- a disabled endpoint's backlog is dead-lettered, whatever its rate
+  elseif not url or string.sub(url, 1, 7) == 'action:' then
+    -- an action has no health to weigh
+  elseif h.open > 0 then
+    if now < h.open or h.pu > now then
+      room, later = 0, math.max(h.open, h.pu)
+      if C.disable_ms > 0 and h.fs then later = math.min(later, h.fs + C.disable_ms) end
+    else
+      room, probe = math.min(room, 1), true
+    end
+  else
+    local free = math.floor(h.cw) - in_flight(tag, now)
+    if free < room then room, later = math.max(0, free), next_lapse(tag, now) end
+  end
+  local released = 0
+  while released < room do
+    local head = redis.call('ZPOPMIN', backlog)
+    if #head == 0 then break end
+    local id = head[1]
+    local d = record(id)
+    if d and d.s == 'b' then
+      if h.off then
+        dead_now(id, d, now, disabled_reason(h), true)
+      else
+        if limit > 0 then
+          redis.call('INCR', rate)
+          redis.call('PEXPIRE', rate, 2 * C.window_ms)
+        end
+        redis.call('HSET', key('dlv', id), 'w', limit > 0 and window_of(now) or '')
+        local lapse = num(now + C.grace_ms + C.lease_ms)
+        if probe then redis.call('HSET', key('ep', tag), 'probe', id, 'pu', lapse) end
+        redis.call('ZADD', key('fly', tag), lapse, id)
+        message(out, id, d, to_queue(id, d, now))
+      end
+      released = released + 1
+    end
+  end
+  if redis.call('EXISTS', backlog) == 1 then
+    local full = limit > 0 and (tonumber(redis.call('GET', rate)) or 0) >= limit
+    local at = full and next_window(now) or now
+    if not full and later then at = later end
+    redis.call('ZADD', K.releases, num(at), tag)
+  else
+    redis.call('ZREM', K.releases, tag)
+  end
+  return released
 end
