@@ -36,5 +36,8 @@ task_default_queue = _conf["task_default_queue"]
 task_routes = _conf["task_routes"]
 # One message per execution slot: a reserved message starts at once, never waits in a buffer.
 worker_prefetch_multiplier = _conf["worker_prefetch_multiplier"]
+# No lowered prefetch count after a reconnect: with RabbitMQ, a threads worker sat idle for
+# minutes after one, holding messages, until the broker's heartbeat dropped it.
+worker_enable_prefetch_count_reduction = _conf["worker_enable_prefetch_count_reduction"]
 worker_hijack_root_logger = False
 broker_pool_limit = _conf["broker_pool_limit"]

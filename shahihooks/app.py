@@ -20,10 +20,11 @@ from celery import Celery, bootsteps
 from shahihooks.celeryconf import celery_config, check_celery_config, is_redis
 from shahihooks.connections import (
     OUTAGES,
-    persistence_warning,
     redis_client,
     refuse_cluster,
+    refuse_eviction,
     server_facts,
+    server_warnings,
     state_redis,
 )
 from shahihooks.endpoints import EndpointStore, is_action
@@ -70,11 +71,12 @@ def check_worker(settings: Settings) -> None:
     """Refuse to run a worker that would lose deliveries or could not sign them; warn about
     what a restart of its Redis would lose.
 
-    Its Celery settings (celeryconf.py); its Redis (never a Cluster; append-only persistence
-    advised); the state's schema (never one written by an incompatible version); and its
-    secrets: with no SHAHIHOOKS_SECRET, every endpoint in the store and
-    every URL a live delivery waits for needs a secret of its own, or each of those
-    deliveries would fail on the whole retry schedule.
+    Its Celery settings (celeryconf.py); its Redis (never a Cluster, never evicting any key;
+    append-only persistence and a clock in step with this machine's advised); the state's
+    schema (never one written by an incompatible version); and its secrets: with no
+    SHAHIHOOKS_SECRET, every endpoint in the store and every URL a live delivery waits for
+    needs a secret of its own, or each of those deliveries would fail on the whole retry
+    schedule.
     """
     check_celery_config(app.conf, settings)
     if not settings.secret:
@@ -89,8 +91,8 @@ def check_worker(settings: Settings) -> None:
             logger.warning("could not check the %s yet (%s)", what, type(exc).__name__)
             continue
         refuse_cluster(facts, what, url)
-        warning = persistence_warning(facts, what, url)
-        if warning:
+        refuse_eviction(facts, what, url)
+        for warning in server_warnings(facts, what, url):
             logger.warning("%s", warning)
     try:
         check_state(state_redis(settings), Keys(settings.prefix))  # written by another version?

@@ -11,6 +11,7 @@ unacknowledged in Redis and come back after the visibility timeout.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -19,6 +20,8 @@ import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
+
+logger = logging.getLogger("shahihooks.broker")
 
 
 class _ClosedIsAConnectionError:
@@ -56,12 +59,27 @@ _FORGET = "redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('HDEL', KEYS[2], ARGV
 
 class QoS(kombu_redis.QoS):
     """kombu's record of unacknowledged messages, written as kombu writes it (the same keys
-    and values, atomically), by one script call instead of a MULTI pipeline per message."""
+    and values, atomically), by one script call instead of a MULTI pipeline per message.
+
+    A Redis at its maxmemory (noeviction) refuses every write, and every command inside
+    MULTI: what kombu would then raise into the worker's event loop (which exits) is said in
+    a warning instead, and the message waits as it does in an outage."""
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        try:
+            super().restore_visible(start, num, interval)
+        except redis.exceptions.OutOfMemoryError as exc:  # its lock was refused
+            logger.warning("broker Redis is full: no unacknowledged message given back (%s)", exc)
 
     def append(self, message: Any, delivery_tag: str) -> None:
         delivery = message.delivery_info
         raw = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
-        self._run(_RECORD, repr(time.time()), delivery_tag, raw)
+        try:
+            self._run(_RECORD, repr(time.time()), delivery_tag, raw)
+        except redis.exceptions.OutOfMemoryError as exc:
+            # taken from the queue, not recorded: the attempt runs (or, refused too, its
+            # delivery's message is published again after the grace period, state.py)
+            logger.warning("broker Redis is full: message %s not recorded (%s)", delivery_tag, exc)
         virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
@@ -73,7 +91,13 @@ class QoS(kombu_redis.QoS):
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if requeue:
-            self.restore_by_tag(delivery_tag, leftmost=True)
+            try:
+                self.restore_by_tag(delivery_tag, leftmost=True)
+            except redis.exceptions.OutOfMemoryError:  # still recorded as unacknowledged:
+                logger.warning(  # the scan gives it back after the visibility timeout
+                    "broker Redis is full: message %s requeued after the visibility timeout",
+                    delivery_tag,
+                )
         else:
             self._run(_FORGET, delivery_tag)
         virtual.QoS.ack(self, delivery_tag)

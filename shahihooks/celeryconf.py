@@ -81,6 +81,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         ),
         "broker_transport_options": transport_options(settings),
         "broker_connection_retry_on_startup": True,
+        # a Redis at its maxmemory refuses kombu's commands (at start: the queue's size, read
+        # in MULTI) with an error of the channel: the worker reconnects instead of exiting
+        "broker_channel_error_retry": redis_broker,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         # a dead-lettered delivery's task fails (FAILURE in Flower): its message is done with
@@ -94,6 +97,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # one message per execution slot: a reserved message starts at once, so nothing waits
         # in a worker's buffer for longer than the visibility timeout
         "worker_prefetch_multiplier": 1,
+        # after a reconnect Celery lowers the prefetch count and raises it back as tasks
+        # end; with RabbitMQ a threads worker then sat idle for minutes holding messages
+        "worker_enable_prefetch_count_reduction": False,
         "worker_hijack_root_logger": False,
         # the rate limit is shahihooks' own, per URL: Celery's per-task-type one is unused
         "worker_disable_rate_limits": True,

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from shahihooks.bodystyle import BodyStyle
-from shahihooks.connections import OUTAGES
+from shahihooks.connections import OUTAGES, full_message
 from shahihooks.errors import ShahihooksError, VerificationError
 from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.safety import redact_url
@@ -56,6 +56,8 @@ def _unreachable(exc: BaseException) -> str:
         settings = current()
     except ShahihooksError:
         return f"Redis or the broker is unreachable ({detail})"
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return full_message(settings.redis_url)
     if isinstance(exc, redis.RedisError):
         what, url, setting = "Redis", settings.redis_url, "SHAHIHOOKS_REDIS_URL"
     else:
@@ -502,6 +504,7 @@ def stats(since: str, url: str | None, event: str | None, as_json: bool) -> None
     from shahihooks.stats import describe_waiting, read_stats, waiting_by_url
 
     settings = _settings()
+    _warn_if_lost(settings)
     shown = redact_url(url) if url else None  # the stats hold URLs as shown
     rows = read_stats(settings, _duration(since) or 86_400, shown, event)
     waiting = waiting_by_url(settings)
@@ -1172,8 +1175,9 @@ def dashboard(host: str, port: int, refresh: int) -> None:
 
 @main.command()
 @click.option("--no-worker-check", is_flag=True, help="Skip pinging workers.")
+@click.option("--ack-lost", is_flag=True, help="Forget a reported loss of the state first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def doctor(no_worker_check: bool, as_json: bool) -> None:
+def doctor(no_worker_check: bool, ack_lost: bool, as_json: bool) -> None:
     """Run the page's troubleshooting checklist against the live configuration.
 
     Webhooks enabled, events selected, secret set, Redis reachable, a worker alive, and
@@ -1186,9 +1190,32 @@ def doctor(no_worker_check: bool, as_json: bool) -> None:
     """
     from shahihooks import doctor as checklist
 
+    if ack_lost:
+        _acknowledge_loss()
     checks = checklist.run(_settings(), ping_workers=not no_worker_check)
     _out([c.as_dict() for c in checks], as_json, "\n".join(c.line() for c in checks))
     sys.exit(0 if all(c.ok for c in checks) else 1)
+
+
+def _acknowledge_loss() -> None:
+    from shahihooks.connections import state_redis
+    from shahihooks.epoch import acknowledge
+    from shahihooks.keys import Keys
+
+    settings = _settings()
+    found = acknowledge(state_redis(settings), Keys(settings.prefix))
+    click.echo("loss of the state acknowledged" if found else "no loss was reported", err=True)
+
+
+def _warn_if_lost(settings: Settings) -> None:
+    """A loss of the state, on stderr (stdout stays exact for --json)."""
+    from shahihooks.connections import state_redis
+    from shahihooks.epoch import lost
+    from shahihooks.keys import Keys
+
+    loss = lost(state_redis(settings), Keys(settings.prefix))
+    if loss is not None:
+        click.echo(paint(f"✗ {loss.text()} (shahihooks doctor)"), err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

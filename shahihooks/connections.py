@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,12 +19,14 @@ from shahihooks.errors import ConfigurationError
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings
 
-# Redis (state or broker) or the broker unreachable, or a Redis replica promoted mid-call:
-# an outage, after which the work is tried again; any other exception is a bug.
+# Redis (state or broker) or the broker unreachable, a Redis replica promoted mid-call, or a
+# Redis at its maxmemory refusing writes (noeviction): an outage, after which the work is
+# tried again; any other exception is a bug.
 OUTAGES = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
     kombu.exceptions.OperationalError,
 )
 
@@ -98,21 +101,40 @@ def _sentinel_client(url: str, master: str) -> redis.Redis:
 
 @dataclass(frozen=True)
 class ServerFacts:
-    """What shahihooks needs to know of a Redis server, read once (INFO, CONFIG GET)."""
+    """What shahihooks needs to know of a Redis server, read once (INFO, CONFIG GET, TIME)."""
 
     cluster: bool
     appendonly: bool | None  # None: the server does not say (CONFIG disabled by ACL, say)
     appendfsync: str = ""
+    maxmemory: int = 0  # bytes; 0: no limit
+    maxmemory_policy: str = ""  # "": the server does not say
+    used_memory: int = 0
+    run_id: str = ""  # a new one each time the server starts
+    clock_ahead_s: float = 0.0  # this machine's clock minus the server's
 
 
 def server_facts(client: redis.Redis) -> ServerFacts:
+    before = time.time()
+    seconds, micros = client.time()
+    ahead = (before + time.time()) / 2 - (int(seconds) + int(micros) / 1e6)
     info: Any = client.info("cluster")
-    cluster = bool(int(info.get("cluster_enabled", 0)))
+    memory: Any = client.info("memory")
+    server: Any = client.info("server")
+    facts = ServerFacts(
+        cluster=bool(int(info.get("cluster_enabled", 0))),
+        appendonly=None,
+        maxmemory=int(memory.get("maxmemory", 0)),
+        maxmemory_policy=str(memory.get("maxmemory_policy", "")),
+        used_memory=int(memory.get("used_memory", 0)),
+        run_id=str(server.get("run_id", "")),
+        clock_ahead_s=ahead,
+    )
     try:
         config: Any = client.config_get("append*")
     except redis.ResponseError:
-        return ServerFacts(cluster, None)
-    return ServerFacts(cluster, config.get("appendonly") == "yes", config.get("appendfsync", ""))
+        return facts
+    appendonly = config.get("appendonly") == "yes"
+    return replace(facts, appendonly=appendonly, appendfsync=config.get("appendfsync", ""))
 
 
 def refuse_cluster(facts: ServerFacts, what: str, url: str) -> None:
@@ -136,3 +158,90 @@ def persistence_warning(facts: ServerFacts, what: str, url: str) -> str | None:
         "restart loses queued and waiting deliveries and delivered markers. Set "
         "`appendonly yes` (appendfsync everysec loses at most the last second)"
     )
+
+
+# keys that shahihooks (and a receiving app) give a TTL: what a volatile-* policy may delete
+EVICTABLE = (
+    "the delivered/dead markers (a late or replayed message is sent again)",
+    "the keys of emit(key=...) (the same key enqueues again)",
+    "the throttles (a throttled event is sent again)",
+    "the rate-limit windows (a URL gets more than its limit)",
+    "the hourly stats and the lost-state report",
+    "a receiving app's handled-delivery records (a duplicate is handled twice)",
+)
+
+
+def refuse_eviction(facts: ServerFacts, what: str, url: str) -> None:
+    """An allkeys-* policy deletes any key at maxmemory: queued deliveries vanish unseen."""
+    policy = facts.maxmemory_policy
+    if policy.startswith("allkeys-"):
+        raise ConfigurationError(
+            f"{what} {redact_url(url)} has maxmemory-policy {policy}: at its memory limit it "
+            "deletes any key, queued and waiting deliveries among them, and nothing would say "
+            'so. Set `maxmemory-policy noeviction` (an emit then fails with "Redis is full" '
+            "and nothing is lost)"
+        )
+
+
+def eviction_warning(facts: ServerFacts, what: str, url: str) -> str | None:
+    """What a volatile-* policy may delete at maxmemory, or None."""
+    policy = facts.maxmemory_policy
+    if not policy.startswith("volatile-"):
+        return None
+    return (
+        f"{what} {redact_url(url)} has maxmemory-policy {policy}: at its memory limit it "
+        f"deletes keys that have a TTL, which are {'; '.join(EVICTABLE)}. Set "
+        "`maxmemory-policy noeviction`"
+    )
+
+
+CLOCK_SKEW_WARN_S = 30.0
+
+
+def clock_warning(facts: ServerFacts, what: str, url: str) -> str | None:
+    """This machine's clock off from the Redis's by more than CLOCK_SKEW_WARN_S, or None.
+
+    The state runs on Redis's clock, but a delivery's webhook-timestamp is this machine's:
+    a receiver that checks its age (±5 minutes is usual) refuses one from a skewed clock.
+    """
+    ahead = facts.clock_ahead_s
+    if abs(ahead) <= CLOCK_SKEW_WARN_S:
+        return None
+    side = "ahead of" if ahead > 0 else "behind"
+    return (
+        f"this machine's clock is {abs(ahead):.0f} s {side} the clock of {what} "
+        f"{redact_url(url)}: deliveries signed here carry a webhook-timestamp that far off, "
+        "and receivers refuse one off by more than their tolerance (often 5 minutes). Sync "
+        "the clocks (NTP: chrony or systemd-timesyncd)"
+    )
+
+
+def memory_text(facts: ServerFacts) -> str:
+    """Memory in use and its limit, e.g. "412.0 MB of 512.0 MB (80%)"."""
+    used = f"{facts.used_memory / 1e6:.1f} MB"
+    if not facts.maxmemory:
+        return f"{used} (no maxmemory limit)"
+    return f"{used} of {facts.maxmemory / 1e6:.1f} MB ({facts.used_memory / facts.maxmemory:.0%})"
+
+
+def is_full(exc: BaseException) -> bool:
+    """Redis refused a write: its memory is at maxmemory (with noeviction)."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError)
+
+
+def full_message(url: str, what: str = "") -> str:
+    """One line for a write refused by a full Redis; `what` says what was not done."""
+    return (
+        f"Redis is full: {redact_url(url)} reached its maxmemory and refuses writes"
+        f"{': ' + what if what else ''}; raise its maxmemory (or free memory)"
+    )
+
+
+def server_warnings(facts: ServerFacts, what: str, url: str) -> list[str]:
+    """What could lose or spoil deliveries on this server, short of a refusal."""
+    found = (
+        persistence_warning(facts, what, url),
+        eviction_warning(facts, what, url),
+        clock_warning(facts, what, url),
+    )
+    return [w for w in found if w]

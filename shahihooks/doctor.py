@@ -16,14 +16,21 @@ from urllib.parse import urlsplit
 from shahihooks import signers
 from shahihooks.celeryconf import is_redis
 from shahihooks.connections import (
+    CLOCK_SKEW_WARN_S,
     OUTAGES,
+    ServerFacts,
+    clock_warning,
+    eviction_warning,
+    memory_text,
     persistence_warning,
     redis_client,
     refuse_cluster,
+    refuse_eviction,
     server_facts,
     state_redis,
 )
 from shahihooks.endpoints import Endpoint, EndpointStore
+from shahihooks.epoch import lost
 from shahihooks.errors import ShahihooksError, UnsafeTargetError
 from shahihooks.health import EndpointHealth, endpoint_health
 from shahihooks.keys import Keys, url_tag
@@ -79,6 +86,8 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
         checks += servers
         if any("Redis Cluster" in c.what for c in servers):
             redis_ok = Check(False, "")  # nothing more can be read from it
+        else:
+            checks.append(_lost_check(settings))
     if redis_ok.ok:
         checks += state_checks(settings)
     if ping_workers:
@@ -203,7 +212,8 @@ def _redis_check(settings: Settings) -> Check:
 
 
 def _server_checks(settings: Settings) -> list[Check]:
-    """The state Redis (and a Redis broker): not a Cluster, persisting what it holds."""
+    """The state Redis (and a Redis broker): not a Cluster, never evicting, persisting what
+    it holds, with room left, on a clock in step with this machine's."""
     servers = [("state Redis", settings.redis_url)]
     if is_redis(settings.broker_url) and settings.broker_url != settings.redis_url:
         servers.append(("broker Redis", settings.broker_url))
@@ -211,21 +221,63 @@ def _server_checks(settings: Settings) -> list[Check]:
     for what, url in servers:
         try:
             facts = server_facts(redis_client(url, settings.sentinel_master))
-            refuse_cluster(facts, what, url)
-        except ShahihooksError as exc:
-            out.append(Check(False, str(exc), "use one Redis (with Sentinel for failover)"))
-            continue
         except OUTAGES as exc:
             out.append(Check(False, f"{what} does not answer: {exc}", "start it"))
             continue
-        warning = persistence_warning(facts, what, url)
-        if warning:
-            out.append(Check(False, warning, "redis-server --appendonly yes (or in redis.conf)"))
-        else:
-            out.append(
-                Check(True, f"{what} persists (append-only, appendfsync {facts.appendfsync})")
-            )
+        out += facts_checks(facts, what, url)
     return out
+
+
+def facts_checks(facts: ServerFacts, what: str, url: str) -> list[Check]:
+    try:
+        refuse_cluster(facts, what, url)
+    except ShahihooksError as exc:
+        return [Check(False, str(exc), "use one Redis (with Sentinel for failover)")]
+    try:
+        refuse_eviction(facts, what, url)
+        evicting = eviction_warning(facts, what, url)
+    except ShahihooksError as exc:
+        evicting = str(exc)
+    warning = persistence_warning(facts, what, url)
+    skew = clock_warning(facts, what, url)
+    return [
+        Check(False, warning, "redis-server --appendonly yes (or in redis.conf)")
+        if warning
+        else Check(True, f"{what} persists (append-only, appendfsync {facts.appendfsync})"),
+        Check(False, evicting, "redis-cli CONFIG SET maxmemory-policy noeviction (and redis.conf)")
+        if evicting
+        else Check(True, f"{what} evicts nothing ({facts.maxmemory_policy or 'policy unknown'})"),
+        _memory_check(facts, what),
+        Check(False, skew, "sync the clocks (NTP)")
+        if skew
+        else Check(True, f"clock within {CLOCK_SKEW_WARN_S:g} s of the {what}'s"),
+    ]
+
+
+_FULL_WARNING = 0.9
+
+
+def _memory_check(facts: ServerFacts, what: str) -> Check:
+    """Headroom: at maxmemory (noeviction) every emit fails with "Redis is full"."""
+    used = f"{what} memory: {memory_text(facts)}"
+    if not facts.maxmemory or facts.used_memory < _FULL_WARNING * facts.maxmemory:
+        return Check(True, used)
+    return Check(
+        False,
+        f'{used}: nearly full; at its maxmemory every emit fails ("Redis is full")',
+        "raise maxmemory, or look for what grows: shahihooks stats, dead list",
+    )
+
+
+def _lost_check(settings: Settings) -> Check:
+    loss = lost(state_redis(settings), Keys(settings.prefix))
+    if loss is None:
+        return Check(True, "no loss of the state recorded")
+    return Check(
+        False,
+        loss.text(),
+        "make Redis persist (appendonly yes); once looked into: shahihooks doctor --ack-lost",
+    )
 
 
 def _signer_check(settings: Settings) -> list[Check]:

@@ -23,8 +23,9 @@ import redis
 
 from shahihooks import tracing
 from shahihooks.app import publisher
+from shahihooks.connections import full_message
 from shahihooks.endpoints import Endpoint, refusal, resolve, stored_endpoints
-from shahihooks.errors import OutcomeUnknown, PayloadError, UnavailableError
+from shahihooks.errors import OutcomeUnknown, PayloadError, RedisFull, UnavailableError
 from shahihooks.events import registry
 from shahihooks.hooks import hooks
 from shahihooks.keys import Keys, url_tag
@@ -152,6 +153,9 @@ def _send(p: Prepared) -> list[Delivery]:
             cause = exc.__cause__
         except _UNREACHABLE as exc:
             cause = exc
+        except redis.exceptions.OutOfMemoryError as exc:  # refused before it ran
+            url = p.settings.redis_url
+            raise RedisFull(full_message(url, f"nothing was enqueued for {p.event}")) from exc
     where = f"Redis at {redact_url(p.settings.redis_url)}"
     why = f"{type(cause).__name__}: {cause}"
     if may_have_run:

@@ -8,6 +8,7 @@
     ├── PayloadError              data is not JSON, or the body is over the size limit
     │   └── PayloadTooLarge
     ├── UnavailableError          Redis (state or broker) cannot be reached: nothing enqueued
+    │   └── RedisFull             Redis is at its maxmemory and refuses writes
     ├── OutcomeUnknown            Redis stopped answering mid-emit: it may have been enqueued
     ├── VerificationError         a received delivery does not verify
     │   ├── MissingSignature
@@ -52,6 +53,11 @@ class PayloadTooLarge(PayloadError):
 
 class UnavailableError(ShahihooksError):
     """Redis (the state or the broker) cannot be reached; nothing was enqueued."""
+
+
+class RedisFull(UnavailableError):
+    """Redis is at its maxmemory (with `noeviction`) and refused the write; nothing was
+    enqueued."""
 
 
 class OutcomeUnknown(ShahihooksError):

@@ -50,6 +50,11 @@
                                JSON of their arguments and why; the newest 10,000
 {p}:ops                 hash   operational events not yet sent (endpoint.failing, ...):
                                id -> JSON; a worker sends each, then deletes it
+{p}:epoch               string a random id and the run id of the Redis that made it, set by the
+                               first worker; never expires: its going away means the state was
+                               lost (a restart without persistence, FLUSHALL)
+{p}:lost                hash   when the state was found lost, and why; 7 days, or until
+                               `shahihooks doctor --ack-lost`
 """
 
 from __future__ import annotations
@@ -182,3 +187,11 @@ class Keys:
     @property
     def dead_index(self) -> str:
         return self._key("dead")
+
+    @property
+    def epoch(self) -> str:
+        return self._key("epoch")
+
+    @property
+    def lost(self) -> str:
+        return self._key("lost")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from shahihooks import ops, signers
 from shahihooks.connections import OUTAGES
+from shahihooks.epoch import Epoch
 from shahihooks.hooks import hooks
 from shahihooks.publish import Message, Publisher
 from shahihooks.settings import Settings
@@ -56,6 +57,7 @@ class Mover:
         self.settings = settings
         self._watched = 0.0
         self._random = random.Random()  # its own: the global one belongs to the application
+        self.epoch = Epoch()  # the state's marker, looked at with the queue: was it lost?
 
     def step(self) -> float:
         """Publish what is due now; return the seconds until more may be due."""
@@ -71,6 +73,7 @@ class Mover:
     def watch_queue(self) -> None:
         signers.register(self.settings())  # doctor tells an app no worker signs like it
         state = state_for(self.settings())
+        self.epoch.check(state.client, state.keys)
         seen_at = state.now_ms()
         if self.publisher.queue_size() == 0:
             state.queue_seen_empty(seen_at)

@@ -79,6 +79,7 @@ class World:
     port: int = field(default_factory=free_port)
     folder: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="shahihooks-faults-"))
     redis_proc: subprocess.Popen[bytes] | None = None
+    redis_args: list[str] = field(default_factory=list)  # after (so over) the defaults
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -133,6 +134,7 @@ class World:
                 "always",
                 "--dir",
                 self.folder,
+                *self.redis_args,
             ],
             stdout=subprocess.DEVNULL,
         )

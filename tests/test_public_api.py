@@ -9,7 +9,7 @@ import shahihooks
 EXPECTED = {
     "Attempt", "ConfigurationError", "Delivery", "DeliveryError", "Endpoint", "Event",
     "EventError", "Hooks", "InvalidSignature", "MissingSignature", "OutcomeUnknown", "PayloadError",
-    "PayloadTooLarge", "Settings", "ShahihooksError", "TimestampOutOfRange",
+    "PayloadTooLarge", "RedisFull", "Settings", "ShahihooksError", "TimestampOutOfRange",
     "UnavailableError", "UnsafeTargetError", "VerificationError", "__version__", "configure",
     "emit", "hooks", "register_event", "sign_headers", "verify",
 }  # fmt: skip
@@ -30,5 +30,5 @@ def test_every_error_derives_from_the_one_base() -> None:
     errors = [
         v for v in vars(shahihooks).values() if isinstance(v, type) and issubclass(v, Exception)
     ]
-    assert len(errors) == 13
+    assert len(errors) == 14
     assert all(issubclass(e, shahihooks.ShahihooksError) for e in errors)

@@ -5,6 +5,7 @@ worker processes, the ledger after each."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from kombu import Connection
 
 from shahihooks import dead
 from shahihooks.settings import Settings
+from tests.conftest import wait_until
 from tests.faults import World, halt
 from tests.receiver import Receiver
 
@@ -115,3 +117,47 @@ def test_rabbitmq_sigterm_leaves_waiting_retries_in_redis(world: World, receiver
     ledger = world.wait_ledger(ids, path, timeout=40)
     assert ledger.missing == []
     assert ledger.received_distinct == 20
+
+
+def _run(*command: str) -> str:
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def close_connections_of(pid: int) -> int:
+    """Close, on RabbitMQ's side, every connection of process `pid` (rabbitmqctl)."""
+    listing = _run("ss", "-Htnp", "state", "established", "( dport = :5672 )")
+    ports = {ln.split()[2].rsplit(":", 1)[1] for ln in listing.splitlines() if f"pid={pid}," in ln}
+    rows = [
+        ln.rsplit("\t", 1)
+        for ln in _run("rabbitmqctl", "-q", "list_connections", "pid", "peer_port").splitlines()
+    ]
+    closed = [conn for conn, port in rows if port in ports]
+    for conn in closed:
+        _run("rabbitmqctl", "-q", "close_connection", conn, "closed by a test")
+    return len(closed)
+
+
+def test_rabbitmq_worker_keeps_delivering_after_its_connection_is_closed(
+    world: World, receiver: Receiver
+) -> None:
+    """Celery's prefetch count reduction after a reconnect left a threads worker idle for
+    minutes with messages in hand (until RabbitMQ's heartbeat dropped it): it is off."""
+    path = f"/amqp-closed-{uuid.uuid4().hex[:6]}"
+    receiver.rule(path, lambda n: (time.sleep(0.2), 200)[1])
+    ids = world.emit(1500, path)
+    worker = world.worker(16)
+    wait_until(lambda: len(receiver.requests_to(path)) >= 100, timeout=60)
+    for k in range(3):
+        assert close_connections_of(worker.pid) >= 1
+        closed_at = len(receiver.requests_to(path))
+        assert closed_at + 50 < 1500, "deliveries must be left to make after the close"
+        wait_until(
+            lambda: len(receiver.requests_to(path)) >= closed_at + 50,  # noqa: B023
+            timeout=30,
+            what=f"deliveries going on after connection close {k + 1}",
+        )
+    ledger = world.wait_ledger(ids, path, timeout=60)
+    print(f"\nRabbitMQ, the worker's connection closed 3 times: {ledger}")
+    assert ledger.missing == []
+    assert ledger.received_distinct == 1500
+    assert worker.poll() is None
