@@ -140,13 +140,14 @@ _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
 def _send(p: Prepared) -> list[Delivery]:
     """Enqueue, trying again on an outage: a try whose step had run changes nothing."""
     nonce = os.urandom(8).hex()
+    msg_id = message_id(p.key)  # one for every try: a try whose step had run is found again
     may_have_run = False
     cause: BaseException | None = None
     for tried in range(EMIT_TRIES):
         if tried:
             time.sleep(0.1 * 2**tried)
         try:
-            return _enqueue(p, nonce)
+            return _enqueue(p, nonce, msg_id)
         except MaybeSent as exc:
             may_have_run, cause = True, exc.__cause__
         except NotSent as exc:
@@ -171,20 +172,20 @@ def _send(p: Prepared) -> list[Delivery]:
     raise UnavailableError(f"{where} is unreachable ({why}); nothing was enqueued for {p.event}")
 
 
-def _enqueue(p: Prepared, nonce: str) -> list[Delivery]:
+def _enqueue(p: Prepared, nonce: str, msg_id: str) -> list[Delivery]:
     settings, event, key, throttle = p.settings, p.event, p.key, p.throttle
     if not settings.enabled:
         logger.info("webhooks are disabled (SHAHIHOOKS_ENABLED=0): %s not sent", event)
         return []
     state = state_for(settings)
-    targets = _targets(p, state, message_id(key))
+    targets = _targets(p, state, msg_id)
     if not targets:
         logger.debug("no endpoint subscribes to %s", event)
         return []
     messages = [Message(t.delivery_id, 1, event, t.shown_url) for t in targets]
     queue = publisher.same_redis_queue(settings)
     emitted = state.emit(
-        msg_id=message_id(key),
+        msg_id=msg_id,
         event=event,
         timestamp=int(time.time()) if p.timestamp is None else p.timestamp,
         data_json=p.data_json,

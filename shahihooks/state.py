@@ -92,6 +92,20 @@ class Emitted:
     again: bool = False  # this emit's step had run already (its first answer was lost)
 
 
+EMIT_CHUNK = 500  # endpoints one emit step stores at most (a step holds Redis ~0.1 s)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One step of an emit: its body's id, its targets and their messages, its key marker."""
+
+    msg_id: str
+    targets: Sequence[Target]
+    messages: Sequence[str]
+    emitted_key: str
+    listed: str  # every target of the emit (the first step's marker lists them all)
+
+
 class NotSent(Exception):
     """The step never reached Redis: it did not run."""
 
@@ -305,12 +319,62 @@ class State:
         """Store the event and its deliveries; raises NotSent or MaybeSent on an outage.
 
         `nonce` is the same for every try of one emit: a try whose first run had happened
-        changes nothing and answers `again`.
+        changes nothing and answers `again`. An event for more than EMIT_CHUNK endpoints is
+        stored in steps of EMIT_CHUNK (each its own copy of the body and, with a key, its own
+        marker), so that no step holds Redis long; emitted again with the same key, a step
+        that had not run (the process died between two) runs then, and none is lost.
         """
         listed = json.dumps([[t.delivery_id, t.url] for t in targets])
+        first: Emitted | None = None
+        placed: list[Placed] = []
+        for start in range(0, max(1, len(targets)), EMIT_CHUNK):
+            step = start // EMIT_CHUNK
+            chunk = _Chunk(
+                msg_id if not step else f"{msg_id}.{step}",
+                targets[start : start + EMIT_CHUNK],
+                messages[start : start + EMIT_CHUNK],
+                emitted_key if not step or not emitted_key else f"{emitted_key}#{step}",
+                listed if not step else "",
+            )
+            found = self._emit_step(
+                chunk,
+                event=event,
+                timestamp=timestamp,
+                data_json=data_json,
+                queue=queue,
+                throttle_key=throttle_key if not step else "",
+                throttle_s=throttle_s,
+                nonce=nonce,
+                fingerprint=fingerprint,
+                traceparent=traceparent,
+            )
+            if first is None:
+                first = found
+                if found.throttled:
+                    return found
+            placed += found.placed
+        assert first is not None
+        if first.duplicate_of is not None:
+            return first
+        return Emitted(placed=tuple(placed), again=first.again)
+
+    def _emit_step(
+        self,
+        chunk: _Chunk,
+        *,
+        event: str,
+        timestamp: int,
+        data_json: str,
+        queue: str,
+        throttle_key: str,
+        throttle_s: int,
+        nonce: str,
+        fingerprint: str,
+        traceparent: str,
+    ) -> Emitted:
         per_target = [
             x
-            for t in targets
+            for t in chunk.targets
             for x in (
                 t.delivery_id,
                 t.tag,
@@ -322,23 +386,22 @@ class State:
             )
         ]
         args = [
-            listed,
+            chunk.listed or json.dumps([[t.delivery_id, t.url] for t in chunk.targets]),
             throttle_s,
-            msg_id,
+            chunk.msg_id,
             event,
             timestamp,
             self.settings.site_url,
             data_json,
             queue,
-            len(targets),
+            len(chunk.targets),
             fingerprint,
             traceparent,
             *per_target,
-            *messages,
+            *chunk.messages,
         ]
-        found = [
-            _text(v) for v in self._tracked("emit", [*args, nonce], [emitted_key, throttle_key])
-        ]
+        keys = [chunk.emitted_key, throttle_key]
+        found = [_text(v) for v in self._tracked("emit", [*args, nonce], keys)]
         if found[0] == "again":
             placed = tuple(
                 _AGAIN.get(s, Placed.DEFERRED if s == "b" else Placed.QUEUED) for s in found[1:]
