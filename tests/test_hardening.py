@@ -26,6 +26,7 @@ from shahihooks.settings import Settings
 from shahihooks.state import Target
 from shahihooks.transport import post
 from tests.conftest import SECRET, clean_env, wait_until
+from tests.test_cli_consistency import _connects
 
 BODY = b'{"id":"evt_h-1","event":"ticket.created"}'
 CREDENTIALED = "https://hookuser:hookpass@hooks.example/in?token=hooktoken"
@@ -183,14 +184,6 @@ def test_listen_verifies_with_a_secret_from_the_environment(how: str) -> None:
         proc.wait()
     assert "✓" in out
     assert "1 received, 1 verified" in err
-
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 def test_doctor_warns_when_endpoints_of_different_hosts_share_the_global_secret() -> None:

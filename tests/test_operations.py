@@ -18,6 +18,7 @@ from shahihooks.cli import main
 from shahihooks.stats import p95_from_histogram, parse_duration
 from tests.conftest import SECRET, clean_env, wait_until
 from tests.receiver import Receiver
+from tests.test_cli_consistency import _connects
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -278,16 +279,6 @@ def test_listen_verifies_prints_and_fails_on_purpose(settings, ca: tuple[object,
     assert first["event"] == "ticket.created"
     assert second["valid"] is False
     assert "2 received, 1 verified" in err
-
-
-def _connects(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from shahihooks.signing import sign_headers
 from shahihooks.transport import post
 from tests.conftest import SECRET, clean_env, wait_until
 from tests.phptools import PhpReceiver, start_php_receiver
+from tests.test_cli_consistency import _connects
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -291,11 +292,3 @@ def test_listen_php_verifies_as_the_page_php_handler_does(settings) -> None:
     assert second["valid"] is False
     assert "json_encode(json_decode(body))" in second["reason"]
     assert "2 received, 1 verified" in err
-
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
