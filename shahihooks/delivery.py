@@ -159,8 +159,10 @@ def attempt(
         logger.exception("bug in the attempt of %s -> %s", delivery_id, job.shown_url)
         reason = f"{type(exc).__name__}: {exc}"
         bug = Recorded(Finished.BUG, BUG_PAUSE_S, reason=reason)
-        finish(state, began, delivery_id, token, bug, ack)
-        return Result(Kind.RETRY, reason, BUG_PAUSE_S, acked=ack is not None)
+        done = finish(state, began, delivery_id, token, bug, ack)
+        if done.ops_waiting:
+            _send_ops(settings, hooks)
+        return Result(Kind.RETRY, reason, BUG_PAUSE_S, ack is not None, tuple(done.released))
     signal = (
         ""
         if unsendable or is_action(job.url)

@@ -64,10 +64,13 @@ class Mover:
         state = state_for(self.settings())
         claimed: Claimed = state.claim(BUDGET)
         publish_due(self.publisher, state, claimed.due)
-        if claimed.ops_waiting:
-            ops.drain(state.settings, hooks)
         if time.monotonic() - self._watched >= WATCH_S:
             self.watch_queue()
+        if claimed.ops_waiting:
+            try:
+                ops.drain(state.settings, hooks)
+            except Exception as exc:  # they stay in Redis: the next step tries again
+                logger.warning("operational events not sent yet (%s: %s)", type(exc).__name__, exc)
         return 0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s
 
     def watch_queue(self) -> None:

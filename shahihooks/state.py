@@ -53,6 +53,7 @@ class Placed(StrEnum):
     QUEUED = "queued"
     DEFERRED = "deferred"
     DEAD = "dead"
+    DUPLICATE = "duplicate"  # made by an earlier emit of the same key (a later step's)
 
 
 class Finished(StrEnum):
@@ -104,6 +105,17 @@ class _Chunk:
     messages: Sequence[str]
     emitted_key: str
     listed: str  # every target of the emit (the first step's marker lists them all)
+
+    def only(self, delivery_ids: set[str]) -> _Chunk:
+        """This step with the targets (and their messages) of `delivery_ids` only."""
+        keep = [i for i, t in enumerate(self.targets) if t.delivery_id in delivery_ids]
+        return _Chunk(
+            self.msg_id,
+            [self.targets[i] for i in keep],
+            [self.messages[i] for i in keep] if self.messages else [],
+            self.emitted_key,
+            self.listed,
+        )
 
 
 class NotSent(Exception):
@@ -336,6 +348,12 @@ class State:
                 emitted_key if not step or not emitted_key else f"{emitted_key}#{step}",
                 listed if not step else "",
             )
+            if first is not None and first.duplicate_of is not None:
+                # the same key again: a later step completes only the first emit's own
+                made = {i for i, _ in first.duplicate_of}
+                chunk = chunk.only(made)
+                if not chunk.targets:
+                    continue
             found = self._emit_step(
                 chunk,
                 event=event,
@@ -352,7 +370,10 @@ class State:
                 first = found
                 if found.throttled:
                     return found
-            placed += found.placed
+            if found.duplicate_of is not None:  # a later step made before: its own marker
+                placed += [Placed.DUPLICATE] * len(chunk.targets)
+            else:
+                placed += found.placed
         assert first is not None
         if first.duplicate_of is not None:
             return first

@@ -65,3 +65,26 @@ def test_a_step_that_never_ran_runs_when_the_event_is_emitted_again_with_its_key
         assert all(recreated.execute())
     finally:
         redis_client.delete(queue)
+
+
+def test_a_key_emitted_again_in_another_order_overwrites_no_live_delivery(
+    settings, redis_client: redis.Redis
+) -> None:
+    n = EMIT_CHUNK + 100
+    queue = f"shtest-idle-{uuid.uuid4().hex[:8]}"
+    s = settings(urls=_urls(n), rate_limit=0, queue=queue)
+    key = f"ticket-{uuid.uuid4().hex[:8]}"
+    keys = Keys(s.prefix)
+    try:
+        first = shahihooks.emit("ticket.created", {"ticket_id": 3}, key=key)
+        before = {d.id: redis_client.hgetall(keys.delivery(d.id)) for d in first}
+        # the same endpoints in another order: the first emit's step 0 targets land in step 1
+        settings(urls=tuple(reversed(_urls(n))), rate_limit=0, queue=queue)
+        again = shahihooks.emit("ticket.created", {"ticket_id": 3}, key=key)
+        assert {d.status for d in again} == {"duplicate"}
+        assert {d.id for d in again} == set(before)
+        after = {i: redis_client.hgetall(keys.delivery(i)) for i in before}
+        assert after == before  # no live record made again
+        assert redis_client.llen(queue) == n  # nothing queued twice
+    finally:
+        redis_client.delete(queue)

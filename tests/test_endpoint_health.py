@@ -406,3 +406,30 @@ def test_nothing_is_lost_when_a_worker_is_killed_while_a_circuit_is_open(
     assert not ledger.missing, str(ledger)
     assert ledger.dead == 0, str(ledger)
     assert ledger.delivered == 10, str(ledger)
+
+
+def test_a_delivery_released_from_the_backlog_begins_however_long_its_message_waited(
+    settings, redis_client: redis.Redis
+) -> None:
+    from shahihooks.state import Finished, Verdict, state_for
+    from shahihooks.state import Outcome as Recorded
+
+    queue = f"shtest-idle-{uuid.uuid4().hex[:8]}"  # no worker reads it
+    url = "https://127.0.0.1:9/slow-queue"
+    s = settings(urls=(url,), rate_limit=0, queue=queue, endpoint_concurrency=1)
+    try:
+        first, second = (shahihooks.emit("ticket.created", {"n": i})[0] for i in range(2))
+        state = state_for(s)
+        assert state.begin(first.id, 1).verdict is Verdict.GO
+        assert state.begin(second.id, 1).verdict is Verdict.DEFERRED  # the limit is 1
+        done = state.finish(first.id, 1, Recorded(Finished.DELIVERED, signal="ok"))
+        (released,) = done.released  # the slot handed on at once
+        assert released.delivery_id == second.id
+        # its message waits in a slow queue past its reservation, which lapses; another
+        # delivery takes the slot meanwhile
+        fly = Keys(s.prefix).in_flight(url_tag(url))
+        redis_client.zrem(fly, second.id)
+        redis_client.zadd(fly, {"another": time.time() * 1000 + 60_000})
+        assert state.begin(second.id, released.token).verdict is Verdict.GO
+    finally:
+        redis_client.delete(queue)

@@ -39,22 +39,33 @@ redis.call('HSET', key('body', msg), 'event', event, 'ts', ARGV[A + 4], 'site', 
 if ARGV[A + 10] ~= '' then redis.call('HSET', key('body', msg), 'tp', ARGV[A + 10]) end
 local verdicts, push = {'ok'}, {}
 local first_message = A + 11 + STRIDE * n
+-- a later step of an emit in steps (its body is `<msg>.<step>`) may meet deliveries an
+-- earlier emit of the same key made: those are never made again (nor overwritten)
+local later_step = string.find(msg, '.', 1, true) ~= nil
+local made_before = 0
 for i = 0, n - 1 do
   local at = A + 11 + STRIDE * i
   local id, tag = ARGV[at], ARGV[at + 1]
-  redis.call('HSET', K.urls, tag, ARGV[at + 2], tag .. ':shown', ARGV[at + 3])
-  redis.call('HSET', key('dlv', id), 'm', msg, 'u', tag, 'e', event, 'a', '1', 'p', '0',
-             'o', order, 'src', ARGV[at + 5], 'b', '0', 's', '', 't', num(now))
-  local d = record(id)
-  local verdict
-  if ARGV[at + 6] ~= '' then
-    verdict = dead_now(id, d, now, ARGV[at + 6])
+  if later_step and (redis.call('EXISTS', key('dlv', id)) == 1
+                     or redis.call('EXISTS', key('done', id)) == 1) then
+    verdicts[#verdicts + 1] = 'duplicate'
+    made_before = made_before + 1
   else
-    verdict = admit_or_wait(id, d, now, tonumber(ARGV[at + 4]))
+    redis.call('HSET', K.urls, tag, ARGV[at + 2], tag .. ':shown', ARGV[at + 3])
+    redis.call('HSET', key('dlv', id), 'm', msg, 'u', tag, 'e', event, 'a', '1', 'p', '0',
+               'o', order, 'src', ARGV[at + 5], 'b', '0', 's', '', 't', num(now))
+    local d = record(id)
+    local verdict
+    if ARGV[at + 6] ~= '' then
+      verdict = dead_now(id, d, now, ARGV[at + 6])
+    else
+      verdict = admit_or_wait(id, d, now, tonumber(ARGV[at + 4]))
+    end
+    verdicts[#verdicts + 1] = verdict
+    if verdict == 'queued' and queue ~= '' then push[#push + 1] = ARGV[first_message + i] end
   end
-  verdicts[#verdicts + 1] = verdict
-  if verdict == 'queued' and queue ~= '' then push[#push + 1] = ARGV[first_message + i] end
 end
+if made_before > 0 then release_body(msg, made_before) end
 for first = 1, #push, 1000 do  -- in chunks: unpack() is bounded by Lua's stack
   redis.call('LPUSH', queue, unpack(push, first, math.min(first + 999, #push)))
 end

@@ -54,7 +54,7 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local FIELDS = {'m', 'u', 'e', 'a', 's', 'p', 't', 'o', 'w', 'c', 'src', 'b'}
+local FIELDS = {'m', 'u', 'e', 'a', 's', 'p', 't', 'o', 'w', 'c', 'src', 'b', 'sl'}
 local function record(id)
   local v = redis.call('HMGET', key('dlv', id), unpack(FIELDS))
   if not v[1] then return nil end
@@ -82,9 +82,9 @@ end
 
 -- A body's `refs` counts what needs it: its live deliveries and its dead letters. The
 -- last one to let go deletes it.
-local function release_body(msg)
+local function release_body(msg, count)
   local body = key('body', msg)
-  if redis.call('HINCRBY', body, 'refs', -1) <= 0 then redis.call('DEL', body) end
+  if redis.call('HINCRBY', body, 'refs', -(count or 1)) <= 0 then redis.call('DEL', body) end
 end
 
 -- Delivered or dead: the record goes (a dead letter took its body reference first).
@@ -94,6 +94,7 @@ local function retire(id, d, mark)
   redis.call('SET', key('done', id), mark, 'EX', C.done_ttl)
   redis.call('DEL', key('dlv', id))
   redis.call('ZREM', K.schedule, id)
+  redis.call('ZREM', key('fly', d.u), id)  -- its slot, if it held one
   release_body(d.m)
 end
 
@@ -115,7 +116,7 @@ local function ops_event(kind, tag, now, data)
   if redis.call('HLEN', K.ops) >= OPS_MAX then return end
   ops_added = true
   data.url = redis.call('HGET', K.urls, tag .. ':shown') or ''
-  local id = kind .. ':' .. tag .. ':' .. num(now)
+  local id = kind .. ':' .. tag .. ':' .. num(now) .. ':' .. redis.call('INCR', K.seq)
   redis.call('HSET', K.ops, id, cjson.encode({event = kind, at_ms = num(now), data = data}))
 end
 
@@ -181,6 +182,8 @@ local function to_backlog(id, d, now, due, why)
   if redis.call('ZCARD', backlog) >= C.backlog_max then return false end
   redis.call('ZADD', backlog, d.o, id)
   redis.call('ZREM', K.schedule, id)
+  redis.call('ZREM', key('fly', d.u), id)  -- a slot it held goes to whoever is released
+  if d.sl ~= '' then redis.call('HSET', key('dlv', id), 'sl', '') end
   set_state(id, d, 'b', now)
   redis.call('ZADD', K.releases, 'LT', num(due), d.u)
   local ahead = redis.call('ZRANK', backlog, id)
@@ -236,7 +239,7 @@ local function health(tag)
   local v = redis.call('HMGET', key('ep', tag), unpack(HF))
   local ceiling = tonumber(v[3]) or C.ceiling
   return {
-    ceiling = ceiling, cw = tonumber(v[1]) or math.min(INITIAL_WINDOW, ceiling),
+    ceiling = ceiling, cw = math.min(tonumber(v[1]) or INITIAL_WINDOW, ceiling),
     ss = tonumber(v[2]) or ceiling, cf = tonumber(v[4]) or 0, open = tonumber(v[5]) or 0,
     opens = tonumber(v[6]) or 0, probe = v[7] or '', pu = tonumber(v[8]) or 0,
     fs = tonumber(v[9]), off = tonumber(v[10]), why = v[11] or '', quiet = v[12] == '1',
@@ -280,15 +283,21 @@ local function disable_if_failing_too_long(tag, h, now, last)
 end
 
 -- May an attempt of `id` to its endpoint start now? nil if so (it holds a slot), else what
--- holds it back: 'disabled', 'open' (the circuit) or 'limit' (attempts in flight).
+-- holds it back: 'disabled', 'open' (the circuit) or 'limit' (attempts in flight). A
+-- delivery released from the backlog was given its slot (`sl`: '1', or 'probe'): it goes,
+-- however long its message waited in the queue (its reservation may have lapsed meanwhile).
 local function gate(id, d, h, now)
   if h.off then return 'disabled' end
-  if held_by_circuit(h, id, now) then return 'open' end
+  local granted = d.sl
+  if granted ~= '' then redis.call('HSET', key('dlv', id), 'sl', '') end
   local fly = key('fly', d.u)
   local lapse = num(now + C.lease_ms)
-  if h.open > 0 then  -- half-open: this attempt is the probe
-    redis.call('HSET', key('ep', d.u), 'probe', id, 'pu', lapse)
-  elseif not redis.call('ZSCORE', fly, id) and in_flight(d.u, now) >= math.floor(h.cw) then
+  if granted == 'probe' or (h.open > 0 and not held_by_circuit(h, id, now)) then
+    redis.call('HSET', key('ep', d.u), 'probe', id, 'pu', lapse)  -- the probe
+  elseif held_by_circuit(h, id, now) then
+    return 'open'
+  elseif granted == '' and not redis.call('ZSCORE', fly, id)
+      and in_flight(d.u, now) >= math.floor(h.cw) then
     return 'limit'
   end
   redis.call('ZADD', fly, lapse, id)
@@ -334,13 +343,13 @@ end
 -- `disable_ms` without a success disables the endpoint. Returns true if it is disabled.
 local function learn(id, d, now, signal, reason)
   local ep = key('ep', d.u)
-  local quiet = d.src == 'ops'
   redis.call('ZREM', key('fly', d.u), id)
   local h = health(d.u)
-  if quiet and not h.quiet then
+  if d.src == 'ops' and not h.quiet then
     redis.call('HSET', ep, 'quiet', '1')
     h.quiet = true
   end
+  local quiet = h.quiet
   if h.off then return true end
   if signal == 'ok' then
     local cw = h.cw < h.ss and h.cw + 1 or h.cw + 1 / h.cw
@@ -461,6 +470,7 @@ local function release(tag, now, budget, out)
         local lapse = num(now + C.grace_ms + C.lease_ms)
         if probe then redis.call('HSET', key('ep', tag), 'probe', id, 'pu', lapse) end
         redis.call('ZADD', key('fly', tag), lapse, id)
+        redis.call('HSET', key('dlv', id), 'sl', probe and 'probe' or '1')
         message(out, id, d, to_queue(id, d, now))
       end
       released = released + 1
