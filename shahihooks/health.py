@@ -138,7 +138,7 @@ def _health(
 ) -> EndpointHealth:
     f = dict(zip(_FIELDS, (_text(v) for v in raw), strict=True))
     ceiling = int(f["max"] or settings.endpoint_concurrency)
-    limit = int(float(f["cw"])) if f["cw"] else min(INITIAL_LIMIT, ceiling)
+    limit = min(int(float(f["cw"])) if f["cw"] else INITIAL_LIMIT, ceiling)
     open_ms = max(_ms(f["open"]) or 0, _ms(f["pu"]) or 0) if _ms(f["open"]) else 0
     if f["off"]:
         state = "disabled"
