@@ -17,6 +17,14 @@ def _urls(n: int) -> tuple[str, ...]:
     return tuple(f"https://127.0.0.1:9/many-{i}" for i in range(n))
 
 
+def _all_stored(client: redis.Redis, keys: Keys, deliveries: list[shahihooks.Delivery]) -> bool:
+    """Every one of `deliveries` has its record in Redis."""
+    pipe = client.pipeline()
+    for d in deliveries:
+        pipe.exists(keys.delivery(d.id))
+    return all(pipe.execute())
+
+
 def test_an_emit_to_many_endpoints_is_stored_in_steps(settings, redis_client: redis.Redis) -> None:
     n = 2 * EMIT_CHUNK + 200
     queue = f"shtest-idle-{uuid.uuid4().hex[:8]}"  # no worker reads it
@@ -30,10 +38,7 @@ def test_an_emit_to_many_endpoints_is_stored_in_steps(settings, redis_client: re
         msg = deliveries[0].id.rsplit("-", 1)[0]
         refs = [redis_client.hget(keys.body(m), "refs") for m in (msg, f"{msg}.1", f"{msg}.2")]
         assert refs == [str(EMIT_CHUNK).encode(), str(EMIT_CHUNK).encode(), b"200"]
-        stored = redis_client.pipeline()
-        for d in deliveries:
-            stored.exists(keys.delivery(d.id))
-        assert all(stored.execute())
+        assert _all_stored(redis_client, keys, deliveries)
     finally:
         redis_client.delete(queue)
 
@@ -59,10 +64,7 @@ def test_a_step_that_never_ran_runs_when_the_event_is_emitted_again_with_its_key
         again = shahihooks.emit("ticket.created", {"ticket_id": 2}, key=key)
         assert [d.id for d in again] == [d.id for d in first]  # the first emit's, all of them
         assert {d.status for d in again} == {"duplicate"}
-        recreated = redis_client.pipeline()
-        for d in lost:
-            recreated.exists(keys.delivery(d.id))
-        assert all(recreated.execute())
+        assert _all_stored(redis_client, keys, lost)
     finally:
         redis_client.delete(queue)
 
