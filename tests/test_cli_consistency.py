@@ -23,7 +23,8 @@ import redis
 from click.testing import CliRunner
 
 import shahihooks
-from shahihooks.cli import _respawn, main
+from shahihooks.cli import main
+from shahihooks.cli.supervise import respawn
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.events import registry
 from shahihooks.listen import Heard
@@ -246,12 +247,12 @@ def test_the_worker_respawns_its_own_command_line_without_processes(
 ) -> None:
     flask = ["python", "/venv/bin/flask", "--app", "proj", "shahihooks", "worker"]
     monkeypatch.setattr(sys, "orig_argv", [*flask, "--processes", "2", "-c", "4"])
-    assert _respawn([]) == [sys.executable, *flask[1:], "-c", "4"]
+    assert respawn([]) == [sys.executable, *flask[1:], "-c", "4"]
     manage = ["python", "manage.py", "shahihooks", "worker", "--processes=3"]
     monkeypatch.setattr(sys, "orig_argv", manage)
-    assert _respawn([]) == [sys.executable, "manage.py", "shahihooks", "worker"]
+    assert respawn([]) == [sys.executable, "manage.py", "shahihooks", "worker"]
     monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "pytest"])
-    assert _respawn(["-c", "2"]) == [sys.executable, "-m", "shahihooks", "worker", "-c", "2"]
+    assert respawn(["-c", "2"]) == [sys.executable, "-m", "shahihooks", "worker", "-c", "2"]
 
 
 class TestWorkerRefusesToStart:

@@ -21,7 +21,8 @@ from click.testing import CliRunner
 
 import shahihooks
 from shahihooks import doctor
-from shahihooks.cli import FLOWER_COLUMNS, _pool, default_processes, main
+from shahihooks.cli import main
+from shahihooks.cli.processes import FLOWER_COLUMNS, _pool, default_processes
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.errors import ConfigurationError
 from shahihooks.keys import Keys

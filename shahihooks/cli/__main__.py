@@ -1,0 +1,5 @@
+"""`python -m shahihooks.cli`."""
+
+from shahihooks.cli import main
+
+main()
