@@ -9,10 +9,10 @@ import sys
 import click
 
 from shahihooks.cli import dead, doctor, endpoints, log, processes, receive, send
-from shahihooks.cli.commands import Commands
+from shahihooks.cli.commands import Commands, without_options
 from shahihooks.cli.output import paint, table
 
-__all__ = ["Commands", "main", "paint", "table"]
+__all__ = ["Commands", "main", "paint", "table", "without_options"]
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})

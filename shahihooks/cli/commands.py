@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -62,3 +63,17 @@ def duration(text: str | None) -> float | None:
         return parse_duration(text)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def without_options(args: Sequence[str], names: Sequence[str]) -> list[str]:
+    """`args` without the options `names` and their values (`--name value`, `--name=value`)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif not arg.startswith(tuple(f"{name}=" for name in names)):
+            out.append(arg)
+    return out

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 
+from shahihooks.cli.commands import without_options
+
 
 def respawn(extra: list[str]) -> list[str]:
     """This worker's own command line without --processes: the same entry point (shahihooks,
@@ -16,16 +18,7 @@ def respawn(extra: list[str]) -> list[str]:
     argv = list(sys.orig_argv[1:])
     if "worker" not in argv:  # not run from a command line (e.g. a test's runner)
         return [sys.executable, "-m", "shahihooks", "worker", *extra]
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--processes":
-            skip = True
-        elif not arg.startswith("--processes="):
-            out.append(arg)
-    return [sys.executable, *out]
+    return [sys.executable, *without_options(argv, ["--processes"])]
 
 
 def supervise(processes: int, extra: list[str]) -> int:

@@ -12,7 +12,7 @@ import click
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from shahihooks.cli import Commands, main, paint, table
+from shahihooks.cli import Commands, main, paint, table, without_options
 
 # Django's own options, which `manage.py` has already applied before the command runs
 _DJANGO_OPTIONS = ("--settings", "--pythonpath")
@@ -104,7 +104,7 @@ class Command(BaseCommand):
     def run_from_argv(self, argv: list[str]) -> None:
         """`manage.py shahihooks ...`: the arguments go to the shahihooks CLI as they are."""
         prog = f"{os.path.basename(argv[0])} {argv[1]}"
-        commands.main(args=_without_django_options(argv[2:]), prog_name=prog)
+        commands.main(args=without_options(argv[2:], _DJANGO_OPTIONS), prog_name=prog)
 
     def handle(self, *args: str, **options: Any) -> None:
         """`call_command("shahihooks", "doctor", "--json")`."""
@@ -115,17 +115,3 @@ class Command(BaseCommand):
         except SystemExit as exc:
             if exc.code:
                 raise CommandError(f"shahihooks {' '.join(args)}: exit status {exc.code}") from None
-
-
-def _without_django_options(args: list[str]) -> list[str]:
-    """`args` without --settings/--pythonpath (and their values), which manage.py applied."""
-    out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in _DJANGO_OPTIONS:
-            skip = True
-        elif not arg.startswith(tuple(f"{o}=" for o in _DJANGO_OPTIONS)):
-            out.append(arg)
-    return out
