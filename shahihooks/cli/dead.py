@@ -54,8 +54,6 @@ def dead_list(since: str | None, url: str | None, limit: int, as_json: bool) -> 
     Example:
       shahihooks dead list --since 24h
     """
-    from shahihooks import dead as dead_letters
-
     settings = current()
     letters = _select_dead(settings, (), False, since, url, limit)
     rows = [_dead_row(d, settings) for d in letters]
@@ -76,7 +74,6 @@ def dead_list(since: str | None, url: str | None, limit: int, as_json: bool) -> 
         empty="no dead letters",
     )
     print_result(rows, as_json, text, header=bool(rows))
-    del dead_letters
 
 
 @dead.command("show")
