@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from shahihooks import health, ops, tracing
 from shahihooks.bodystyle import render
@@ -24,13 +25,12 @@ from shahihooks.connections import OUTAGES
 from shahihooks.endpoints import Endpoint, is_action, settings_urls
 from shahihooks.errors import ConfigurationError, PayloadError
 from shahihooks.hooks import Attempt, Hooks
-from shahihooks.outcome import REASON_MAX, Kind, Outcome, classify, cut
+from shahihooks.outcome import REASON_MAX, Judgement, Kind, classify, cut
 from shahihooks.payload import envelope
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, check_url
 from shahihooks.signing import fingerprint, sign_headers
-from shahihooks.state import BUG_PAUSE_S, Ack, Due, Finish, Finished, State, Verdict
-from shahihooks.state import Outcome as Recorded
+from shahihooks.state import BUG_PAUSE_S, Ack, Due, Finish, Finished, Outcome, State, Verdict
 from shahihooks.transport import Response, post
 
 logger = logging.getLogger("shahihooks.delivery")
@@ -91,7 +91,7 @@ class Job:
             "url.full": self.shown_url,
         }
 
-    def seen_by_hooks(self, response: Response, outcome: Outcome) -> Attempt:
+    def seen_by_hooks(self, response: Response, outcome: Judgement) -> Attempt:
         return Attempt(
             self.delivery_id,
             self.url,
@@ -106,11 +106,15 @@ class Job:
         )
 
 
+# what `begin` answers when the attempt does not go ahead
+NoAttempt = Literal[Verdict.STALE, Verdict.BUSY, Verdict.DEFERRED, Verdict.DEAD]
+
+
 @dataclass(frozen=True)
 class Result:
     """What became of one message: the task reports it to Celery (and Flower)."""
 
-    verdict: Verdict | Kind
+    verdict: NoAttempt | Kind
     reason: str
     delay_s: float = 0.0
     acked: bool = False  # its message was acknowledged with the outcome
@@ -149,7 +153,7 @@ def attempt(
         unsendable = refusal(job, settings, hooks)
         if unsendable:
             response = Response(None, 0.0, error=unsendable, permanent=True)
-            outcome = Outcome(Kind.DEAD, unsendable)
+            outcome = Judgement(Kind.DEAD, unsendable)
         else:
             with tracing.attempt_span(job.traceparent or None, "shahihooks.deliver", job.traced()):
                 response = send(job, settings, hooks)
@@ -158,7 +162,7 @@ def attempt(
         # a bug, not an outage: tried again a few times, then dead-lettered (state.py)
         logger.exception("bug in the attempt of %s -> %s", delivery_id, job.shown_url)
         reason = f"{type(exc).__name__}: {exc}"
-        bug = Recorded(Finished.BUG, BUG_PAUSE_S, reason=reason)
+        bug = Outcome(Finished.BUG, BUG_PAUSE_S, reason=reason)
         done = finish(state, began, delivery_id, token, bug, ack)
         if done.ops_waiting:
             _send_ops(settings, hooks)
@@ -181,7 +185,7 @@ def attempt(
 
 
 def finish(
-    state: State, began: float, delivery_id: str, token: int, done: Recorded, ack: Ack | None
+    state: State, began: float, delivery_id: str, token: int, done: Outcome, ack: Ack | None
 ) -> Finish:
     """`state.finish`, tried again while Redis is away, until shortly before the attempt's
     lease ends (`began`: time.monotonic() at its begin). Requeued instead, the delivery
@@ -212,10 +216,10 @@ def finish(
         return found
 
 
-def judge(job: Job, response: Response, settings: Settings) -> Outcome:
+def judge(job: Job, response: Response, settings: Settings) -> Judgement:
     """The attempt's outcome: a permanent refusal is dead at once, else `classify`."""
     if response.permanent:
-        return Outcome(Kind.DEAD, f"{response.error} (not retried: no retry can change it)")
+        return Judgement(Kind.DEAD, f"{response.error} (not retried: no retry can change it)")
     return classify(
         status=response.status,
         error=response.error,
@@ -307,7 +311,7 @@ def _run_action(job: Job, hooks: Hooks) -> Response:
     return Response(200, time.monotonic() - start)
 
 
-def recorded(job: Job, response: Response, outcome: Outcome, signal: str = "") -> Recorded:
+def recorded(job: Job, response: Response, outcome: Judgement, signal: str = "") -> Outcome:
     """What `finish` writes about the attempt: log entry, stats, dead letter or retry."""
     ms = int(response.duration_s * 1000)
     status = "" if response.status is None else str(response.status)
@@ -324,7 +328,7 @@ def recorded(job: Job, response: Response, outcome: Outcome, signal: str = "") -
         "error": "" if outcome.kind is Kind.DELIVERED else reason,
         "next_s": f"{outcome.delay_s:g}" if outcome.kind is Kind.RETRY else "",
     }
-    return Recorded(
+    return Outcome(
         kind=Finished(outcome.kind.value),
         delay_s=outcome.delay_s,
         status=status,
@@ -338,7 +342,7 @@ def recorded(job: Job, response: Response, outcome: Outcome, signal: str = "") -
     )
 
 
-def _log(job: Job, response: Response, outcome: Outcome, finished: Finished) -> None:
+def _log(job: Job, response: Response, outcome: Judgement, finished: Finished) -> None:
     if finished is Finished.STALE:
         logger.warning(
             "%s -> %s attempt %d ended after its lease ran out (%s): the delivery had been "

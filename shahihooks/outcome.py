@@ -22,7 +22,10 @@ class Kind(StrEnum):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Judgement:
+    """What one response (or its absence) means for the delivery: delivered, retried
+    after `delay_s`, or dead."""
+
     kind: Kind
     reason: str
     delay_s: float = 0.0
@@ -85,17 +88,17 @@ def classify(
     retry_after_max_s: float = 3600,
     location: str | None = None,
     now: float = 0.0,
-) -> Outcome:
+) -> Judgement:
     """The outcome of attempt number `attempt` (1 is the first send)."""
     if status is not None and 200 <= status < 300:
-        return Outcome(Kind.DELIVERED, f"HTTP {status}")
+        return Judgement(Kind.DELIVERED, f"HTTP {status}")
     reason = reason_for(status, error, location)
     delay = retry_delay(attempt, schedule_s)
     if delay is None:
         tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")
-        return Outcome(Kind.DEAD, f"{reason}; gave up after {tries}")
+        return Judgement(Kind.DEAD, f"{reason}; gave up after {tries}")
     if status in (429, 503):
         asked = parse_retry_after(retry_after, now)
         if asked is not None and math.isfinite(asked):
             delay = max(delay, min(asked, retry_after_max_s))
-    return Outcome(Kind.RETRY, reason, delay)
+    return Judgement(Kind.RETRY, reason, delay)

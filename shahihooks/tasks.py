@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, NoReturn
+from typing import Any, NoReturn, assert_never
 
 from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.request import Request
@@ -24,7 +24,7 @@ from celery.worker.request import Request
 from shahihooks.app import app, publisher
 from shahihooks.broker import acknowledged, consumes_here
 from shahihooks.connections import OUTAGES
-from shahihooks.delivery import attempt
+from shahihooks.delivery import Result, attempt
 from shahihooks.errors import DeliveryError
 from shahihooks.hooks import hooks
 from shahihooks.mover import publish_due
@@ -99,17 +99,26 @@ def deliver(self: Any, *args: Any, **kwargs: Any) -> str:
             publish_due(publisher, state_for(settings), result.released)
         except Exception as exc:  # left for the mover (unpublished, or the lost-message check)
             logger.warning("released deliveries not published yet: %s: %s", type(exc).__name__, exc)
-    if result.verdict in (Verdict.STALE, Verdict.BUSY):
-        raise Ignore()
-    if result.verdict in (Kind.DEAD, Verdict.DEAD):
-        raise DeliveryError(f"dead-lettered: {result.reason}")
-    if result.verdict is Kind.DELIVERED:
-        return result.reason
-    if result.verdict is Verdict.DEFERRED:  # waiting, not failed: no attempt was spent
-        reason = f"waiting in the backlog: {result.reason}"
-        raise Retry(reason, DeliveryError(reason))
-    when: Any = round(result.delay_s)  # seconds (celery-types says Real, which int is)
-    raise Retry(result.reason, DeliveryError(result.reason), when=when)
+    return reported(result)
+
+
+def reported(result: Result) -> str:
+    """What Celery (and Flower) is told of the message: every verdict has its case."""
+    match result.verdict:
+        case Kind.DELIVERED:
+            return result.reason
+        case Kind.RETRY:
+            when: Any = round(result.delay_s)  # seconds (celery-types says Real, which int is)
+            raise Retry(result.reason, DeliveryError(result.reason), when=when)
+        case Kind.DEAD | Verdict.DEAD:
+            raise DeliveryError(f"dead-lettered: {result.reason}")
+        case Verdict.DEFERRED:  # waiting, not failed: no attempt was spent
+            reason = f"waiting in the backlog: {result.reason}"
+            raise Retry(reason, DeliveryError(reason))
+        case Verdict.STALE | Verdict.BUSY:
+            raise Ignore()
+        case _:
+            assert_never(result.verdict)
 
 
 def unreadable(args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> NoReturn:
