@@ -24,7 +24,7 @@ from celery.worker.request import Request
 from shahihooks.app import app, publisher
 from shahihooks.broker import acknowledged, consumes_here
 from shahihooks.connections import OUTAGES
-from shahihooks.delivery import Result, attempt
+from shahihooks.delivery import MessageRef, Result, run_attempt
 from shahihooks.errors import DeliveryError
 from shahihooks.hooks import hooks
 from shahihooks.mover import publish_due
@@ -81,15 +81,15 @@ def deliver(self: Any, *args: Any, **kwargs: Any) -> str:
     found = message_args(args, kwargs)
     if isinstance(found, str):
         unreadable(args, kwargs, found)
-    delivery_id, token = found
+    ref = MessageRef(*found)
     settings = current()
     keys = publisher.unacked_keys(settings)
     tag = (self.request.properties or {}).get("delivery_tag")
     ack = Ack(*keys, str(tag)) if keys is not None and tag else None
     try:
-        result = attempt(delivery_id, token, settings, hooks, state_for(settings), ack)
+        result = run_attempt(ref, hooks, state_for(settings), ack)
     except OUTAGES as exc:  # the outcome is unknown: the message goes back to the queue
-        logger.warning("requeued %s: %s: %s", delivery_id, type(exc).__name__, exc)
+        logger.warning("requeued %s: %s: %s", ref.delivery_id, type(exc).__name__, exc)
         time.sleep(OUTAGE_PAUSE_S)
         raise Reject(exc, requeue=True) from exc
     if result.acked and consumes_here():  # else the parent's DeliverRequest knows on success
