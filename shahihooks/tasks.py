@@ -2,8 +2,8 @@
 
 delivered            SUCCESS
 waiting for a retry  RETRY (the retry waits in Redis's schedule, not in this message)
-held back            RETRY, "waiting: ..." (its endpoint's limit, circuit or rate limit: it
-                     waits in the endpoint's backlog without spending an attempt)
+held back            RETRY, "waiting in the backlog: ..." (its endpoint's limit, circuit or
+                     rate limit: it waits there without spending an attempt)
 dead-lettered        FAILURE, with the reason
 an outage            the message goes back to the queue (Redis or the broker unreachable)
 a copy or stale      ignored (the delivery is handled by its live message)
