@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 from shahihooks import health, ops, tracing
 from shahihooks.bodystyle import render
@@ -24,13 +25,12 @@ from shahihooks.connections import OUTAGES
 from shahihooks.endpoints import Endpoint, is_action, settings_urls
 from shahihooks.errors import ConfigurationError, PayloadError
 from shahihooks.hooks import Attempt, Hooks
-from shahihooks.outcome import REASON_MAX, Kind, Outcome, classify, cut
+from shahihooks.outcome import REASON_MAX, Judgement, Kind, classify, cut
 from shahihooks.payload import envelope
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, check_url
 from shahihooks.signing import fingerprint, sign_headers
-from shahihooks.state import BUG_PAUSE_S, Ack, Due, Finish, Finished, State, Verdict
-from shahihooks.state import Outcome as Recorded
+from shahihooks.state import BUG_PAUSE_S, Ack, Begun, Due, Finish, Finished, Outcome, State, Verdict
 from shahihooks.transport import Response, post
 
 logger = logging.getLogger("shahihooks.delivery")
@@ -48,12 +48,19 @@ def latency_bucket(ms: int) -> str:
     return "inf"
 
 
+class MessageRef(NamedTuple):
+    """A deliver message's reference: its delivery, and the fencing token that says whether
+    it is still that delivery's live message (`begin` and `finish` check it)."""
+
+    delivery_id: str
+    token: int
+
+
 @dataclass(frozen=True)
 class Job:
     """One delivery through one attempt: what `begin` handed over."""
 
-    delivery_id: str
-    token: int
+    ref: MessageRef
     url: str
     event: str
     attempt: int
@@ -62,6 +69,27 @@ class Job:
     source: str = ""  # "store", "urls", "ops" or "" (a filter, an action)
     fingerprint: str = ""  # of the secret the emitting app signs with
     traceparent: str = ""  # the emit's trace context (tracing.py)
+
+    @classmethod
+    def from_begun(cls, ref: MessageRef, begun: Begun) -> Job:
+        """The attempt `begin` let go ahead: its body rebuilt from the stored parts."""
+        body = envelope(ref.delivery_id, begun.event, begun.timestamp, begun.site, begun.data)
+        endpoint = Endpoint.from_json(begun.endpoint_json) if begun.endpoint_json else None
+        return cls(
+            ref,
+            begun.url,
+            begun.event,
+            begun.attempt,
+            body,
+            endpoint,
+            begun.source,
+            begun.fingerprint,
+            begun.traceparent,
+        )
+
+    @property
+    def delivery_id(self) -> str:
+        return self.ref.delivery_id
 
     @property
     def shown_url(self) -> str:
@@ -77,9 +105,9 @@ class Job:
     def __repr__(self) -> str:
         """Without the URL's credentials or the body (error trackers capture locals)."""
         return (
-            f"Job(delivery_id={self.delivery_id!r}, token={self.token!r}, url={self.shown_url!r}, "
-            f"event={self.event!r}, attempt={self.attempt!r}, body=<{len(self.body)} bytes>, "
-            f"endpoint={self.endpoint!r})"
+            f"Job(delivery_id={self.delivery_id!r}, token={self.ref.token!r}, "
+            f"url={self.shown_url!r}, event={self.event!r}, attempt={self.attempt!r}, "
+            f"body=<{len(self.body)} bytes>, endpoint={self.endpoint!r})"
         )
 
     def traced(self) -> dict[str, str | int]:
@@ -91,7 +119,7 @@ class Job:
             "url.full": self.shown_url,
         }
 
-    def seen_by_hooks(self, response: Response, outcome: Outcome) -> Attempt:
+    def seen_by_hooks(self, response: Response, judgement: Judgement) -> Attempt:
         return Attempt(
             self.delivery_id,
             self.url,
@@ -101,65 +129,50 @@ class Job:
             response.status,
             response.error,
             response.duration_s,
-            outcome.kind.value,
+            judgement.kind.value,
             response.body,
         )
+
+
+# what `begin` answers when the attempt does not go ahead
+NoAttempt = Literal[Verdict.STALE, Verdict.BUSY, Verdict.DEFERRED, Verdict.DEAD]
 
 
 @dataclass(frozen=True)
 class Result:
     """What became of one message: the task reports it to Celery (and Flower)."""
 
-    verdict: Verdict | Kind
+    verdict: NoAttempt | Kind
     reason: str
     delay_s: float = 0.0
     acked: bool = False  # its message was acknowledged with the outcome
     released: tuple[Due, ...] = ()  # what its endpoint's backlog may now send: to publish
 
 
-def attempt(
-    delivery_id: str,
-    token: int,
-    settings: Settings,
-    hooks: Hooks,
-    state: State,
-    ack: Ack | None = None,
-) -> Result:
-    """Run the attempt that message (`delivery_id`, `token`) stands for; `ack`: acknowledge
-    the message with the outcome (its `Result.acked` says whether that happened)."""
+def run_attempt(ref: MessageRef, hooks: Hooks, state: State, ack: Ack | None = None) -> Result:
+    """Run the attempt that message `ref` stands for, under `state.settings`; `ack`:
+    acknowledge the message with the outcome (its `Result.acked` says whether that happened)."""
     began = time.monotonic()
-    begun = state.begin(delivery_id, token)
+    begun = state.begin(ref.delivery_id, ref.token)
     if begun.verdict is not Verdict.GO:
         return Result(begun.verdict, begun.reason or begun.verdict.value)
-    body = envelope(delivery_id, begun.event, begun.timestamp, begun.site, begun.data)
-    endpoint = Endpoint.from_json(begun.endpoint_json) if begun.endpoint_json else None
-    job = Job(
-        delivery_id,
-        token,
-        begun.url,
-        begun.event,
-        begun.attempt,
-        body,
-        endpoint,
-        begun.source,
-        begun.fingerprint,
-        begun.traceparent,
-    )
+    job = Job.from_begun(ref, begun)
+    settings = state.settings
     try:
         unsendable = refusal(job, settings, hooks)
         if unsendable:
             response = Response(None, 0.0, error=unsendable, permanent=True)
-            outcome = Outcome(Kind.DEAD, unsendable)
+            judgement = Judgement(Kind.DEAD, unsendable)
         else:
             with tracing.attempt_span(job.traceparent or None, "shahihooks.deliver", job.traced()):
                 response = send(job, settings, hooks)
-            outcome = judge(job, response, settings)
+            judgement = classify(response, job.attempt, settings.retry_policy, time.time())
     except Exception as exc:
         # a bug, not an outage: tried again a few times, then dead-lettered (state.py)
-        logger.exception("bug in the attempt of %s -> %s", delivery_id, job.shown_url)
+        logger.exception("bug in the attempt of %s -> %s", ref.delivery_id, job.shown_url)
         reason = f"{type(exc).__name__}: {exc}"
-        bug = Recorded(Finished.BUG, BUG_PAUSE_S, reason=reason)
-        done = finish(state, began, delivery_id, token, bug, ack)
+        bug = Outcome(Finished.BUG, BUG_PAUSE_S, reason=reason)
+        done = finish(state, began, ref.delivery_id, ref.token, bug, ack)
         if done.ops_waiting:
             _send_ops(settings, hooks)
         return Result(Kind.RETRY, reason, BUG_PAUSE_S, ack is not None, tuple(done.released))
@@ -168,20 +181,21 @@ def attempt(
         if unsendable or is_action(job.url)
         else health.signal_for(response.status, response.error, response.permanent)
     )
-    finished = finish(
-        state, began, delivery_id, token, recorded(job, response, outcome, signal), ack
-    )
-    _log(job, response, outcome, finished.kind)
+    record = recorded(job, response, judgement, signal)
+    finished = finish(state, began, ref.delivery_id, ref.token, record, ack)
+    _log(job, response, judgement, finished.kind)
     if hooks.any_attempt_hooks():
-        hooks.run(job.seen_by_hooks(response, outcome))
+        hooks.run(job.seen_by_hooks(response, judgement))
     if finished.ops_waiting:
         _send_ops(settings, hooks)
-    kind = Kind.DEAD if finished.kind is Finished.DEAD else outcome.kind
-    return Result(kind, outcome.reason, outcome.delay_s, ack is not None, tuple(finished.released))
+    kind = Kind.DEAD if finished.kind is Finished.DEAD else judgement.kind
+    return Result(
+        kind, judgement.reason, judgement.delay_s, ack is not None, tuple(finished.released)
+    )
 
 
 def finish(
-    state: State, began: float, delivery_id: str, token: int, done: Recorded, ack: Ack | None
+    state: State, began: float, delivery_id: str, token: int, done: Outcome, ack: Ack | None
 ) -> Finish:
     """`state.finish`, tried again while Redis is away, until shortly before the attempt's
     lease ends (`began`: time.monotonic() at its begin). Requeued instead, the delivery
@@ -210,22 +224,6 @@ def finish(
         if tries:
             logger.warning("%s: outcome recorded after %d tries", delivery_id, tries + 1)
         return found
-
-
-def judge(job: Job, response: Response, settings: Settings) -> Outcome:
-    """The attempt's outcome: a permanent refusal is dead at once, else `classify`."""
-    if response.permanent:
-        return Outcome(Kind.DEAD, f"{response.error} (not retried: no retry can change it)")
-    return classify(
-        status=response.status,
-        error=response.error,
-        attempt=job.attempt,
-        schedule_s=settings.retry_schedule_s,
-        retry_after=response.retry_after,
-        retry_after_max_s=settings.retry_after_max_s,
-        location=response.location,
-        now=time.time(),
-    )
 
 
 def refusal(job: Job, settings: Settings, hooks: Hooks) -> str:
@@ -307,7 +305,7 @@ def _run_action(job: Job, hooks: Hooks) -> Response:
     return Response(200, time.monotonic() - start)
 
 
-def recorded(job: Job, response: Response, outcome: Outcome, signal: str = "") -> Recorded:
+def recorded(job: Job, response: Response, outcome: Judgement, signal: str = "") -> Outcome:
     """What `finish` writes about the attempt: log entry, stats, dead letter or retry."""
     ms = int(response.duration_s * 1000)
     status = "" if response.status is None else str(response.status)
@@ -324,7 +322,7 @@ def recorded(job: Job, response: Response, outcome: Outcome, signal: str = "") -
         "error": "" if outcome.kind is Kind.DELIVERED else reason,
         "next_s": f"{outcome.delay_s:g}" if outcome.kind is Kind.RETRY else "",
     }
-    return Recorded(
+    return Outcome(
         kind=Finished(outcome.kind.value),
         delay_s=outcome.delay_s,
         status=status,
@@ -338,7 +336,7 @@ def recorded(job: Job, response: Response, outcome: Outcome, signal: str = "") -
     )
 
 
-def _log(job: Job, response: Response, outcome: Outcome, finished: Finished) -> None:
+def _log(job: Job, response: Response, outcome: Judgement, finished: Finished) -> None:
     if finished is Finished.STALE:
         logger.warning(
             "%s -> %s attempt %d ended after its lease ran out (%s): the delivery had been "

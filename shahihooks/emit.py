@@ -24,7 +24,7 @@ import redis
 from shahihooks import tracing
 from shahihooks.app import publisher
 from shahihooks.connections import full_message
-from shahihooks.endpoints import Endpoint, refusal, resolve, stored_endpoints
+from shahihooks.endpoints import Endpoint, endpoints_for, refusal, stored_endpoints
 from shahihooks.errors import OutcomeUnknown, PayloadError, RedisFull, UnavailableError
 from shahihooks.events import registry
 from shahihooks.hooks import hooks
@@ -226,7 +226,7 @@ def _targets(p: Prepared, state: State, msg_id: str) -> list[Target]:
         source = {url: "ops" for url in settings.ops_urls}
     else:
         stored = stored_endpoints(state.client, settings)
-        endpoints = resolve(p.event, settings, stored, hooks)
+        endpoints = endpoints_for(p.event, settings, stored, hooks)
         # a URL of SHAHIHOOKS_URLS is checked at every attempt against the worker's list
         source = {**{url: "urls" for url in settings.urls}, **{e.url: "store" for e in stored}}
     return [

@@ -184,7 +184,9 @@ def settings_urls(event: str, settings: Settings, hooks: Hooks) -> list[str]:
     return hooks.filter_urls(list(settings.urls) if selected else [], event)
 
 
-def resolve(event: str, settings: Settings, stored: list[Endpoint], hooks: Hooks) -> list[Endpoint]:
+def endpoints_for(
+    event: str, settings: Settings, stored: list[Endpoint], hooks: Hooks
+) -> list[Endpoint]:
     """The endpoints that receive `event`, actions last. No name is resolved here: an
     endpoint's DNS is its own delivery's business (checked at connect), never the emit's."""
     by_url = {e.url: e for e in stored}

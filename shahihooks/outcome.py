@@ -1,6 +1,7 @@
 """What to do after an attempt: pure decisions, testable without a network or Redis.
 
 2xx                      delivered
+a permanent refusal      dead-lettered at once (no retry can change it: a private address)
 anything else            retried after the schedule's next delay (60, 300, 1800 s)
   (3xx, 4xx, 5xx,          429/503 with Retry-After: no sooner than asked, capped
    timeout, refused...)
@@ -13,6 +14,10 @@ import email.utils
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shahihooks.transport import Response
 
 
 class Kind(StrEnum):
@@ -22,15 +27,28 @@ class Kind(StrEnum):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Judgement:
+    """What one response (or its absence) means for the delivery: delivered, retried
+    after `delay_s`, or dead."""
+
     kind: Kind
     reason: str
     delay_s: float = 0.0
 
 
-def retry_delay(attempt: int, schedule_s: tuple[float, ...]) -> float | None:
-    """Seconds before the attempt after `attempt` (1-based), or None when retries are spent."""
-    return schedule_s[attempt - 1] if 1 <= attempt <= len(schedule_s) else None
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a failed attempt is tried again: the schedule, and how far a receiver's
+    Retry-After may push the next attempt past it."""
+
+    schedule_s: tuple[float, ...]
+    retry_after_max_s: float = 3600
+
+    def delay_after(self, attempt: int) -> float | None:
+        """Seconds before the attempt after `attempt` (1-based), or None when retries are
+        spent."""
+        schedule = self.schedule_s
+        return schedule[attempt - 1] if 1 <= attempt <= len(schedule) else None
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -75,27 +93,21 @@ def reason_for(status: int | None, error: str | None, location: str | None = Non
     return f"HTTP {status}"
 
 
-def classify(
-    *,
-    status: int | None,
-    error: str | None,
-    attempt: int,
-    schedule_s: tuple[float, ...],
-    retry_after: str | None = None,
-    retry_after_max_s: float = 3600,
-    location: str | None = None,
-    now: float = 0.0,
-) -> Outcome:
-    """The outcome of attempt number `attempt` (1 is the first send)."""
+def classify(response: Response, attempt: int, policy: RetryPolicy, now: float) -> Judgement:
+    """What `response` means for attempt number `attempt` (1 is the first send); `now`:
+    time.time(), for a Retry-After that names a date."""
+    status = response.status
+    if response.permanent:
+        return Judgement(Kind.DEAD, f"{response.error} (not retried: no retry can change it)")
     if status is not None and 200 <= status < 300:
-        return Outcome(Kind.DELIVERED, f"HTTP {status}")
-    reason = reason_for(status, error, location)
-    delay = retry_delay(attempt, schedule_s)
+        return Judgement(Kind.DELIVERED, f"HTTP {status}")
+    reason = reason_for(status, response.error, response.location)
+    delay = policy.delay_after(attempt)
     if delay is None:
         tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")
-        return Outcome(Kind.DEAD, f"{reason}; gave up after {tries}")
+        return Judgement(Kind.DEAD, f"{reason}; gave up after {tries}")
     if status in (429, 503):
-        asked = parse_retry_after(retry_after, now)
+        asked = parse_retry_after(response.retry_after, now)
         if asked is not None and math.isfinite(asked):
-            delay = max(delay, min(asked, retry_after_max_s))
-    return Outcome(Kind.RETRY, reason, delay)
+            delay = max(delay, min(asked, policy.retry_after_max_s))
+    return Judgement(Kind.RETRY, reason, delay)

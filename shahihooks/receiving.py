@@ -104,7 +104,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Handling:
     """What to do with one received delivery: answer `reply` now, or run the handler."""
 
     payload: Any
@@ -128,10 +128,10 @@ class Verdict:
             self.seen.forget(self.delivery_id)
 
 
-def too_large(limit: int) -> Verdict:
+def too_large(limit: int) -> Handling:
     """413, logged."""
     logger.warning("webhook refused: the body is over %d bytes (413)", limit)
-    return Verdict(None, "", TOO_LARGE)
+    return Handling(None, "", TOO_LARGE)
 
 
 def receive(
@@ -142,7 +142,7 @@ def receive(
     *,
     max_body_bytes: int | None = None,
     standard_only: bool = False,
-) -> Verdict:
+) -> Handling:
     """Bound (413), verify (401, details logged, not answered) and drop a duplicate (200).
 
     Adapters read at most `max_body_bytes + 1` bytes, and pass None for a body they found
@@ -155,10 +155,10 @@ def receive(
         verified = verify_delivery(body, headers, secrets_for(secret), standard_only=standard_only)
     except VerificationError as exc:
         logger.warning("webhook refused (401): %s", exc)
-        return Verdict(None, "", UNAUTHORIZED)
+        return Handling(None, "", UNAUTHORIZED)
     key = dedupe_key(verified, body)
     remember = seen or redis_seen()
     if not remember.first(key):
         logger.info("webhook %s is a duplicate: not handled again", key)
-        return Verdict(verified.payload, key, (200, {"status": "duplicate", "id": key}))
-    return Verdict(verified.payload, key, None, remember)
+        return Handling(verified.payload, key, (200, {"status": "duplicate", "id": key}))
+    return Handling(verified.payload, key, None, remember)

@@ -17,6 +17,7 @@ from typing import Any
 from shahihooks.bodystyle import BodyStyle, body_style
 from shahihooks.errors import ConfigurationError, EventError
 from shahihooks.events import check_name
+from shahihooks.outcome import RetryPolicy
 from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.safety import Network as Network
 from shahihooks.safety import check_url as check_url
@@ -162,6 +163,11 @@ class Settings:
     def tls_verify(self) -> bool | str:
         """What requests' `verify=` gets: the CA bundle if one is set, else the system's."""
         return self.ca_bundle or True
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry schedule and the Retry-After cap, as `outcome.classify` takes them."""
+        return RetryPolicy(self.retry_schedule_s, self.retry_after_max_s)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

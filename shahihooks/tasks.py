@@ -2,8 +2,8 @@
 
 delivered            SUCCESS
 waiting for a retry  RETRY (the retry waits in Redis's schedule, not in this message)
-held back            RETRY, "waiting: ..." (its endpoint's limit, circuit or rate limit: it
-                     waits in the endpoint's backlog without spending an attempt)
+held back            RETRY, "waiting in the backlog: ..." (its endpoint's limit, circuit or
+                     rate limit: it waits there without spending an attempt)
 dead-lettered        FAILURE, with the reason
 an outage            the message goes back to the queue (Redis or the broker unreachable)
 a copy or stale      ignored (the delivery is handled by its live message)
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, NoReturn
+from typing import Any, NoReturn, assert_never
 
 from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.request import Request
@@ -24,7 +24,7 @@ from celery.worker.request import Request
 from shahihooks.app import app, publisher
 from shahihooks.broker import acknowledged, consumes_here
 from shahihooks.connections import OUTAGES
-from shahihooks.delivery import attempt
+from shahihooks.delivery import MessageRef, Result, run_attempt
 from shahihooks.errors import DeliveryError
 from shahihooks.hooks import hooks
 from shahihooks.mover import publish_due
@@ -81,15 +81,15 @@ def deliver(self: Any, *args: Any, **kwargs: Any) -> str:
     found = message_args(args, kwargs)
     if isinstance(found, str):
         unreadable(args, kwargs, found)
-    delivery_id, token = found
+    ref = MessageRef(*found)
     settings = current()
     keys = publisher.unacked_keys(settings)
     tag = (self.request.properties or {}).get("delivery_tag")
     ack = Ack(*keys, str(tag)) if keys is not None and tag else None
     try:
-        result = attempt(delivery_id, token, settings, hooks, state_for(settings), ack)
+        result = run_attempt(ref, hooks, state_for(settings), ack)
     except OUTAGES as exc:  # the outcome is unknown: the message goes back to the queue
-        logger.warning("requeued %s: %s: %s", delivery_id, type(exc).__name__, exc)
+        logger.warning("requeued %s: %s: %s", ref.delivery_id, type(exc).__name__, exc)
         time.sleep(OUTAGE_PAUSE_S)
         raise Reject(exc, requeue=True) from exc
     if result.acked and consumes_here():  # else the parent's DeliverRequest knows on success
@@ -99,17 +99,26 @@ def deliver(self: Any, *args: Any, **kwargs: Any) -> str:
             publish_due(publisher, state_for(settings), result.released)
         except Exception as exc:  # left for the mover (unpublished, or the lost-message check)
             logger.warning("released deliveries not published yet: %s: %s", type(exc).__name__, exc)
-    if result.verdict in (Verdict.STALE, Verdict.BUSY):
-        raise Ignore()
-    if result.verdict in (Kind.DEAD, Verdict.DEAD):
-        raise DeliveryError(f"dead-lettered: {result.reason}")
-    if result.verdict is Kind.DELIVERED:
-        return result.reason
-    if result.verdict is Verdict.DEFERRED:  # waiting, not failed: no attempt was spent
-        reason = f"waiting in the backlog: {result.reason}"
-        raise Retry(reason, DeliveryError(reason))
-    when: Any = round(result.delay_s)  # seconds (celery-types says Real, which int is)
-    raise Retry(result.reason, DeliveryError(result.reason), when=when)
+    return reported(result)
+
+
+def reported(result: Result) -> str:
+    """What Celery (and Flower) is told of the message: every verdict has its case."""
+    match result.verdict:
+        case Kind.DELIVERED:
+            return result.reason
+        case Kind.RETRY:
+            when: Any = round(result.delay_s)  # seconds (celery-types says Real, which int is)
+            raise Retry(result.reason, DeliveryError(result.reason), when=when)
+        case Kind.DEAD | Verdict.DEAD:
+            raise DeliveryError(f"dead-lettered: {result.reason}")
+        case Verdict.DEFERRED:  # waiting, not failed: no attempt was spent
+            reason = f"waiting in the backlog: {result.reason}"
+            raise Retry(reason, DeliveryError(reason))
+        case Verdict.STALE | Verdict.BUSY:
+            raise Ignore()
+        case _:
+            assert_never(result.verdict)
 
 
 def unreadable(args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> NoReturn:

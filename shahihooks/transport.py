@@ -120,17 +120,17 @@ def _cut(sock: socket.socket) -> None:
 _watchdog = Watchdog()
 
 
-class _Attempt(threading.local):
-    id: int = 0  # the attempt this thread is making (0: none)
+class _InFlight(threading.local):
+    id: int = 0  # the POST this thread is making, as the watchdog knows it (0: none)
     reused: bool = False  # its request went out on a kept-alive connection
 
 
-_attempt = _Attempt()
+_in_flight = _InFlight()
 
 
 def _watch(sock: socket.socket | None) -> None:
-    if sock is not None and _attempt.id:
-        _watchdog.watch(_attempt.id, sock)
+    if sock is not None and _in_flight.id:
+        _watchdog.watch(_in_flight.id, sock)
 
 
 def open_socket(
@@ -201,7 +201,7 @@ def lookup(host: str, port: int) -> list[Any]:
 def _guarded(base: type[HTTPConnection], allow: tuple[Network, ...]) -> type[HTTPConnection]:
     class Guarded(base):  # type: ignore[valid-type,misc]
         def request(self, *args: Any, **kwargs: Any) -> None:
-            _attempt.reused = self.sock is not None
+            _in_flight.reused = self.sock is not None
             _watch(self.sock)  # a kept-alive connection: its socket joins this attempt
             super().request(*args, **kwargs)
 
@@ -330,7 +330,7 @@ def post(
     )
     start = time.monotonic()
     deadline = start + settings.timeout_s
-    _attempt.id = _watchdog.begin(deadline)
+    _in_flight.id = _watchdog.begin(deadline)
     try:
         check_url(url, settings)  # cached: a URL that cannot be sent is refused, not raised
         target = _target(url, settings)
@@ -350,7 +350,7 @@ def post(
         try:
             resp = send()
         except urllib3.exceptions.ProtocolError:
-            if not _attempt.reused or time.monotonic() >= deadline:  # not cut by the deadline
+            if not _in_flight.reused or time.monotonic() >= deadline:  # not cut by the deadline
                 raise
             # a kept-alive connection the receiver had closed meanwhile (idle servers do):
             # the request most likely never reached it: once more, on a new connection
@@ -376,8 +376,8 @@ def post(
             error = redact_text(describe_error(exc), url)
         return Response(None, elapsed, error=error)
     finally:
-        _watchdog.end(_attempt.id)
-        _attempt.id = 0
+        _watchdog.end(_in_flight.id)
+        _in_flight.id = 0
 
 
 def _release(resp: Any) -> None:

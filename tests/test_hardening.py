@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import shahihooks
 from shahihooks import listen
 from shahihooks.cli import main
-from shahihooks.delivery import Job
+from shahihooks.delivery import Job, MessageRef
 from shahihooks.doctor import shared_secret_check
 from shahihooks.endpoints import Endpoint
 from shahihooks.errors import ConfigurationError, UnsafeTargetError
@@ -84,7 +84,7 @@ def test_endpoints_add_refuses_an_unsendable_host_in_one_line(settings) -> None:
 
 
 def test_job_and_target_reprs_show_no_url_credentials() -> None:
-    job = Job("evt_1-a", 1, CREDENTIALED, "ticket.created", 1, b'{"secret": 1}', None)
+    job = Job(MessageRef("evt_1-a", 1), CREDENTIALED, "ticket.created", 1, b'{"secret": 1}', None)
     target = Target(
         "evt_1-a", "t" * 32, CREDENTIALED, "https://***:***@hooks.example/in?***", 0, False
     )

@@ -8,50 +8,46 @@ import pytest
 
 from shahihooks.celeryconf import grace_s, lease_s, visibility_timeout_s
 from shahihooks.delivery import latency_bucket
-from shahihooks.outcome import Kind, classify, parse_retry_after, retry_delay
+from shahihooks.outcome import Kind, RetryPolicy, classify, parse_retry_after
 from shahihooks.settings import Settings
+from shahihooks.transport import Response
 
 SCHEDULE = (60.0, 300.0, 1800.0)
+POLICY = RetryPolicy(SCHEDULE)
+
+
+def answered(status: int | None, **fields: str) -> Response:
+    """A receiver's answer (or, with `status` None, its absence) as an attempt sees it."""
+    return Response(status, 0.0, **fields)
 
 
 @pytest.mark.parametrize("status", [200, 201, 204, 299])
 def test_2xx_is_delivered(status: int) -> None:
-    assert (
-        classify(status=status, error=None, attempt=1, schedule_s=SCHEDULE).kind is Kind.DELIVERED
-    )
+    assert classify(answered(status), 1, POLICY, 0.0).kind is Kind.DELIVERED
 
 
 @pytest.mark.parametrize(("attempt", "delay"), [(1, 60.0), (2, 300.0), (3, 1800.0)])
 def test_failures_follow_the_schedule(attempt: int, delay: float) -> None:
-    outcome = classify(status=500, error=None, attempt=attempt, schedule_s=SCHEDULE)
+    outcome = classify(answered(500), attempt, POLICY, 0.0)
     assert (outcome.kind, outcome.delay_s) == (Kind.RETRY, delay)
 
 
 def test_the_fourth_failure_is_dead() -> None:
-    outcome = classify(status=None, error="read timeout", attempt=4, schedule_s=SCHEDULE)
+    outcome = classify(answered(None, error="read timeout"), 4, POLICY, 0.0)
     assert outcome.kind is Kind.DEAD
     assert outcome.reason == "read timeout; gave up after 4 attempts"
 
 
 def test_a_redirect_is_a_failure_naming_its_location() -> None:
-    outcome = classify(
-        status=301, error=None, attempt=1, schedule_s=SCHEDULE, location="https://x.example/"
-    )
+    outcome = classify(answered(301, location="https://x.example/"), 1, POLICY, 0.0)
     assert outcome.kind is Kind.RETRY
     assert "redirect to https://x.example/ (redirects are not followed)" in outcome.reason
 
 
 def test_retry_after_wins_up_to_its_cap_and_never_shortens() -> None:
     def delay(header: str, status: int = 429) -> float:
-        return classify(
-            status=status,
-            error=None,
-            attempt=1,
-            schedule_s=SCHEDULE,
-            retry_after=header,
-            retry_after_max_s=3600,
-            now=1000.0,
-        ).delay_s
+        policy = RetryPolicy(SCHEDULE, retry_after_max_s=3600)
+        return classify(answered(status, retry_after=header), 1, policy, 1000.0).delay_s
 
     assert delay("120") == 120
     assert delay("10") == 60, "no sooner than the schedule"
@@ -72,16 +68,14 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
 )
 def test_retry_after_that_is_not_ascii_digits_or_a_date_is_ignored(header: str) -> None:
     assert parse_retry_after(header, now=0) is None
-    failed = classify(
-        status=503, error=None, attempt=1, schedule_s=(60,), retry_after=header, now=0
-    )
+    failed = classify(answered(503, retry_after=header), 1, RetryPolicy((60,)), 0.0)
     assert (failed.kind, failed.delay_s) == (Kind.RETRY, 60)
 
 
 def test_retry_delay_is_none_once_the_schedule_is_spent() -> None:
-    assert retry_delay(3, SCHEDULE) == 1800
-    assert retry_delay(4, SCHEDULE) is None
-    assert retry_delay(1, ()) is None
+    assert POLICY.delay_after(3) == 1800
+    assert POLICY.delay_after(4) is None
+    assert RetryPolicy(()).delay_after(1) is None
 
 
 def test_latency_buckets() -> None:
@@ -98,3 +92,10 @@ def test_a_worker_holds_a_delivery_for_one_attempt_only() -> None:
     # no wait of the schedule or the rate window stretches them
     long = Settings(timeout_s=15, retry_schedule_s=(86_400,), rate_window_s=86_400)
     assert visibility_timeout_s(long) == 45
+
+
+def test_a_permanent_refusal_is_dead_at_once_whatever_the_schedule() -> None:
+    refused = Response(None, 0.0, error="refused: a private address", permanent=True)
+    outcome = classify(refused, 1, POLICY, 0.0)
+    assert outcome.kind is Kind.DEAD
+    assert outcome.reason == "refused: a private address (not retried: no retry can change it)"

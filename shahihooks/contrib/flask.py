@@ -50,7 +50,7 @@ NAME = "shahihooks"
 
 
 @dataclass(frozen=True)
-class State:
+class Installed:
     """What one app keeps in `app.extensions["shahihooks"]`."""
 
     extension: Shahihooks
@@ -68,7 +68,7 @@ class Shahihooks:
     def init_app(self, app: flask.Flask) -> None:
         values = {k[len(PREFIX) :]: v for k, v in app.config.items() if k.startswith(PREFIX)}
         settings = Settings.from_mapping(values, 'app.config["SHAHIHOOKS_{}"]')
-        app.extensions[NAME] = State(self, settings)
+        app.extensions[NAME] = Installed(self, settings)
         app.cli.add_command(flask_commands)
         add_source(_app_settings)
 
@@ -81,10 +81,10 @@ class Shahihooks:
                 "no Flask app: call this inside an app context (a request, or "
                 "`with app.app_context():`), or give the app to Shahihooks(app)"
             )
-        state = app.extensions.get(NAME)
-        if not isinstance(state, State):
+        installed = app.extensions.get(NAME)
+        if not isinstance(installed, Installed):
             raise RuntimeError(f"the app {app.name!r} was not initialised: call init_app(app)")
-        return state.settings
+        return installed.settings
 
     def emit(self, event: str, data: Any, *, key: str | None = None) -> list[Delivery]:
         """`shahihooks.emit` with the current app's settings."""
@@ -95,8 +95,8 @@ def _app_settings() -> Settings | None:
     """The current app's settings, inside the context of an app that has the extension."""
     if not flask.has_app_context():
         return None
-    state = flask.current_app.extensions.get(NAME)
-    return state.settings if isinstance(state, State) else None
+    installed = flask.current_app.extensions.get(NAME)
+    return installed.settings if isinstance(installed, Installed) else None
 
 
 @click.group(NAME, cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -153,7 +153,7 @@ def webhook_receiver(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             request = flask.request
             limit = body_limit(max_body_bytes)
-            verdict = receive(
+            handling = receive(
                 read_bounded(request, limit),
                 dict(request.headers.items()),
                 secret,
@@ -161,10 +161,10 @@ def webhook_receiver(
                 max_body_bytes=limit,
                 standard_only=standard_only,
             )
-            if verdict.reply is not None:
-                return flask.jsonify(verdict.reply[1]), verdict.reply[0]
-            flask.g.webhook = verdict.payload
-            return verdict.run(
+            if handling.reply is not None:
+                return flask.jsonify(handling.reply[1]), handling.reply[0]
+            flask.g.webhook = handling.payload
+            return handling.run(
                 lambda: flask.make_response(route(*args, **kwargs)), lambda r: r.status_code
             )
 
