@@ -358,7 +358,8 @@ def worker(ctx: click.Context, processes: int) -> None:
       shahihooks worker --loglevel INFO   # one process per core
       shahihooks worker --processes 1     # one process (a container scaled by its count)
     """
-    from shahihooks.app import app, check_worker
+    from shahihooks.app import app
+    from shahihooks.worker import check_worker
 
     settings = _settings()
     check_worker(settings)

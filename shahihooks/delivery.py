@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from shahihooks import health, ops, tracing
 from shahihooks.bodystyle import render
-from shahihooks.celeryconf import lease_s
 from shahihooks.connections import OUTAGES
 from shahihooks.endpoints import Endpoint, is_action, settings_urls
 from shahihooks.errors import ConfigurationError, PayloadError
@@ -31,6 +30,7 @@ from shahihooks.settings import Settings, check_url
 from shahihooks.signing import fingerprint, sign_headers
 from shahihooks.state import BUG_PAUSE_S, Ack, Due, Finish, Finished, State, Verdict
 from shahihooks.state import Outcome as Recorded
+from shahihooks.timings import lease_s
 from shahihooks.transport import Response, post
 
 logger = logging.getLogger("shahihooks.delivery")

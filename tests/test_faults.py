@@ -13,8 +13,8 @@ import signal
 import time
 import uuid
 
-from shahihooks.celeryconf import grace_s, lease_s, visibility_timeout_s
 from shahihooks.settings import Settings
+from shahihooks.timings import grace_s, lease_s, visibility_timeout_s
 from tests.conftest import wait_until
 from tests.faults import World, halt
 from tests.receiver import Receiver

@@ -18,7 +18,6 @@ import uuid
 
 import pytest
 
-from shahihooks.app import check_worker
 from shahihooks.connections import (
     ServerFacts,
     clock_warning,
@@ -28,6 +27,7 @@ from shahihooks.connections import (
 )
 from shahihooks.errors import ConfigurationError
 from shahihooks.settings import Settings
+from shahihooks.worker import check_worker
 from tests.conftest import wait_until
 from tests.faults import ROOT, World
 from tests.receiver import Receiver
