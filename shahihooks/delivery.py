@@ -25,8 +25,8 @@ from shahihooks.errors import ConfigurationError, PayloadError
 from shahihooks.hooks import Attempt, Hooks
 from shahihooks.outcome import REASON_MAX, Kind, Outcome, classify, cut
 from shahihooks.payload import envelope
-from shahihooks.safety import redact_url
-from shahihooks.settings import Settings, check_url
+from shahihooks.safety import check_url, redact_url
+from shahihooks.settings import Settings
 from shahihooks.signing import fingerprint, sign_headers
 from shahihooks.state import BUG_PAUSE_S, Ack, Due, Finish, Finished, State, Verdict
 from shahihooks.state import Outcome as Recorded
