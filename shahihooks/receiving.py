@@ -17,7 +17,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from shahihooks.connections import state_redis
 from shahihooks.errors import ConfigurationError, VerificationError
@@ -162,3 +162,48 @@ def receive(
         logger.info("webhook %s is a duplicate: not handled again", key)
         return Verdict(verified.payload, key, (200, {"status": "duplicate", "id": key}))
     return Verdict(verified.payload, key, None, remember)
+
+
+class Answer(Protocol):
+    """A framework's response: its status says whether the handler failed."""
+
+    @property
+    def status_code(self) -> int: ...
+
+
+A = TypeVar("A", bound=Answer)
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """The options of one `webhook_receiver(...)`, and the walk every framework's adapter
+    takes with a request."""
+
+    secret: str | Sequence[str] | None = None
+    seen: Seen | None = None
+    max_body_bytes: int | None = None
+    standard_only: bool = False
+
+    def handle(
+        self,
+        read: Callable[[int], bytes | None],
+        headers: Mapping[str, str],
+        reply: Callable[[int, dict[str, str]], R],
+        handler: Callable[[Any], A],
+    ) -> R | A:
+        """Read the body (`read(limit)`: None if it is over the limit), then `reply` now
+        (413, 401, a duplicate's 200) or run `handler(payload)`."""
+        limit = body_limit(self.max_body_bytes)
+        handling = receive(
+            read(limit),
+            headers,
+            self.secret,
+            self.seen,
+            max_body_bytes=limit,
+            standard_only=self.standard_only,
+        )
+        if handling.reply is not None:
+            return reply(handling.reply[0], handling.reply[1])
+        payload = handling.payload
+        return handling.run(lambda: handler(payload), lambda answer: answer.status_code)

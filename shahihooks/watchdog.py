@@ -72,7 +72,7 @@ watchdog = Watchdog()
 class _InFlight(threading.local):
     """The attempt this thread is making."""
 
-    id: int = 0  # its watchdog number (0: none)
+    id: int = 0  # the POST this thread is making, as the watchdog knows it (0: none)
     reused: bool = False  # its request went out on a kept-alive connection
 
 
