@@ -23,7 +23,7 @@ from shahihooks.connections import state_redis
 from shahihooks.errors import ConfigurationError, VerificationError
 from shahihooks.keys import Keys
 from shahihooks.settings import Settings, current
-from shahihooks.signing import Verified, secret_keys, verify_delivery
+from shahihooks.signing import secret_keys, signed_id, verify
 
 logger = logging.getLogger("shahihooks.receiving")
 
@@ -73,11 +73,11 @@ def secrets_for(secret: str | Sequence[str] | None) -> list[str]:
     return configured
 
 
-def dedupe_key(verified: Verified, body: bytes) -> str:
-    """The key a delivery is remembered by: an id its signature covers, never a header
-    that nothing signs. A page-scheme body without an `id` is keyed by its hash."""
-    if verified.signed_id:
-        return verified.signed_id
+def dedupe_key(signed: str, body: bytes) -> str:
+    """The key a delivery is remembered by: `signed`, an id its signature covers, never a
+    header that nothing signs. A page-scheme body without an `id` is keyed by its hash."""
+    if signed:
+        return signed
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
@@ -152,16 +152,16 @@ def receive(
     if body is None or len(body) > limit:
         return too_large(limit)
     try:
-        verified = verify_delivery(body, headers, secrets_for(secret), standard_only=standard_only)
+        payload = verify(body, headers, secrets_for(secret), standard_only=standard_only)
     except VerificationError as exc:
         logger.warning("webhook refused (401): %s", exc)
         return Verdict(None, "", UNAUTHORIZED)
-    key = dedupe_key(verified, body)
+    key = dedupe_key(signed_id(payload, headers), body)
     remember = seen or redis_seen()
     if not remember.first(key):
         logger.info("webhook %s is a duplicate: not handled again", key)
-        return Verdict(verified.payload, key, (200, {"status": "duplicate", "id": key}))
-    return Verdict(verified.payload, key, None, remember)
+        return Verdict(payload, key, (200, {"status": "duplicate", "id": key}))
+    return Verdict(payload, key, None, remember)
 
 
 class Answer(Protocol):
