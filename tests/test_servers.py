@@ -21,8 +21,8 @@ from shahihooks.celeryconf import celery_config, check_celery_config
 from shahihooks.cli import main
 from shahihooks.errors import ConfigurationError
 from shahihooks.worker import check_worker
-from tests.conftest import wait_until
-from tests.faults import World, free_port
+from tests.conftest import free_port, wait_until
+from tests.faults import World
 from tests.receiver import Receiver
 
 
