@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -202,8 +203,7 @@ class World:
     def emit_rows(
         self, count: int, path: str, env: dict[str, str] | None = None, wrap: tuple[str, ...] = ()
     ) -> list[dict[str, str]]:
-        out, _ = self.emitter(count, path, env=env, wrap=wrap).communicate(timeout=120)
-        rows = [json.loads(line) for line in out.splitlines()]
+        rows = rows_of(self.emitter(count, path, env=env, wrap=wrap), timeout=120)
         assert all("ok" in r for r in rows), rows[:3]
         return rows
 
@@ -271,6 +271,13 @@ class World:
 def halt(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> None:
     proc.send_signal(sig)
     proc.wait(timeout=timeout)
+
+
+def rows_of(emitter: subprocess.Popen[str], timeout: float = 180) -> list[dict[str, Any]]:
+    """What an emitter printed, once it is done: a row per emit, `ok` (the delivery id) or
+    `error` (the exception's class name, `message`, `shahihooks`: one of ours?)."""
+    out, _ = emitter.communicate(timeout=timeout)
+    return [json.loads(line) for line in out.splitlines()]
 
 
 def wait_requests(receiver: Receiver, path: str, count: int, timeout: float = 60) -> int:

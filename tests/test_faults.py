@@ -8,7 +8,6 @@ emit returned is delivered or dead-lettered, and the receiver saw each delivered
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 import uuid
@@ -16,7 +15,7 @@ import uuid
 from shahihooks.settings import Settings
 from shahihooks.timings import grace_s, lease_s, visibility_timeout_s
 from tests.conftest import wait_until
-from tests.faults import World, halt, kill_mid_run
+from tests.faults import World, halt, kill_mid_run, rows_of
 from tests.receiver import Receiver
 
 # With the default settings, a killed worker's deliveries are all sent again within this.
@@ -110,8 +109,7 @@ def test_redis_restart_mid_run_no_hang_clear_errors_nothing_acknowledged_lost(
     world.stop_redis()
     time.sleep(1.5)
     world.start_redis()
-    out, _ = emitter.communicate(timeout=180)
-    rows = [json.loads(line) for line in out.splitlines()]
+    rows = rows_of(emitter)
     assert len(rows) == 300
     failures = [r for r in rows if "error" in r]
     acknowledged = [r["ok"] for r in rows if "ok" in r]
