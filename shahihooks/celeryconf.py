@@ -1,15 +1,6 @@
-"""Celery settings for shahihooks, the timings of one attempt, and the startup check.
+"""Celery settings for shahihooks, and the startup check of a worker's Celery settings.
 
-No worker ever holds a waiting delivery: retries and rate-limit waits live in Redis (the
-schedule and the backlogs, see state.py). A worker holds a delivery only for one attempt,
-so the timings follow from the request timeout:
-
-    attempt    at most SHAHIHOOKS_TIMEOUT, wall clock (15 s)
-    lease      the attempt plus a margin: then the schedule sends it again (25 s)
-    visibility the lease plus a margin: then Redis redelivers an unacknowledged message that
-               a killed worker had taken (45 s)
-    grace      visibility plus a margin: a message taken from the queue that has not begun
-               by then was lost, and is published again (60 s)
+The timeouts follow from the timings of one attempt (timings.py).
 """
 
 from __future__ import annotations
@@ -20,30 +11,9 @@ from kombu.serialization import registry  # type: ignore[attr-defined]
 
 from shahihooks.errors import ConfigurationError
 from shahihooks.settings import Settings
+from shahihooks.timings import LEASE_MARGIN_S, lease_s, restore_interval_s, visibility_timeout_s
 
-LEASE_MARGIN_S = 10.0
-VISIBILITY_MARGIN_S = 20.0
-GRACE_MARGIN_S = 15.0
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
-
-
-def lease_s(settings: Settings) -> float:
-    """How long one attempt holds its delivery before the schedule sends it again."""
-    return settings.timeout_s + LEASE_MARGIN_S
-
-
-def visibility_timeout_s(settings: Settings) -> int:
-    """How long Redis waits before redelivering an unacknowledged message."""
-    return int(lease_s(settings) + VISIBILITY_MARGIN_S)
-
-
-def restore_interval_s(settings: Settings) -> float:
-    return min(10.0, max(1.0, visibility_timeout_s(settings) / 10))
-
-
-def grace_s(settings: Settings) -> float:
-    """A message taken from the queue begins within this, or it was lost."""
-    return visibility_timeout_s(settings) + restore_interval_s(settings) + GRACE_MARGIN_S
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
@@ -65,6 +35,15 @@ def transport_options(settings: Settings) -> dict[str, Any]:
 
 def is_redis(url: str) -> bool:
     return url.startswith(REDIS_SCHEMES)
+
+
+def redis_servers(settings: Settings, broker_url: str) -> list[tuple[str, str]]:
+    """The Redis servers deliveries rely on, each named: the state's, and the broker's when
+    it is another Redis."""
+    servers = [("state Redis", settings.redis_url)]
+    if is_redis(broker_url) and broker_url != settings.redis_url:
+        servers.append(("broker Redis", broker_url))
+    return servers
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -20,17 +20,17 @@ from typing import Literal, NamedTuple
 
 from shahihooks import health, ops, tracing
 from shahihooks.bodystyle import render
-from shahihooks.celeryconf import lease_s
 from shahihooks.connections import OUTAGES
 from shahihooks.endpoints import Endpoint, is_action, settings_urls
 from shahihooks.errors import ConfigurationError, PayloadError
 from shahihooks.hooks import Attempt, Hooks
 from shahihooks.outcome import REASON_MAX, Judgement, Kind, classify, cut
 from shahihooks.payload import envelope
-from shahihooks.safety import redact_url
-from shahihooks.settings import Settings, check_url
+from shahihooks.safety import check_url, redact_url
+from shahihooks.settings import Settings
 from shahihooks.signing import fingerprint, sign_headers
 from shahihooks.state import BUG_PAUSE_S, Ack, Begun, Due, Finish, Finished, Outcome, State, Verdict
+from shahihooks.timings import lease_s
 from shahihooks.transport import Response, post
 
 logger = logging.getLogger("shahihooks.delivery")

@@ -10,32 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import ssl
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from shahihooks import signers
-from shahihooks.celeryconf import is_redis
-from shahihooks.connections import (
-    CLOCK_SKEW_WARN_S,
-    OUTAGES,
-    ServerFacts,
-    clock_warning,
-    eviction_warning,
-    memory_text,
-    persistence_warning,
-    redis_client,
-    refuse_cluster,
-    refuse_eviction,
-    server_facts,
-    state_redis,
-)
+from shahihooks.checks import Check, lost_check, redis_check, server_checks, state_checks
+from shahihooks.connections import state_redis
 from shahihooks.endpoints import Endpoint, EndpointStore
-from shahihooks.epoch import lost
 from shahihooks.errors import ShahihooksError, UnsafeTargetError
 from shahihooks.health import EndpointHealth, endpoint_health
-from shahihooks.keys import Keys, url_tag
+from shahihooks.keys import url_tag
 from shahihooks.safety import check_target, redact_url
-from shahihooks.schema import STATE_SCHEMA, check_state
 from shahihooks.settings import Settings
 from shahihooks.signing import fingerprint
 from shahihooks.state import Waiting, state_for
@@ -44,21 +28,6 @@ from shahihooks.transport import open_socket
 
 _CONNECT_TIMEOUT_S = 5.0
 _EXPIRY_WARNING_DAYS = 14
-
-
-@dataclass(frozen=True)
-class Check:
-    ok: bool
-    what: str
-    fix: str = ""
-
-    def line(self) -> str:
-        return f"{'✓' if self.ok else '✗'} {self.what}" + (
-            f"\n    → {self.fix}" if self.fix else ""
-        )
-
-    def as_dict(self) -> dict[str, object]:
-        return {"ok": self.ok, "what": self.what, "fix": self.fix}
 
 
 def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
@@ -79,15 +48,15 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
             "" if settings.secret else "set SHAHIHOOKS_SECRET (or give each endpoint its own)",
         ),
     ]
-    redis_ok = _redis_check(settings)
+    redis_ok = redis_check(settings)
     checks.append(redis_ok)
     if redis_ok.ok:
-        servers = _server_checks(settings)
+        servers = server_checks(settings)
         checks += servers
         if any("Redis Cluster" in c.what for c in servers):
             redis_ok = Check(False, "")  # nothing more can be read from it
         else:
-            checks.append(_lost_check(settings))
+            checks.append(lost_check(settings))
     if redis_ok.ok:
         checks += state_checks(settings)
     if ping_workers:
@@ -173,110 +142,6 @@ def backlog_check(endpoint: Endpoint, settings: Settings, waiting: Waiting) -> C
         "(its traffic is above its limit)",
         f"raise its limit: shahihooks endpoints add {shown} --rate-limit N "
         "(or SHAHIHOOKS_RATE_LIMIT for every URL)",
-    )
-
-
-def state_checks(settings: Settings) -> list[Check]:
-    """The state's schema (written by a compatible version?), and the delivery messages
-    this version could not read (schema.py), if any."""
-    keys = Keys(settings.prefix)
-    client = state_redis(settings)
-    try:
-        check_state(client, keys, write=False)
-        out = [Check(True, f"state schema {STATE_SCHEMA} (this version's)")]
-    except ShahihooksError as exc:
-        out = [Check(False, str(exc), "see docs/upgrading.md")]
-    unknown = int(client.llen(keys.unknown))
-    if unknown:
-        out.append(
-            Check(
-                False,
-                f"{unknown} delivery message(s) no worker could read are kept in {keys.unknown}",
-                f"read them (redis-cli LRANGE {keys.unknown} 0 -1): each has its arguments and "
-                "why; emit those events again or replay their dead letters, then DEL the key",
-            )
-        )
-    return out
-
-
-def _redis_check(settings: Settings) -> Check:
-    try:
-        state_redis(settings).ping()
-    except Exception as exc:
-        return Check(
-            False,
-            f"Redis at {redact_url(settings.redis_url)} does not answer: {exc}",
-            "start Redis or fix SHAHIHOOKS_REDIS_URL",
-        )
-    return Check(True, f"Redis reachable at {redact_url(settings.redis_url)}")
-
-
-def _server_checks(settings: Settings) -> list[Check]:
-    """The state Redis (and a Redis broker): not a Cluster, never evicting, persisting what
-    it holds, with room left, on a clock in step with this machine's."""
-    servers = [("state Redis", settings.redis_url)]
-    if is_redis(settings.broker_url) and settings.broker_url != settings.redis_url:
-        servers.append(("broker Redis", settings.broker_url))
-    out = []
-    for what, url in servers:
-        try:
-            facts = server_facts(redis_client(url, settings.sentinel_master))
-        except OUTAGES as exc:
-            out.append(Check(False, f"{what} does not answer: {exc}", "start it"))
-            continue
-        out += facts_checks(facts, what, url)
-    return out
-
-
-def facts_checks(facts: ServerFacts, what: str, url: str) -> list[Check]:
-    try:
-        refuse_cluster(facts, what, url)
-    except ShahihooksError as exc:
-        return [Check(False, str(exc), "use one Redis (with Sentinel for failover)")]
-    try:
-        refuse_eviction(facts, what, url)
-        evicting = eviction_warning(facts, what, url)
-    except ShahihooksError as exc:
-        evicting = str(exc)
-    warning = persistence_warning(facts, what, url)
-    skew = clock_warning(facts, what, url)
-    return [
-        Check(False, warning, "redis-server --appendonly yes (or in redis.conf)")
-        if warning
-        else Check(True, f"{what} persists (append-only, appendfsync {facts.appendfsync})"),
-        Check(False, evicting, "redis-cli CONFIG SET maxmemory-policy noeviction (and redis.conf)")
-        if evicting
-        else Check(True, f"{what} evicts nothing ({facts.maxmemory_policy or 'policy unknown'})"),
-        _memory_check(facts, what),
-        Check(False, skew, "sync the clocks (NTP)")
-        if skew
-        else Check(True, f"clock within {CLOCK_SKEW_WARN_S:g} s of the {what}'s"),
-    ]
-
-
-_FULL_WARNING = 0.9
-
-
-def _memory_check(facts: ServerFacts, what: str) -> Check:
-    """Headroom: at maxmemory (noeviction) every emit fails with "Redis is full"."""
-    used = f"{what} memory: {memory_text(facts)}"
-    if not facts.maxmemory or facts.used_memory < _FULL_WARNING * facts.maxmemory:
-        return Check(True, used)
-    return Check(
-        False,
-        f'{used}: nearly full; at its maxmemory every emit fails ("Redis is full")',
-        "raise maxmemory, or look for what grows: shahihooks stats, dead list",
-    )
-
-
-def _lost_check(settings: Settings) -> Check:
-    loss = lost(state_redis(settings), Keys(settings.prefix))
-    if loss is None:
-        return Check(True, "no loss of the state recorded")
-    return Check(
-        False,
-        loss.text(),
-        "make Redis persist (appendonly yes); once looked into: shahihooks doctor --ack-lost",
     )
 
 

@@ -17,13 +17,13 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from shahihooks.connections import state_redis
 from shahihooks.errors import ConfigurationError, VerificationError
 from shahihooks.keys import Keys
 from shahihooks.settings import Settings, current
-from shahihooks.signing import Verified, secret_keys, verify_delivery
+from shahihooks.signing import secret_keys, signed_id, verify
 
 logger = logging.getLogger("shahihooks.receiving")
 
@@ -73,11 +73,11 @@ def secrets_for(secret: str | Sequence[str] | None) -> list[str]:
     return configured
 
 
-def dedupe_key(verified: Verified, body: bytes) -> str:
-    """The key a delivery is remembered by: an id its signature covers, never a header
-    that nothing signs. A page-scheme body without an `id` is keyed by its hash."""
-    if verified.signed_id:
-        return verified.signed_id
+def dedupe_key(signed: str, body: bytes) -> str:
+    """The key a delivery is remembered by: `signed`, an id its signature covers, never a
+    header that nothing signs. A page-scheme body without an `id` is keyed by its hash."""
+    if signed:
+        return signed
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
@@ -152,13 +152,58 @@ def receive(
     if body is None or len(body) > limit:
         return too_large(limit)
     try:
-        verified = verify_delivery(body, headers, secrets_for(secret), standard_only=standard_only)
+        payload = verify(body, headers, secrets_for(secret), standard_only=standard_only)
     except VerificationError as exc:
         logger.warning("webhook refused (401): %s", exc)
         return Handling(None, "", UNAUTHORIZED)
-    key = dedupe_key(verified, body)
+    key = dedupe_key(signed_id(payload, headers), body)
     remember = seen or redis_seen()
     if not remember.first(key):
         logger.info("webhook %s is a duplicate: not handled again", key)
-        return Handling(verified.payload, key, (200, {"status": "duplicate", "id": key}))
-    return Handling(verified.payload, key, None, remember)
+        return Handling(payload, key, (200, {"status": "duplicate", "id": key}))
+    return Handling(payload, key, None, remember)
+
+
+class Answer(Protocol):
+    """A framework's response: its status says whether the handler failed."""
+
+    @property
+    def status_code(self) -> int: ...
+
+
+A = TypeVar("A", bound=Answer)
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """The options of one `webhook_receiver(...)`, and the walk every framework's adapter
+    takes with a request."""
+
+    secret: str | Sequence[str] | None = None
+    seen: Seen | None = None
+    max_body_bytes: int | None = None
+    standard_only: bool = False
+
+    def handle(
+        self,
+        read: Callable[[int], bytes | None],
+        headers: Mapping[str, str],
+        reply: Callable[[int, dict[str, str]], R],
+        handler: Callable[[Any], A],
+    ) -> R | A:
+        """Read the body (`read(limit)`: None if it is over the limit), then `reply` now
+        (413, 401, a duplicate's 200) or run `handler(payload)`."""
+        limit = body_limit(self.max_body_bytes)
+        handling = receive(
+            read(limit),
+            headers,
+            self.secret,
+            self.seen,
+            max_body_bytes=limit,
+            standard_only=self.standard_only,
+        )
+        if handling.reply is not None:
+            return reply(handling.reply[0], handling.reply[1])
+        payload = handling.payload
+        return handling.run(lambda: handler(payload), lambda answer: answer.status_code)

@@ -23,16 +23,24 @@ import re
 import socket
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from shahihooks.errors import ConfigurationError, UnsafeTargetError
 
-if TYPE_CHECKING:
-    from shahihooks.settings import Settings
-
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TargetRules(Protocol):
+    """What decides where a webhook may be sent (the settings have both)."""
+
+    @property
+    def allow_http(self) -> bool: ...
+
+    @property
+    def allow_networks(self) -> tuple[Network, ...]: ...
+
 
 _RESOLVE_CACHE_S = 60.0
 _resolved: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
@@ -118,11 +126,6 @@ def refusal(address: IPAddress) -> str | None:
     return None
 
 
-def is_public(address: IPAddress) -> bool:
-    """True if no entry of the deny list covers `address` (see `refusal`)."""
-    return refusal(address) is None
-
-
 def check_address(address: str, allow_networks: Iterable[Network], host: str | None = None) -> None:
     """Raise UnsafeTargetError unless `address` is public or inside an allowed network."""
     try:
@@ -173,8 +176,8 @@ def literal_address(host: str) -> IPAddress | None:
 _allowed: set[tuple[str, bool, tuple[Network, ...]]] = set()
 
 
-def check_url(url: str, settings: Settings) -> str:
-    """Return `url` if it may be a webhook target under `settings`, else raise.
+def check_url(url: str, rules: TargetRules) -> str:
+    """Return `url` if it may be a webhook target under `rules`, else raise.
 
     Checks the scheme and, when the host is a literal address, the address; names are
     resolved later (`check_target`, and again when connecting). A URL once allowed under
@@ -182,17 +185,17 @@ def check_url(url: str, settings: Settings) -> str:
     """
     if not isinstance(url, str):
         raise ConfigurationError(f"a webhook URL must be a string, got {type(url).__name__}")
-    key = (url, settings.allow_http, settings.allow_networks)
+    key = (url, rules.allow_http, rules.allow_networks)
     if key in _allowed:
         return url
-    _check_url(url, settings)
+    _check_url(url, rules)
     if len(_allowed) > 10_000:
         _allowed.clear()
     _allowed.add(key)
     return url
 
 
-def _check_url(url: str, settings: Settings) -> None:
+def _check_url(url: str, rules: TargetRules) -> None:
     shown = redact_url(url)
     try:
         parts = urlsplit(url)
@@ -200,9 +203,9 @@ def _check_url(url: str, settings: Settings) -> None:
     except ValueError as exc:
         raise ConfigurationError(f"{shown!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        wanted = "http:// or https://" if settings.allow_http else "https://"
+        wanted = "http:// or https://" if rules.allow_http else "https://"
         raise ConfigurationError(f"{shown!r} is not an absolute {wanted} URL")
-    if parts.scheme == "http" and not settings.allow_http:
+    if parts.scheme == "http" and not rules.allow_http:
         raise UnsafeTargetError(
             f"webhook URLs must be https:// URLs, got {shown!r} "
             "(set SHAHIHOOKS_ALLOW_HTTP=1 for local development only)"
@@ -210,7 +213,7 @@ def _check_url(url: str, settings: Settings) -> None:
     literal = literal_address(parts.hostname)
     if literal is not None:
         try:
-            check_address(str(literal), settings.allow_networks, parts.hostname)
+            check_address(str(literal), rules.allow_networks, parts.hostname)
         except UnsafeTargetError as exc:
             raise UnsafeTargetError(f"{shown!r}: {exc}") from None
     elif not parts.netloc.rpartition("@")[2].startswith("["):
@@ -252,21 +255,21 @@ def resolve(host: str, port: int) -> tuple[str, ...]:
 _vetted: dict[tuple[str, bool, tuple[Network, ...]], float] = {}
 
 
-def check_target(url: str, settings: Settings) -> None:
+def check_target(url: str, rules: TargetRules) -> None:
     """Raise unless `url` may be delivered to: scheme, then every address its host has.
 
     A URL that passed is not looked at again for as long as its addresses are cached
     (emit's hot path); connections are vetted again anyway, each time (transport.py).
     """
-    key = (url, settings.allow_http, settings.allow_networks)
+    key = (url, rules.allow_http, rules.allow_networks)
     now = time.monotonic()
     if now - _vetted.get(key, -_RESOLVE_CACHE_S) < _RESOLVE_CACHE_S:
         return
-    check_url(url, settings)
+    check_url(url, rules)
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    check_addresses(resolve(host, port), settings.allow_networks, host)
+    check_addresses(resolve(host, port), rules.allow_networks, host)
     if len(_vetted) > 10_000:
         _vetted.clear()
     _vetted[key] = now

@@ -7,29 +7,23 @@ naming the variable and the value, raised when the settings are loaded.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from shahihooks import readers as read
 from shahihooks.bodystyle import BodyStyle, body_style
 from shahihooks.errors import ConfigurationError, EventError
 from shahihooks.events import check_name
 from shahihooks.outcome import RetryPolicy
 from shahihooks.payload import MAX_BODY_BYTES
-from shahihooks.safety import Network as Network
-from shahihooks.safety import check_url as check_url
-from shahihooks.safety import redact_url
+from shahihooks.safety import Network, check_url, redact_url
 from shahihooks.signing import secret_key
 
 # Signing secrets: checked for strength, and never shown, not even in an error about them.
 _SECRET_SETTINGS = frozenset({"SECRET", "OLD_SECRETS", "OPS_SECRET"})
 _HIDDEN_SETTINGS = _SECRET_SETTINGS | {"DASHBOARD_AUTH"}  # never shown
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True)
@@ -218,92 +212,9 @@ def _shown(name: str, raw: Any) -> str:
     return "" if name in _HIDDEN_SETTINGS else f"={raw!r}"
 
 
-def _bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError("expected 1/0, true/false, yes/no or on/off")
-
-
-def _words(raw: Any, sep: str = r"[\s,]+") -> tuple[str, ...]:
-    if isinstance(raw, str):
-        return tuple(w for w in re.split(sep, raw.strip()) if w)
-    return tuple(str(w).strip() for w in raw if str(w).strip())
-
-
-def _urls(raw: Any) -> tuple[str, ...]:
-    return _words(raw, r"\s+")
-
-
-def _events(raw: Any) -> tuple[str, ...] | None:
-    names = _words(raw)
-    if not names or names == ("*",):
-        return None
-    for name in names:
-        try:
-            check_name(name)
-        except EventError as exc:
-            raise ValueError(str(exc)) from None
-    return names
-
-
-def _count(raw: Any) -> int:
-    value = int(str(raw).strip())
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def _positive_int(raw: Any) -> int:
-    value = _count(raw)
-    if value == 0:
-        raise ValueError("must be positive")
-    return value
-
-
-def _seconds(raw: Any) -> float:
-    value = float(str(raw).strip())
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError("must be a positive number of seconds")
-    return value
-
-
-def _schedule(raw: Any) -> tuple[float, ...]:
-    items = _words(raw, r"[\s,]+") if isinstance(raw, str) else tuple(raw)
-    out = []
-    for item in items:
-        try:
-            value = float(str(item).strip())
-        except ValueError:
-            raise ValueError(f"{item!r} is not a number of seconds") from None
-        if value < 0 or value != value or value == float("inf"):
-            raise ValueError(f"{item!r} is not a non-negative number of seconds")
-        out.append(value)
-    return tuple(out)
-
-
-def _networks(raw: Any) -> tuple[Network, ...]:
-    out = []
-    for item in _words(raw):
-        try:
-            out.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"{item!r} is not a CIDR network such as 127.0.0.0/8") from None
-    return tuple(out)
-
-
-def _secret(raw: Any) -> str | None:
-    text = str(raw).strip()
-    return text or None
-
-
 def _throttles(raw: Any) -> tuple[Throttle, ...]:
     out = []
-    for item in _words(raw, r"[\s,]+"):
+    for item in read.words(raw, r"[\s,]+"):
         parts = item.split(":")
         if len(parts) != 3:
             raise ValueError(
@@ -314,64 +225,46 @@ def _throttles(raw: Any) -> tuple[Throttle, ...]:
             check_name(event)
         except EventError as exc:
             raise ValueError(str(exc)) from None
-        out.append(Throttle(event, data_field, _positive_int(window)))
+        out.append(Throttle(event, data_field, read.positive_int(window)))
     return tuple(out)
 
 
-def _text(raw: Any) -> str:
-    return str(raw).strip()
-
-
-def _body_style(raw: Any) -> BodyStyle:
-    try:
-        return body_style(raw)
-    except ConfigurationError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _user_password(raw: Any) -> str:
-    text = str(raw).strip()
-    if text and (":" not in text or text.startswith(":") or text.endswith(":")):
-        raise ValueError("must be user:password (a user, ':', then a password)")
-    return text
-
-
 _READERS: dict[str, tuple[str, Any]] = {
-    "REDIS_URL": ("redis_url", _text),
-    "BROKER_URL": ("broker_url", _text),
-    "SENTINEL_MASTER": ("sentinel_master", _text),
-    "ENABLED": ("enabled", _bool),
-    "URLS": ("urls", _urls),
-    "EVENTS": ("events", _events),
-    "SECRET": ("secret", _secret),
-    "OLD_SECRETS": ("old_secrets", _words),
-    "SITE_URL": ("site_url", _text),
-    "RETRY_SCHEDULE": ("retry_schedule_s", _schedule),
-    "RETRY_AFTER_MAX": ("retry_after_max_s", _seconds),
-    "RATE_LIMIT": ("rate_limit", _count),
-    "RATE_WINDOW": ("rate_window_s", _positive_int),
-    "BACKLOG_MAX": ("backlog_max", _positive_int),
-    "TIMEOUT": ("timeout_s", _seconds),
-    "ALLOW_HTTP": ("allow_http", _bool),
-    "ALLOW_NETWORKS": ("allow_networks", _networks),
-    "CA_BUNDLE": ("ca_bundle", _text),
-    "MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
-    "MAX_RESPONSE_BYTES": ("max_response_bytes", _positive_int),
-    "IDEMPOTENCY_TTL": ("idempotency_ttl_s", _positive_int),
+    "REDIS_URL": ("redis_url", read.text),
+    "BROKER_URL": ("broker_url", read.text),
+    "SENTINEL_MASTER": ("sentinel_master", read.text),
+    "ENABLED": ("enabled", read.boolean),
+    "URLS": ("urls", read.urls),
+    "EVENTS": ("events", read.events),
+    "SECRET": ("secret", read.secret),
+    "OLD_SECRETS": ("old_secrets", read.words),
+    "SITE_URL": ("site_url", read.text),
+    "RETRY_SCHEDULE": ("retry_schedule_s", read.schedule),
+    "RETRY_AFTER_MAX": ("retry_after_max_s", read.seconds),
+    "RATE_LIMIT": ("rate_limit", read.count),
+    "RATE_WINDOW": ("rate_window_s", read.positive_int),
+    "BACKLOG_MAX": ("backlog_max", read.positive_int),
+    "TIMEOUT": ("timeout_s", read.seconds),
+    "ALLOW_HTTP": ("allow_http", read.boolean),
+    "ALLOW_NETWORKS": ("allow_networks", read.networks),
+    "CA_BUNDLE": ("ca_bundle", read.text),
+    "MAX_BODY_BYTES": ("max_body_bytes", read.positive_int),
+    "MAX_RESPONSE_BYTES": ("max_response_bytes", read.positive_int),
+    "IDEMPOTENCY_TTL": ("idempotency_ttl_s", read.positive_int),
     "THROTTLE": ("throttles", _throttles),
-    "LOG_MAX_LEN": ("log_max_len", _positive_int),
-    "QUEUE": ("queue", _text),
-    "PREFIX": ("prefix", _text),
-    "BODY_STYLE": ("body_style", _body_style),
-    "ENDPOINT_CONCURRENCY": ("endpoint_concurrency", _positive_int),
-    "CIRCUIT_THRESHOLD": ("circuit_threshold", _positive_int),
-    "CIRCUIT_COOLDOWN": ("circuit_cooldown_s", _seconds),
-    "CIRCUIT_COOLDOWN_MAX": ("circuit_cooldown_max_s", _seconds),
-    "DISABLE_AFTER": ("disable_after_s", _count),
-    "DEAD_TTL": ("dead_ttl_s", _positive_int),
-    "OPS_URLS": ("ops_urls", _urls),
-    "OPS_SECRET": ("ops_secret", _secret),
-    "DASHBOARD_AUTH": ("dashboard_auth", _user_password),
+    "LOG_MAX_LEN": ("log_max_len", read.positive_int),
+    "QUEUE": ("queue", read.text),
+    "PREFIX": ("prefix", read.text),
+    "BODY_STYLE": ("body_style", read.style),
+    "ENDPOINT_CONCURRENCY": ("endpoint_concurrency", read.positive_int),
+    "CIRCUIT_THRESHOLD": ("circuit_threshold", read.positive_int),
+    "CIRCUIT_COOLDOWN": ("circuit_cooldown_s", read.seconds),
+    "CIRCUIT_COOLDOWN_MAX": ("circuit_cooldown_max_s", read.seconds),
+    "DISABLE_AFTER": ("disable_after_s", read.count),
+    "DEAD_TTL": ("dead_ttl_s", read.positive_int),
+    "OPS_URLS": ("ops_urls", read.urls),
+    "OPS_SECRET": ("ops_secret", read.secret),
+    "DASHBOARD_AUTH": ("dashboard_auth", read.user_password),
 }
 
 

@@ -25,7 +25,6 @@ import hmac
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from shahihooks.errors import (
@@ -43,8 +42,6 @@ ATTEMPT_HEADER = "X-Shahi-Assist-Attempt"
 DEFAULT_TOLERANCE_S = 300
 MIN_SECRET_BYTES = 16
 MAX_TIMESTAMP_DIGITS = 12  # Unix seconds until the year 33658
-STANDARD = "standard"
-PAGE = "page"
 
 Secrets = str | bytes | Sequence[str | bytes]
 
@@ -123,19 +120,6 @@ def sign_headers(
     }
 
 
-@dataclass(frozen=True)
-class Verified:
-    """A delivery that verified: its parsed body, the scheme, and the id that scheme signs.
-
-    `signed_id` is the verified `webhook-id` (Standard Webhooks), or the body's `id` field
-    (the page's scheme signs the body only); "" when the body has no string `id`.
-    """
-
-    payload: Any
-    scheme: str
-    signed_id: str
-
-
 def verify(
     body: bytes | str,
     headers: Mapping[str, str],
@@ -154,27 +138,11 @@ def verify(
     Any of several secrets may match (rotation). Raises a VerificationError subclass on a
     bad delivery.
     """
-    return verify_delivery(
-        body, headers, secret, tolerance_s=tolerance_s, now=now, standard_only=standard_only
-    ).payload
-
-
-def verify_delivery(
-    body: bytes | str,
-    headers: Mapping[str, str],
-    secret: Secrets,
-    *,
-    tolerance_s: int | None = DEFAULT_TOLERANCE_S,
-    now: float | None = None,
-    standard_only: bool = False,
-) -> Verified:
-    """`verify`, also saying which scheme verified and which id it signed."""
     raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-    lower = {k.lower(): v for k, v in headers.items()}
+    lower = _lower(headers)
     keys = secret_keys(secret)
-    if any(name.startswith("webhook-") for name in lower):
+    if _is_standard(lower):
         _verify_standard(raw, lower, keys, tolerance_s, time.time() if now is None else now)
-        scheme = STANDARD
     elif standard_only:
         raise MissingSignature(
             "no webhook-signature header: this receiver takes Standard Webhooks deliveries "
@@ -182,22 +150,37 @@ def verify_delivery(
         )
     elif SIGNATURE_HEADER.lower() in lower:
         _verify_page(raw, lower[SIGNATURE_HEADER.lower()], keys)
-        scheme = PAGE
     else:
         raise MissingSignature(
             f"no signature: expected a {SIGNATURE_HEADER} or webhook-signature header "
             f"(got headers: {', '.join(sorted(lower)) or 'none'})"
         )
     try:
-        payload = json.loads(raw)
+        return json.loads(raw)
     except ValueError as exc:
         raise VerificationError(f"the signature matches but the body is not JSON: {exc}") from None
     except RecursionError:
         raise VerificationError("the signature matches but the body nests too deeply") from None
-    if scheme == STANDARD:
-        return Verified(payload, scheme, lower["webhook-id"])
+
+
+def signed_id(payload: Any, headers: Mapping[str, str]) -> str:
+    """The id that a delivery `verify` passed is signed with: its `webhook-id` (Standard
+    Webhooks), or the body's `id` field (the page's scheme signs the body only); "" when
+    the body has no string `id`."""
+    lower = _lower(headers)
+    if _is_standard(lower):
+        return lower["webhook-id"]
     body_id = payload.get("id") if isinstance(payload, dict) else None
-    return Verified(payload, scheme, body_id if isinstance(body_id, str) else "")
+    return body_id if isinstance(body_id, str) else ""
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _is_standard(lower: Mapping[str, str]) -> bool:
+    """Any `webhook-*` header: verified by the Standard Webhooks scheme only."""
+    return any(name.startswith("webhook-") for name in lower)
 
 
 def _verify_page(body: bytes, header: str, keys: list[bytes]) -> None:

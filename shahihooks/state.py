@@ -24,10 +24,10 @@ from typing import Any, NamedTuple
 
 import redis
 
-from shahihooks.celeryconf import grace_s, lease_s
 from shahihooks.connections import is_sentinel, refuse_cluster, server_facts, state_redis
 from shahihooks.keys import Keys, url_tag
 from shahihooks.settings import Settings
+from shahihooks.timings import grace_s, lease_s
 
 logger = logging.getLogger("shahihooks.state")
 

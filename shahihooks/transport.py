@@ -3,8 +3,8 @@
 The whole attempt — connect, TLS handshake, sending, the status line, the headers, the body
 — ends by one wall-clock deadline (`SHAHIHOOKS_TIMEOUT`): requests' own timeouts apply to
 each socket read, so a peer trickling a byte a second would hold it forever; here a
-watchdog shuts the attempt's sockets down at the deadline. The lease that an attempt holds
-its delivery by outlasts the deadline by construction (celeryconf.py).
+watchdog (watchdog.py) shuts the attempt's sockets down at the deadline. The lease that an
+attempt holds its delivery by outlasts the deadline by construction (timings.py).
 
 Each worker thread has its own `requests.Session` (created lazily, so after a fork), whose
 connections resolve the host, vet every address (`safety.check_addresses`) and only then
@@ -15,7 +15,6 @@ environment are ignored: a webhook goes straight to its target.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import socket
@@ -36,6 +35,7 @@ from shahihooks.errors import ConfigurationError, UnsafeTargetError
 from shahihooks.safety import Network, check_addresses, check_url, redact_text
 from shahihooks.settings import Settings
 from shahihooks.version import __version__
+from shahihooks.watchdog import in_flight, watch, watchdog
 
 logmask.install()  # urllib3's DEBUG lines show each request's path and query
 
@@ -61,76 +61,6 @@ class Response:
 
 
 SocketOption = tuple[int, int, int | bytes]
-
-
-class Watchdog:
-    """Shuts down the sockets of attempts past their deadline (one thread per process)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Condition()
-        self._watched: dict[int, tuple[float, list[socket.socket]]] = {}
-        self._next = 0
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._wakes_at = 0.0  # when the thread looks next: an earlier deadline wakes it
-
-    def begin(self, deadline: float) -> int:
-        with self._lock:
-            if self._thread is None or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._run, name="shahihooks-deadlines", daemon=True
-                )
-                self._thread.start()
-            self._next += 1
-            self._watched[self._next] = (deadline, [])
-            if deadline < self._wakes_at:
-                self._lock.notify()
-            return self._next
-
-    def watch(self, attempt: int, sock: socket.socket) -> None:
-        with self._lock:
-            watched = self._watched.get(attempt)
-            if watched is not None:
-                watched[1].append(sock)
-
-    def end(self, attempt: int) -> None:
-        with self._lock:
-            self._watched.pop(attempt, None)
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                late = [k for k, (deadline, _) in self._watched.items() if deadline <= now]
-                for attempt in late:
-                    for sock in self._watched.pop(attempt)[1]:
-                        _cut(sock)
-                soonest = min((d for d, _ in self._watched.values()), default=now + 60)
-                self._wakes_at = soonest
-                self._lock.wait(max(0.01, soonest - now))
-
-
-def _cut(sock: socket.socket) -> None:
-    """Shut the connection down under whatever reads or writes it (TLS included)."""
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-_watchdog = Watchdog()
-
-
-class _InFlight(threading.local):
-    id: int = 0  # the POST this thread is making, as the watchdog knows it (0: none)
-    reused: bool = False  # its request went out on a kept-alive connection
-
-
-_in_flight = _InFlight()
-
-
-def _watch(sock: socket.socket | None) -> None:
-    if sock is not None and _in_flight.id:
-        _watchdog.watch(_in_flight.id, sock)
 
 
 def open_socket(
@@ -201,13 +131,13 @@ def lookup(host: str, port: int) -> list[Any]:
 def _guarded(base: type[HTTPConnection], allow: tuple[Network, ...]) -> type[HTTPConnection]:
     class Guarded(base):  # type: ignore[valid-type,misc]
         def request(self, *args: Any, **kwargs: Any) -> None:
-            _in_flight.reused = self.sock is not None
-            _watch(self.sock)  # a kept-alive connection: its socket joins this attempt
+            in_flight.reused = self.sock is not None
+            watch(self.sock)  # a kept-alive connection: its socket joins this attempt
             super().request(*args, **kwargs)
 
         def _new_conn(self) -> socket.socket:
             sock = self._open()
-            _watch(sock)  # the TLS handshake on it is bounded by the attempt's deadline too
+            watch(sock)  # the TLS handshake on it is bounded by the attempt's deadline too
             return sock
 
         def _open(self) -> socket.socket:
@@ -330,7 +260,7 @@ def post(
     )
     start = time.monotonic()
     deadline = start + settings.timeout_s
-    _in_flight.id = _watchdog.begin(deadline)
+    in_flight.id = watchdog.begin(deadline)
     try:
         check_url(url, settings)  # cached: a URL that cannot be sent is refused, not raised
         target = _target(url, settings)
@@ -350,7 +280,7 @@ def post(
         try:
             resp = send()
         except urllib3.exceptions.ProtocolError:
-            if not _in_flight.reused or time.monotonic() >= deadline:  # not cut by the deadline
+            if not in_flight.reused or time.monotonic() >= deadline:  # not cut by the deadline
                 raise
             # a kept-alive connection the receiver had closed meanwhile (idle servers do):
             # the request most likely never reached it: once more, on a new connection
@@ -376,8 +306,8 @@ def post(
             error = redact_text(describe_error(exc), url)
         return Response(None, elapsed, error=error)
     finally:
-        _watchdog.end(_in_flight.id)
-        _in_flight.id = 0
+        watchdog.end(in_flight.id)
+        in_flight.id = 0
 
 
 def _release(resp: Any) -> None:

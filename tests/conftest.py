@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,6 +38,22 @@ def wait_until(check: Callable[[], object], timeout: float = 20.0, what: str = "
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def connects(port: int, timeout: float = 0.2) -> bool:
+    """True if something accepts TCP connections on 127.0.0.1:`port`."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -9,18 +9,18 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from shahihooks.keys import Keys
-from tests.conftest import SECRET
+from tests.conftest import SECRET, free_port
 from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,12 +40,6 @@ for i in range(count):
     print(json.dumps(row), flush=True)
     time.sleep(pause)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -209,8 +203,7 @@ class World:
     def emit_rows(
         self, count: int, path: str, env: dict[str, str] | None = None, wrap: tuple[str, ...] = ()
     ) -> list[dict[str, str]]:
-        out, _ = self.emitter(count, path, env=env, wrap=wrap).communicate(timeout=120)
-        rows = [json.loads(line) for line in out.splitlines()]
+        rows = rows_of(self.emitter(count, path, env=env, wrap=wrap), timeout=120)
         assert all("ok" in r for r in rows), rows[:3]
         return rows
 
@@ -278,3 +271,27 @@ class World:
 def halt(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> None:
     proc.send_signal(sig)
     proc.wait(timeout=timeout)
+
+
+def rows_of(emitter: subprocess.Popen[str], timeout: float = 180) -> list[dict[str, Any]]:
+    """What an emitter printed, once it is done: a row per emit, `ok` (the delivery id) or
+    `error` (the exception's class name, `message`, `shahihooks`: one of ours?)."""
+    out, _ = emitter.communicate(timeout=timeout)
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def wait_requests(receiver: Receiver, path: str, count: int, timeout: float = 60) -> int:
+    """Wait until `count` requests reached `path` (or `timeout` passed); how many had."""
+    deadline = time.monotonic() + timeout
+    while len(receiver.requests_to(path)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return len(receiver.requests_to(path))
+
+
+def kill_mid_run(world: World, receiver: Receiver, path: str, after: int) -> int:
+    """Start a worker and SIGKILL it once `after` requests reached `path` (or a minute
+    passed); how many had by the kill."""
+    first = world.worker()
+    wait_requests(receiver, path, after)
+    halt(first, signal.SIGKILL)
+    return len(receiver.requests_to(path))

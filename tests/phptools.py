@@ -9,7 +9,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import connects, free_port
 
 PHP_DIR = Path(__file__).resolve().parent / "php"
 
@@ -91,7 +92,7 @@ def start_php_receiver(script: str, secret: str, folder: Path) -> PhpReceiver:
     record_file = folder / f"{script}.jsonl"
     env = {**os.environ, "WEBHOOK_SECRET": secret, "RECORD_FILE": str(record_file)}
     for _ in range(5):  # a free port can be taken between finding it and binding it
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [php_binary(), "-S", f"127.0.0.1:{port}", str(PHP_DIR / script)],
             env=env,
@@ -105,18 +106,10 @@ def start_php_receiver(script: str, secret: str, folder: Path) -> PhpReceiver:
     raise AssertionError(f"php -S {script} did not start")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _accepts(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        if connects(port, timeout=1):
             return True
-        except OSError:
-            time.sleep(0.05)
+        time.sleep(0.05)
     return False

@@ -11,7 +11,6 @@ import pty
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,14 +27,8 @@ from shahihooks.cli.supervise import respawn
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.events import registry
 from shahihooks.listen import Heard
-from tests.conftest import REDIS_URL, RUN, SECRET, clean_env, wait_until
+from tests.conftest import REDIS_URL, RUN, SECRET, clean_env, connects, free_port, wait_until
 from tests.receiver import Receiver
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
@@ -105,7 +98,7 @@ def test_listen_without_a_secret_starts_with_urls_set_and_marks_nothing_valid(se
     )
     try:
         s = settings(allow_http=True)
-        wait_until(lambda: _connects(port), what="listener up")
+        wait_until(lambda: connects(port), what="listener up")
         body = b'{"id":"evt_1-a","event":"ticket.created"}'
         headers = shahihooks.sign_headers(
             body, delivery_id="evt_1-a", event="ticket.created", secrets=SECRET
@@ -122,14 +115,6 @@ def test_listen_without_a_secret_starts_with_urls_set_and_marks_nothing_valid(se
     assert "NOT verifying" in err
     assert "1 received, none verified (no secret)" in err
     assert "✓" not in Heard(None, "ticket.created", "evt_1-a", "1", body).line(1)
-
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 def test_doctor_says_plain_http_for_an_http_url(settings) -> None:

@@ -29,9 +29,9 @@ from shahihooks.keys import Keys
 from shahihooks.mover import OUTAGE_MAX_WAIT_S, backoff
 from shahihooks.safety import check_url
 from shahihooks.settings import Settings
-from tests.conftest import REDIS_URL, SECRET, clean_env, wait_until
+from tests.conftest import REDIS_URL, SECRET, clean_env, connects, free_port, wait_until
 from tests.faults import World, halt
-from tests.test_cli_consistency import _connects, cli, free_port
+from tests.test_cli_consistency import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +72,7 @@ def test_listen_marks_a_delivery_it_answered_with_a_failure_as_failed(settings) 
         from shahihooks.transport import post
 
         url = f"http://127.0.0.1:{port}/hook"
-        wait_until(lambda: _connects(port), what="listener up")
+        wait_until(lambda: connects(port), what="listener up")
         body = b'{"id":"evt_2-b","event":"ticket.created"}'
         good = shahihooks.sign_headers(
             body, delivery_id="evt_2-b", event="ticket.created", secrets=SECRET

@@ -8,15 +8,14 @@ emit returned is delivered or dead-lettered, and the receiver saw each delivered
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 import uuid
 
-from shahihooks.celeryconf import grace_s, lease_s, visibility_timeout_s
 from shahihooks.settings import Settings
+from shahihooks.timings import grace_s, lease_s, visibility_timeout_s
 from tests.conftest import wait_until
-from tests.faults import World, halt
+from tests.faults import World, halt, kill_mid_run, rows_of
 from tests.receiver import Receiver
 
 # With the default settings, a killed worker's deliveries are all sent again within this.
@@ -41,13 +40,8 @@ def test_worker_killed_mid_run_is_recovered_within_two_minutes_with_default_sett
     path = f"/kill-{uuid.uuid4().hex[:6]}"
     receiver.rule(path, lambda n: (time.sleep(0.005), 200)[1])
     ids = world.emit(1000, path)
-    first = world.worker()
-    deadline = time.monotonic() + 60
-    while len(receiver.requests_to(path)) < 200 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    halt(first, signal.SIGKILL)
+    at_kill = kill_mid_run(world, receiver, path, after=200)
     killed_at = time.monotonic()
-    at_kill = len(receiver.requests_to(path))
     assert 0 < at_kill < 1000, "the kill must land mid-run"
     world.worker(processes=2)  # two movers, two consumers: still each delivery once
     ledger = world.wait_ledger(ids, path, timeout=RECOVERY_BOUND_S)
@@ -115,8 +109,7 @@ def test_redis_restart_mid_run_no_hang_clear_errors_nothing_acknowledged_lost(
     world.stop_redis()
     time.sleep(1.5)
     world.start_redis()
-    out, _ = emitter.communicate(timeout=180)
-    rows = [json.loads(line) for line in out.splitlines()]
+    rows = rows_of(emitter)
     assert len(rows) == 300
     failures = [r for r in rows if "error" in r]
     acknowledged = [r["ok"] for r in rows if "ok" in r]

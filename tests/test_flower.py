@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,19 +21,13 @@ import redis
 import yaml
 
 import shahihooks
-from tests.conftest import REDIS_URL, RUN, SECRET, clean_env, wait_until
+from tests.conftest import REDIS_URL, RUN, SECRET, clean_env, free_port, wait_until
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGIN = ("flower-user", "flower-password-0123")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def makefile_columns() -> str:

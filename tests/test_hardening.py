@@ -25,8 +25,7 @@ from shahihooks.safety import check_url
 from shahihooks.settings import Settings
 from shahihooks.state import Target
 from shahihooks.transport import post
-from tests.conftest import SECRET, clean_env, wait_until
-from tests.test_cli_consistency import _connects
+from tests.conftest import SECRET, clean_env, connects, free_port, wait_until
 
 BODY = b'{"id":"evt_h-1","event":"ticket.created"}'
 CREDENTIALED = "https://hookuser:hookpass@hooks.example/in?token=hooktoken"
@@ -156,9 +155,7 @@ def test_listen_reads_its_secret_from_the_environment_variable_named() -> None:
 
 @pytest.mark.parametrize("how", ["--secret-env", "SHAHIHOOKS_SECRET"])
 def test_listen_verifies_with_a_secret_from_the_environment(how: str) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     argv = [sys.executable, "-m", "shahihooks", "listen", "--port", str(port), "--count", "1"]
     if how == "--secret-env":
         argv += ["--secret-env", "PARTNER_SECRET_X"]
@@ -169,7 +166,7 @@ def test_listen_verifies_with_a_secret_from_the_environment(how: str) -> None:
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
     )
     try:
-        wait_until(lambda: _connects(port), what="listener up")
+        wait_until(lambda: connects(port), what="listener up")
         assert SECRET not in " ".join(proc.args)  # type: ignore[arg-type]
         import http.client
 

@@ -16,9 +16,8 @@ from click.testing import CliRunner
 import shahihooks
 from shahihooks.cli import main
 from shahihooks.stats import p95_from_histogram, parse_duration
-from tests.conftest import SECRET, clean_env, wait_until
+from tests.conftest import SECRET, clean_env, connects, free_port, wait_until
 from tests.receiver import Receiver
-from tests.test_cli_consistency import _connects
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -235,11 +234,7 @@ def test_doctor_checks_the_live_configuration(settings, receiver: Receiver) -> N
 
 
 def test_listen_verifies_prints_and_fails_on_purpose(settings, ca: tuple[object, str]) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -267,7 +262,7 @@ def test_listen_verifies_prints_and_fails_on_purpose(settings, ca: tuple[object,
         from shahihooks.transport import post
 
         body = b'{"id":"evt_1-a","event":"ticket.created"}'
-        wait_until(lambda: _connects(port), what="listener up")
+        wait_until(lambda: connects(port), what="listener up")
         good = shahihooks.sign_headers(
             body, delivery_id="evt_1-a", event="ticket.created", secrets=SECRET
         )

@@ -6,10 +6,10 @@ import email.utils
 
 import pytest
 
-from shahihooks.celeryconf import grace_s, lease_s, visibility_timeout_s
 from shahihooks.delivery import latency_bucket
 from shahihooks.outcome import Kind, RetryPolicy, classify, parse_retry_after
 from shahihooks.settings import Settings
+from shahihooks.timings import grace_s, lease_s, visibility_timeout_s
 from shahihooks.transport import Response
 
 SCHEDULE = (60.0, 300.0, 1800.0)

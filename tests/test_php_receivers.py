@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import subprocess
 import sys
 import uuid
@@ -27,9 +26,8 @@ from shahihooks.events import BUILTIN_EVENTS
 from shahihooks.keys import Keys
 from shahihooks.signing import sign_headers
 from shahihooks.transport import post
-from tests.conftest import SECRET, clean_env, wait_until
+from tests.conftest import SECRET, clean_env, connects, free_port, wait_until
 from tests.phptools import PhpReceiver, start_php_receiver
-from tests.test_cli_consistency import _connects
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -266,9 +264,7 @@ def _logged_401(url: str) -> bool:
 
 
 def test_listen_php_verifies_as_the_page_php_handler_does(settings) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     argv = ["listen", "--port", str(port), "--secret", SECRET, "--php", "--json", "--count", "2"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "shahihooks", *argv],
@@ -279,7 +275,7 @@ def test_listen_php_verifies_as_the_page_php_handler_does(settings) -> None:
     )
     try:
         s = settings(allow_http=True)
-        wait_until(lambda: _connects(port), what="listener up")
+        wait_until(lambda: connects(port), what="listener up")
         standard = json.dumps({"event": "ticket.created", "url": "https://example.com/t/1/"})
         for body in (render(standard.encode(), "php"), standard.encode()):
             headers = sign_headers(body, delivery_id="evt_1-a", event="x.y", secrets=SECRET)

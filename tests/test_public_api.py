@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import types
 
 import shahihooks
@@ -32,3 +35,26 @@ def test_every_error_derives_from_the_one_base() -> None:
     ]
     assert len(errors) == 14
     assert all(issubclass(e, shahihooks.ShahihooksError) for e in errors)
+
+
+# celery.worker and celery.bootsteps themselves are loaded by any Celery app (its Django
+# fix-up imports them); what only a running worker needs is not
+WORKER_ONLY = (
+    "shahihooks.worker",
+    "shahihooks.tasks",
+    "shahihooks.mover",
+    "celery.apps.worker",
+    "celery.worker.consumer",
+    "celery.worker.request",
+)
+
+
+def test_emit_loads_no_worker_code() -> None:
+    code = (
+        "import json, sys; import shahihooks; shahihooks.emit; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(run.stdout))
+    assert "shahihooks.emit" in loaded
+    assert not loaded & set(WORKER_ONLY)

@@ -16,7 +16,7 @@ from kombu import Connection
 from shahihooks import dead
 from shahihooks.settings import Settings
 from tests.conftest import wait_until
-from tests.faults import World, halt
+from tests.faults import World, halt, kill_mid_run
 from tests.receiver import Receiver
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672//"
@@ -86,12 +86,7 @@ def test_rabbitmq_worker_outage_then_sigkill_loses_nothing_and_doubles_no_messag
     # (the queue has not moved, so none of them can have been lost)
     time.sleep(35)
     assert queue_depth(queue) == 300
-    first = world.worker()
-    deadline = time.monotonic() + 60
-    while len(receiver.requests_to(path)) < 80 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    halt(first, signal.SIGKILL)
-    at_kill = len(receiver.requests_to(path))
+    at_kill = kill_mid_run(world, receiver, path, after=80)
     assert 0 < at_kill < 300, "the kill must land mid-run"
     world.worker(processes=2)
     ledger = world.wait_ledger(ids, path, timeout=120)

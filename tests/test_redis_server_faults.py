@@ -18,7 +18,6 @@ import uuid
 
 import pytest
 
-from shahihooks.app import check_worker
 from shahihooks.connections import (
     ServerFacts,
     clock_warning,
@@ -28,8 +27,9 @@ from shahihooks.connections import (
 )
 from shahihooks.errors import ConfigurationError
 from shahihooks.settings import Settings
+from shahihooks.worker import check_worker
 from tests.conftest import wait_until
-from tests.faults import ROOT, World
+from tests.faults import ROOT, World, rows_of
 from tests.receiver import Receiver
 
 URL = "redis://127.0.0.1:6390/0"
@@ -181,8 +181,7 @@ def test_a_full_redis_is_ridden_out_and_emit_says_redis_is_full(
     wait_until(lambda: len(receiver.requests_to(path)) >= 4, timeout=60, what="deliveries")
     client.config_set("maxmemory", str(client.info("memory")["used_memory"]))  # full now
 
-    out = world.emitter(2, path).communicate(timeout=60)[0]
-    rows = [json.loads(line) for line in out.splitlines()]
+    rows = rows_of(world.emitter(2, path), timeout=60)
     assert [(r["error"], r["shahihooks"]) for r in rows] == [("RedisFull", True)] * 2
     assert rows[0]["message"].startswith("Redis is full: redis://127.0.0.1")
     to = {"SHAHIHOOKS_URLS": receiver.url(path)}

@@ -4,7 +4,6 @@ the workers go on with the new primary."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import tempfile
@@ -19,8 +18,8 @@ import pytest
 import redis
 from redis.sentinel import Sentinel
 
-from tests.conftest import wait_until
-from tests.faults import World, free_port
+from tests.conftest import free_port, wait_until
+from tests.faults import World, rows_of, wait_requests
 from tests.receiver import Receiver
 
 MASTER = "shtest-primary"
@@ -155,9 +154,7 @@ def test_killing_the_primary_loses_no_acknowledged_delivery_and_workers_go_on(
     path = f"/sentinel-{uuid.uuid4().hex[:6]}"
     worker = world.worker()
     emitter = world.emitter(300, path, pause_s=0.03)
-    deadline = time.monotonic() + 30
-    while len(receiver.requests_to(path)) < 50 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_requests(receiver, path, 50, timeout=30)
     old = world.ports["primary"]
     world.kill_primary()
     sentinel = redis.Redis(port=world.ports["s1"], decode_responses=True)
@@ -173,8 +170,7 @@ def test_killing_the_primary_loses_no_acknowledged_delivery_and_workers_go_on(
     except AssertionError as exc:
         raise AssertionError(f"{exc}; what the sentinels logged:\n{world.sentinel_logs()}") from exc
     failed_over_at = time.time()
-    out, _ = emitter.communicate(timeout=180)
-    rows = [json.loads(line) for line in out.splitlines()]
+    rows = rows_of(emitter)
     acknowledged = [r["ok"] for r in rows if "ok" in r]
     refused = [r for r in rows if "error" in r]
     assert all(r["shahihooks"] for r in refused), refused[:3]

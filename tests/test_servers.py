@@ -17,12 +17,12 @@ from click.testing import CliRunner
 from kombu import Queue
 
 import shahihooks
-from shahihooks.app import check_worker
 from shahihooks.celeryconf import celery_config, check_celery_config
 from shahihooks.cli import main
 from shahihooks.errors import ConfigurationError
-from tests.conftest import wait_until
-from tests.faults import World, free_port
+from shahihooks.worker import check_worker
+from tests.conftest import free_port, wait_until
+from tests.faults import World
 from tests.receiver import Receiver
 
 

@@ -14,7 +14,7 @@ import redis
 
 import shahihooks
 from shahihooks import doctor
-from shahihooks.app import app, check_worker
+from shahihooks.app import app
 from shahihooks.errors import IncompatibleState
 from shahihooks.keys import Keys
 from shahihooks.publish import TASK_NAME
@@ -26,6 +26,7 @@ from shahihooks.schema import (
     message_args,
     wrong_types,
 )
+from shahihooks.worker import check_worker
 from tests.conftest import REDIS_URL, RUN, SECRET, clean_env, wait_until
 from tests.receiver import Receiver
 

@@ -37,8 +37,9 @@ def worker(ctx: click.Context, processes: int) -> None:
       shahihooks worker --loglevel INFO   # one process per core
       shahihooks worker --processes 1     # one process (a container scaled by its count)
     """
-    from shahihooks.app import app, check_worker
+    from shahihooks.app import app
     from shahihooks.cli.supervise import supervise
+    from shahihooks.worker import check_worker
 
     settings = current()
     check_worker(settings)

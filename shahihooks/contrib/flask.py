@@ -42,7 +42,7 @@ import click
 from shahihooks.cli import Commands, main
 from shahihooks.emit import Delivery
 from shahihooks.emit import emit as _emit
-from shahihooks.receiving import Seen, body_limit, declared_too_large, receive
+from shahihooks.receiving import Receiver, Seen, declared_too_large
 from shahihooks.settings import Settings, add_source, configure
 
 PREFIX = "SHAHIHOOKS_"
@@ -148,24 +148,20 @@ def webhook_receiver(
     or answers 4xx/5xx) is forgotten, so the sender's retry is processed.
     """
 
+    receiver = Receiver(secret, seen, max_body_bytes, standard_only)
+
     def decorate(route: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(route)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            request = flask.request
-            limit = body_limit(max_body_bytes)
-            handling = receive(
-                read_bounded(request, limit),
-                dict(request.headers.items()),
-                secret,
-                seen,
-                max_body_bytes=limit,
-                standard_only=standard_only,
-            )
-            if handling.reply is not None:
-                return flask.jsonify(handling.reply[1]), handling.reply[0]
-            flask.g.webhook = handling.payload
-            return handling.run(
-                lambda: flask.make_response(route(*args, **kwargs)), lambda r: r.status_code
+            def handler(payload: Any) -> flask.Response:
+                flask.g.webhook = payload
+                return flask.make_response(route(*args, **kwargs))
+
+            return receiver.handle(
+                functools.partial(read_bounded, flask.request),
+                dict(flask.request.headers.items()),
+                lambda status, body: (flask.jsonify(body), status),
+                handler,
             )
 
         return wrapper

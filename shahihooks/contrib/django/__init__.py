@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - exercised without Django installed
 
 from shahihooks.contrib.django.outbox import emit
 from shahihooks.keys import Keys
-from shahihooks.receiving import Seen, body_limit, declared_too_large, receive
+from shahihooks.receiving import Receiver, Seen, declared_too_large
 from shahihooks.settings import current
 
 __all__ = ["cache_seen", "emit", "webhook_receiver"]
@@ -84,22 +84,21 @@ def webhook_receiver(
     answers 4xx/5xx) is forgotten, so the sender's retry is processed.
     """
 
+    receiver = Receiver(secret, seen, max_body_bytes, standard_only)
+
     def decorate(view: View) -> View:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            limit = body_limit(max_body_bytes)
-            verdict = receive(
-                read_bounded(request, limit),
+            def handler(payload: Any) -> HttpResponse:
+                request.webhook = payload
+                return view(request, *args, **kwargs)
+
+            return receiver.handle(
+                functools.partial(read_bounded, request),
                 dict(request.headers),
-                secret,
-                seen,
-                max_body_bytes=limit,
-                standard_only=standard_only,
+                lambda status, body: JsonResponse(body, status=status),
+                handler,
             )
-            if verdict.reply is not None:
-                return JsonResponse(verdict.reply[1], status=verdict.reply[0])
-            request.webhook = verdict.payload
-            return verdict.run(lambda: view(request, *args, **kwargs), lambda r: r.status_code)
 
         return wrapper
 

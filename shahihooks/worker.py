@@ -1,0 +1,172 @@
+"""What runs in a worker only: the startup check, the mover, task events in batches.
+
+The app (app.py) names these steps; a worker loads this module as it builds its
+blueprint, so `import shahihooks` (and `emit`) loads none of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from typing import Any
+
+from celery import bootsteps
+
+from shahihooks.app import app, publisher
+from shahihooks.celeryconf import check_celery_config, redis_servers
+from shahihooks.connections import (
+    OUTAGES,
+    redis_client,
+    refuse_cluster,
+    refuse_eviction,
+    server_facts,
+    server_warnings,
+    state_redis,
+)
+from shahihooks.endpoints import EndpointStore, is_action
+from shahihooks.errors import ConfigurationError, ShahihooksError
+from shahihooks.keys import Keys
+from shahihooks.mover import Mover
+from shahihooks.safety import redact_url
+from shahihooks.schema import check_state
+from shahihooks.settings import Settings, current
+from shahihooks.state import state_for
+
+logger = logging.getLogger("shahihooks.worker")
+
+
+def check_worker(settings: Settings) -> None:
+    """Refuse to run a worker that would lose deliveries or could not sign them; warn about
+    what a restart of its Redis would lose.
+
+    Its Celery settings (celeryconf.py); its Redis (never a Cluster, never evicting any key;
+    append-only persistence and a clock in step with this machine's advised); the state's
+    schema (never one written by an incompatible version); and its secrets: with no
+    SHAHIHOOKS_SECRET, every endpoint in the store and every URL a live delivery waits for
+    needs a secret of its own, or each of those deliveries would fail on the whole retry
+    schedule.
+    """
+    check_celery_config(app.conf, settings)
+    if not settings.secret:
+        _check_secrets(settings)
+    for what, url in redis_servers(settings, publisher.broker_url):
+        try:
+            facts = server_facts(redis_client(url, settings.sentinel_master))
+        except OUTAGES as exc:  # the worker waits for it like for the broker
+            logger.warning("could not check the %s yet (%s)", what, type(exc).__name__)
+            continue
+        refuse_cluster(facts, what, url)
+        refuse_eviction(facts, what, url)
+        for warning in server_warnings(facts, what, url):
+            logger.warning("%s", warning)
+    try:
+        check_state(state_redis(settings), Keys(settings.prefix))  # written by another version?
+    except OUTAGES as exc:
+        logger.warning("could not check the state's schema yet (%s)", type(exc).__name__)
+
+
+def _check_secrets(settings: Settings) -> None:
+    try:
+        client = state_redis(settings)
+        stored = {e.url: e for e in EndpointStore(client, settings).all()}
+        needed = {u for u, e in stored.items() if e.enabled}
+        needed |= state_for(settings).live_urls()
+    except OUTAGES:
+        return  # Redis is away: the worker waits for it, and checks nothing it cannot read
+    unsigned = sorted(
+        redact_url(u)
+        for u in needed
+        if not is_action(u) and not (u in stored and stored[u].secrets)
+    )
+    if unsigned:
+        more = f" and {len(unsigned) - 1} more" if len(unsigned) > 1 else ""
+        raise ConfigurationError(
+            f"no secret: SHAHIHOOKS_SECRET is not set for this worker, and {unsigned[0]}"
+            f"{more} has deliveries or an endpoint with no secret of its own. Give the "
+            "worker the configuration the app emits with (Django: DJANGO_SETTINGS_MODULE or "
+            "`python manage.py shahihooks worker`; Flask: `flask shahihooks worker`)"
+        )
+
+
+# Celery 5.x warns, with a 5-line block on every lost broker connection, that version 6
+# will cancel running acks_late tasks by default. shahihooks does not rely on either
+# behaviour (an attempt holds its delivery by a lease in Redis), so the notice is noise in
+# an outage's log; every other deprecation warning still shows.
+_CANCEL_NOTICE = r"\s*In Celery 5\.1 we introduced an optional breaking change"
+
+
+def quiet_known_warnings() -> None:
+    """Drop the notice above; after Celery's logging set-up, which turns its warnings on."""
+    from celery.exceptions import CPendingDeprecationWarning
+
+    warnings.filterwarnings("ignore", _CANCEL_NOTICE, CPendingDeprecationWarning)
+
+
+class CheckStep(bootsteps.StartStopStep):
+    """Runs `check_worker` as the worker starts, before it takes any message.
+
+    A bootstep, not a `worker_init` receiver: Celery logs a signal receiver's exception and
+    starts the worker anyway.
+    """
+
+    def start(self, parent: Any) -> None:
+        quiet_known_warnings()
+        try:
+            check_worker(current())
+        except ShahihooksError as exc:
+            logger.critical("refusing to start: %s", exc)
+            raise SystemExit(1) from None
+
+
+class MoverStep(bootsteps.StartStopStep):
+    """The mover runs in every worker: started with it, stopped with it."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.stop_mover: threading.Event | None = None
+
+    def start(self, parent: Any) -> None:
+        self.stop_mover = Mover(publisher, current).start()
+
+    def stop(self, parent: Any) -> None:
+        if self.stop_mover is not None:
+            self.stop_mover.set()
+
+
+EVENTS_FLUSH_S = 0.1  # task events for Flower reach it within this, in batches
+EVENTS_BUFFER_LIMIT = 500  # or sooner, once this many wait
+
+
+class EventBatches(bootsteps.StartStopStep):
+    """Task events (`-E`, for Flower) leave the worker in batches, every EVENTS_FLUSH_S.
+
+    Celery buffers a worker's task events already, but flushes the buffer on the event
+    loop's next turn: about one publish (a Redis round trip, and kombu's whole publishing
+    path) per delivery, under load, on the loop that takes messages — measured at about a
+    third of the throughput. Here the loop flushes on a timer instead; a batch is one
+    message (Flower reads lists of events), and the events keep the times they were made at.
+    Started after Celery's events step, again whenever it restarts (a new connection)."""
+
+    requires = ("celery.worker.consumer.events:Events",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer: Any = None
+
+    def start(self, parent: Any) -> None:
+        dispatcher = parent.event_dispatcher
+        if parent.hub is None or dispatcher is None or not dispatcher.enabled:
+            return  # no events, or no event loop (Celery then sends each at once)
+        dispatcher.on_send_buffered = None  # not on the loop's next turn: on the timer
+        dispatcher.buffer_limit = EVENTS_BUFFER_LIMIT
+        self.stop(parent)
+        self.timer = parent.hub.call_repeatedly(EVENTS_FLUSH_S, parent._flush_events)
+
+    def stop(self, parent: Any) -> None:
+        if self.timer is not None:  # Celery's events step flushes what is left as it stops
+            self.timer.cancel()
+            self.timer = None
+
+    def shutdown(self, parent: Any) -> None:
+        self.stop(parent)
