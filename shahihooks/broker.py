@@ -21,6 +21,8 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
 
+from shahihooks import roundtrip
+
 logger = logging.getLogger("shahihooks.broker")
 
 
@@ -107,19 +109,10 @@ class QoS(kombu_redis.QoS):
         channel: Any = self.channel
         with channel.conn_or_acquire() as client:
             sha = _SHAS.get(source) or _SHAS.setdefault(source, client.script_load(source))
-            pool = client.connection_pool
-            conn = pool.get_connection()  # the plain call, without the client's layers
             try:
-                conn.send_command("EVALSHA", sha, 2, *keys, *args)
-                conn.read_response()
+                roundtrip.call(client.connection_pool, "EVALSHA", sha, 2, *keys, *args)
             except redis.exceptions.NoScriptError:  # a restarted Redis forgot it
-                conn.send_command("EVAL", source, 2, *keys, *args)
-                conn.read_response()
-            except (redis.ConnectionError, redis.TimeoutError):
-                conn.disconnect()
-                raise
-            finally:
-                pool.release(conn)
+                roundtrip.call(client.connection_pool, "EVAL", source, 2, *keys, *args)
 
 
 _SHAS: dict[str, str] = {}

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import redis
 
+from shahihooks import roundtrip
 from shahihooks.celeryconf import grace_s, lease_s
 from shahihooks.connections import is_sentinel, refuse_cluster, server_facts, state_redis
 from shahihooks.keys import Keys, url_tag
@@ -288,28 +289,15 @@ class State:
     def _call(self, name: str, args: Sequence[Any], keys: Sequence[str] = ()) -> list[Any]:
         """Call `lua/<name>.lua` (a function of the library) with the common arguments first."""
         command = self._command(name, args, keys)
+        pool = self.client.connection_pool
         try:
-            return self._send(command)
+            found: list[Any] = roundtrip.call(pool, *command)
         except redis.exceptions.ResponseError as exc:
             if not _is_missing(exc):  # a script's own error: a bug, said as it is
                 raise
             _load(self.client)  # not run: loaded now, and called again
-            return self._send(command)
-
-    def _send(self, command: tuple[Any, ...]) -> list[Any]:
-        """One command on a pooled connection, without the client's layers (retry wrapper,
-        event dispatch, response callbacks): a function's reply needs none of them."""
-        pool = self.client.connection_pool
-        conn: Any = pool.get_connection()
-        try:
-            conn.send_command(*command)
-            result: list[Any] = conn.read_response()
-        except (redis.ConnectionError, redis.TimeoutError):
-            conn.disconnect()  # a half-read reply must not be read by the next command
-            raise
-        finally:
-            pool.release(conn)
-        return result
+            found = roundtrip.call(pool, *command)
+        return found
 
     def emit(
         self,
@@ -445,12 +433,11 @@ class State:
         try:
             for _ in range(2):
                 try:
-                    conn.send_command(*command)
-                except redis.RedisError as exc:
-                    conn.disconnect()  # a partly written command is never run
+                    roundtrip.send(conn, *command)
+                except redis.RedisError as exc:  # a partly written command is never run
                     raise NotSent(exc) from exc
                 try:
-                    result: list[Any] = conn.read_response()
+                    result: list[Any] = roundtrip.read(conn)
                     if self.replicated and time.monotonic() >= self._lonely_until:
                         self._wait_for_a_replica(conn, name)
                     return result
@@ -461,7 +448,6 @@ class State:
                         raise
                     _load(self.client)  # not run: loaded now, and sent again
                 except redis.RedisError as exc:
-                    conn.disconnect()
                     raise MaybeSent(exc) from exc
             raise NotSent(RuntimeError(f"the {name} script could not be loaded"))
         finally:
@@ -472,8 +458,8 @@ class State:
         does not lose it. Without a replica answering in time, it says so and goes on, and
         stops waiting for `LONELY_S` (a primary without replicas must not slow every emit)."""
         try:
-            conn.send_command("WAIT", 1, REPLICA_WAIT_MS)
-            replicas = int(conn.read_response())
+            roundtrip.send(conn, "WAIT", 1, REPLICA_WAIT_MS)
+            replicas = int(roundtrip.read(conn))
         except redis.RedisError as exc:
             replicas = 0
             conn.disconnect()
