@@ -32,7 +32,7 @@ from kombu.utils.json import dumps
 from shahihooks import roundtrip
 from shahihooks.app import publisher
 from shahihooks.settings import Settings, current
-from shahihooks.state import Ack
+from shahihooks.statetypes import Ack
 
 logger = logging.getLogger("shahihooks.broker")
 

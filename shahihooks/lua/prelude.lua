@@ -3,13 +3,15 @@
 -- the settings every call shares, Redis's clock, and the steps several scripts take. It runs
 -- once, when the library is loaded; each call begins with `setup(ARGV)`.
 --
--- ARGV[1..A-1] are the same for every call (state.py `_common`):
+-- ARGV[1..A-1] are the same for every call (contract.Common, in this order; `setup` names
+-- them C.<name>, the prefix P):
 --   prefix, lease_ms, grace_ms, default_limit, window_ms, backlog_max, done_ttl_s,
 --   log_max_len, stats_ttl_s, concurrency ceiling, circuit threshold, cooldown_ms,
 --   cooldown_max_ms, disable_after_ms (0: never), dead_ttl_ms (dead letters' retention)
--- A call's own arguments start at ARGV[A].
+-- A call's own arguments start at ARGV[A]: each script reads them as the locals that
+-- contract.py declares for it (its layout), its variable part from ARGV[REST].
 --
--- A delivery's record (`dlv`) fields:
+-- A delivery's record (`dlv`) fields (contract.Field names them; FIELDS below, in its order):
 --   m message id   u url tag   e event   a attempt   p fencing token of its live message
 --   s state: q queued (a message is in the broker)   x sending (an attempt holds it)
 --            w waiting for a retry   n due for admission   r admitted, due for a message
@@ -54,7 +56,7 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local FIELDS = {'m', 'u', 'e', 'a', 's', 'p', 't', 'o', 'w', 'c', 'src', 'b', 'sl'}
+local FIELDS = {'m', 'u', 'e', 'a', 's', 'p', 't', 'o', 'w', 'c', 'src', 'b', 'sl', 'l'}
 local function record(id)
   local v = redis.call('HMGET', key('dlv', id), unpack(FIELDS))
   if not v[1] then return nil end
