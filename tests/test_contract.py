@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 
+from shahihooks import logline
 from shahihooks.contract import LAYOUTS, SCRIPTS, Common, Field, lua_arguments
 
 LUA = resources.files("shahihooks").joinpath("lua")
@@ -42,3 +43,38 @@ def test_the_declared_locals_follow_the_layout() -> None:
     assert "local REST = A + 12" in emit
     assert "local TARGET_STRIDE = 7" in emit
     assert "delivery_id = ARGV[at], url_tag = ARGV[at + 1]" in emit
+
+
+def test_the_lua_writes_log_entries_and_stats_fields_as_logline_names_them() -> None:
+    (stat,) = re.findall(r"^local STAT = \{(.*)\}$", PRELUDE, re.MULTILINE)
+    assert dict(re.findall(r"(\w+) = '(\w+)'", stat)) == {
+        "count": logline.COUNT,
+        "ok": logline.OK,
+        "ms": logline.MS,
+        "deferred": logline.DEFERRED,
+    }
+    written = PRELUDE.split("local function log_event", 1)[1].split("\nend\n", 1)[0]
+    assert re.findall(r"'([a-z_]+)', ", written.split("'*',", 1)[1]) == list(logline.LOG_FIELDS)
+
+
+def test_a_stats_field_is_read_back_whatever_its_url_holds() -> None:
+    field = logline.stats_prefix("https://a.example/x y", "order.paid") + logline.COUNT
+    assert logline.stats_field(field) == ("https://a.example/x y", "order.paid", "n")
+    assert logline.stats_field("no-spaces") is None
+
+
+def test_an_entry_has_the_log_fields_in_order() -> None:
+    row = logline.entry(
+        delivery_id="evt_1-a",
+        url="https://a.example/",
+        event="e",
+        attempt=2,
+        outcome="retry",
+        status="503",
+        ms=12,
+        error="HTTP 503",
+        next_s="30",
+    )
+    assert tuple(row) == logline.LOG_FIELDS
+    assert logline.typed(row)["attempt"] == 2
+    assert logline.error_text(row) == "HTTP 503 (retry in 30 s)"

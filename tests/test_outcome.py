@@ -7,7 +7,7 @@ import email.utils
 import pytest
 
 from shahihooks.celeryconf import grace_s, lease_s, visibility_timeout_s
-from shahihooks.delivery import latency_bucket
+from shahihooks.logline import latency_bucket
 from shahihooks.outcome import Kind, classify, parse_retry_after, retry_delay
 from shahihooks.settings import Settings
 

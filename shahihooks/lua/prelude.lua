@@ -1,4 +1,4 @@
--- The head of shahihooks' Redis function library (state.py builds it: this, then each
+-- The head of shahihooks' Redis function library (contract.py builds it: this, then each
 -- script's body as a registered function): the key names (built with keys.py's patterns),
 -- the settings every call shares, Redis's clock, and the steps several scripts take. It runs
 -- once, when the library is loaded; each call begins with `setup(ARGV)`.
@@ -73,8 +73,12 @@ local function set_state(id, d, s, now)
   d.s, d.t = s, num(now)
 end
 
+-- The stats fields the Lua adds to "<url as shown> <event> " (logline.py names them).
+local STAT = {count = 'n', ok = 'ok', ms = 'ms', deferred = 'def'}
+
 local function shown_url(d) return redis.call('HGET', K.urls, d.u .. ':shown') or '' end
 
+-- A log entry written inside Lua: logline.LOG_FIELDS, in their order.
 local function log_event(id, d, now, outcome, err, next_ms)
   redis.call('XADD', K.log, 'MAXLEN', '~', C.log_max, '*',
     'ts', secs(now), 'id', id, 'url', shown_url(d), 'event', d.e, 'attempt', d.a,
@@ -192,7 +196,7 @@ local function to_backlog(id, d, now, due, why)
   log_event(id, d, now, 'deferred', why .. ': waits in the backlog (' .. ahead .. ' ahead)',
     due - now)
   local stats = key('stats', num(math.floor(now / 3600000)))
-  redis.call('HINCRBY', stats, shown_url(d) .. ' ' .. d.e .. ' def', 1)
+  redis.call('HINCRBY', stats, shown_url(d) .. ' ' .. d.e .. ' ' .. STAT.deferred, 1)
   redis.call('EXPIRE', stats, C.stats_ttl)
   return true
 end
