@@ -24,9 +24,9 @@ import uuid
 import redis
 
 from shahihooks.dashboard import serve
-from shahihooks.delivery import LATENCY_BUCKETS_MS
 from shahihooks.endpoints import Endpoint
 from shahihooks.keys import Keys, url_tag
+from shahihooks.logline import LATENCY_BUCKETS_MS
 from shahihooks.settings import Settings
 
 EVENTS = ("ticket.created", "ticket.closed", "article.published")

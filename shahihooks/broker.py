@@ -1,5 +1,12 @@
 """kombu's Redis transport, with a fix so that a worker survives a Redis restart, and one
-client per pool instead of one per acknowledgement.
+client per pool instead of one per acknowledgement; and the acknowledgement shortcut, whole.
+
+The shortcut: when the broker is the state Redis, an attempt's message is acknowledged in
+the step that records its outcome (finish.lua removes kombu's record of it as
+unacknowledged), and the worker's own acknowledgement that follows sends nothing. Everything
+it knows of kombu and Celery is here: `ack_for` (the message to acknowledge, from the task's
+request), `after_attempt` and `DeliverRequest` (telling the channel it was done), the
+channel's `QoS.ack` (skipping the round trip). `deliver` only passes the Ack along.
 
 Celery 5.7's consumer, on losing the broker, collects the connection (its `client` becomes
 None) and then closes it; closing a Redis channel requeues its unacknowledged messages,
@@ -17,9 +24,15 @@ import time
 from typing import Any
 
 import redis
+from celery.worker.request import Request
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
+
+from shahihooks import roundtrip
+from shahihooks.app import publisher
+from shahihooks.settings import Settings, current
+from shahihooks.statetypes import Ack
 
 logger = logging.getLogger("shahihooks.broker")
 
@@ -107,19 +120,10 @@ class QoS(kombu_redis.QoS):
         channel: Any = self.channel
         with channel.conn_or_acquire() as client:
             sha = _SHAS.get(source) or _SHAS.setdefault(source, client.script_load(source))
-            pool = client.connection_pool
-            conn = pool.get_connection()  # the plain call, without the client's layers
             try:
-                conn.send_command("EVALSHA", sha, 2, *keys, *args)
-                conn.read_response()
+                roundtrip.call(client.connection_pool, "EVALSHA", sha, 2, *keys, *args)
             except redis.exceptions.NoScriptError:  # a restarted Redis forgot it
-                conn.send_command("EVAL", source, 2, *keys, *args)
-                conn.read_response()
-            except (redis.ConnectionError, redis.TimeoutError):
-                conn.disconnect()
-                raise
-            finally:
-                pool.release(conn)
+                roundtrip.call(client.connection_pool, "EVAL", source, 2, *keys, *args)
 
 
 _SHAS: dict[str, str] = {}
@@ -139,6 +143,61 @@ def acknowledged(delivery_tag: str) -> None:
     if len(_acknowledged) > 100_000:  # never reached: each is taken out by its ack
         _acknowledged.clear()
     _acknowledged.add(delivery_tag)
+
+
+def unacked_keys(settings: Settings) -> tuple[str, str] | None:
+    """kombu's index and record of unacknowledged messages, when they live in the state
+    Redis (so that an attempt's outcome can acknowledge its message in the same step)."""
+    if publisher.same_redis_queue(settings) is None:
+        return None
+    options = publisher.app.conf.broker_transport_options or {}
+    return (
+        str(options.get("unacked_index_key", "unacked_index")),
+        str(options.get("unacked_key", "unacked")),
+    )
+
+
+def ack_for(request: Any, settings: Settings) -> Ack | None:
+    """The message of the task's `request`, to acknowledge with the attempt's outcome; None
+    when that cannot be done in the same step (another broker, or no delivery tag)."""
+    keys = unacked_keys(settings)
+    tag = (request.properties or {}).get("delivery_tag")
+    return Ack(*keys, str(tag)) if keys is not None and tag else None
+
+
+def after_attempt(ack: Ack | None, acked: bool) -> None:
+    """The attempt ended, its message acknowledged with its outcome if `acked`: the channel's
+    acknowledgement that follows sends nothing (in a prefork child, the parent's
+    `DeliverRequest` tells its channel instead)."""
+    if ack is not None and acked and consumes_here():
+        acknowledged(ack.tag)
+
+
+class DeliverRequest(Request):
+    """The deliver task's request, in the process that took its message. An attempt that
+    ends normally acknowledged its message with its outcome (finish.lua, when the broker is
+    the state Redis), wherever it ran: a prefork child too, whose parent then acknowledges
+    without a round trip of its own (one fewer per delivery in the process every child
+    waits on). Celery builds the request class it uses by subclassing this one with its own
+    `on_success`; that is the method wrapped here."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        generated = cls.__dict__.get("on_success")
+        if generated is None:
+            return
+
+        def on_success(self: Any, failed__retval__runtime: Any, **kw: Any) -> Any:
+            if not failed__retval__runtime[0] and unacked_keys(current()) is not None:
+                acknowledged(str(self.message.delivery_tag))
+            return generated(self, failed__retval__runtime, **kw)
+
+        cls.on_success = on_success  # type: ignore[method-assign]
+
+    def send_event(self, type: str, **fields: Any) -> None:
+        if type == "task-succeeded":  # Flower would keep an earlier attempt's Retry(...)
+            fields.setdefault("exception", "")
+        super().send_event(type, **fields)
 
 
 class Channel(_ClosedIsAConnectionError, _OneClientPerPool, kombu_redis.Channel):

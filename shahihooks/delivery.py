@@ -24,6 +24,7 @@ from shahihooks.connections import OUTAGES
 from shahihooks.endpoints import Endpoint, is_action, settings_urls
 from shahihooks.errors import ConfigurationError, PayloadError
 from shahihooks.hooks import Attempt, Hooks
+from shahihooks.logline import entry, latency_bucket, stats_prefix
 from shahihooks.outcome import REASON_MAX, Judgement, Kind, classify, cut
 from shahihooks.payload import envelope
 from shahihooks.safety import check_url, redact_url
@@ -35,17 +36,8 @@ from shahihooks.transport import Response, post
 
 logger = logging.getLogger("shahihooks.delivery")
 
-LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 FINISH_PAUSE_S = (0.1, 0.2, 0.5, 1.0)  # between tries of `finish` while Redis is away
 FINISH_LEASE_MARGIN_S = 2.0  # given up this long before the lease ends (then requeued)
-
-
-def latency_bucket(ms: int) -> str:
-    """The histogram field an attempt's duration falls in (for p95 from aggregates)."""
-    for upper in LATENCY_BUCKETS_MS:
-        if ms <= upper:
-            return f"le{upper}"
-    return "inf"
 
 
 class MessageRef(NamedTuple):
@@ -310,25 +302,24 @@ def recorded(job: Job, response: Response, outcome: Judgement, signal: str = "")
     ms = int(response.duration_s * 1000)
     status = "" if response.status is None else str(response.status)
     reason = cut(outcome.reason, REASON_MAX)  # whatever it quotes of the receiver, bounded
-    log = {
-        "ts": f"{time.time():.3f}",
-        "id": job.delivery_id,
-        "url": job.shown_url,
-        "event": job.event,
-        "attempt": str(job.attempt),
-        "outcome": outcome.kind.value,
-        "status": status,
-        "ms": str(ms),
-        "error": "" if outcome.kind is Kind.DELIVERED else reason,
-        "next_s": f"{outcome.delay_s:g}" if outcome.kind is Kind.RETRY else "",
-    }
+    log = entry(
+        delivery_id=job.delivery_id,
+        url=job.shown_url,
+        event=job.event,
+        attempt=job.attempt,
+        outcome=outcome.kind.value,
+        status=status,
+        ms=ms,
+        error="" if outcome.kind is Kind.DELIVERED else reason,
+        next_s=f"{outcome.delay_s:g}" if outcome.kind is Kind.RETRY else "",
+    )
     return Outcome(
         kind=Finished(outcome.kind.value),
         delay_s=outcome.delay_s,
         status=status,
         reason=reason,
         response=response.body[:2000] if outcome.kind is Kind.DEAD else "",
-        stats_prefix=f"{job.shown_url} {job.event} ",
+        stats_prefix=stats_prefix(job.shown_url, job.event),
         duration_ms=ms,
         bucket=latency_bucket(ms),
         log=log,

@@ -28,7 +28,7 @@ from shahihooks.endpoints import Endpoint, endpoints_for, refusal, stored_endpoi
 from shahihooks.errors import OutcomeUnknown, PayloadError, RedisFull, UnavailableError
 from shahihooks.events import registry
 from shahihooks.hooks import hooks
-from shahihooks.keys import Keys, url_tag
+from shahihooks.keys import url_tag
 from shahihooks.payload import check_size, encode_data
 from shahihooks.publish import Message
 from shahihooks.safety import redact_url
@@ -192,9 +192,8 @@ def _enqueue(p: Prepared, nonce: str, msg_id: str) -> list[Delivery]:
         targets=targets,
         messages=publisher.encode(messages, queue) if queue else [],
         queue=queue or "",
-        emitted_key=Keys(settings.prefix).emitted(key) if key is not None else "",
-        throttle_key=(Keys(settings.prefix).throttle(event, p.throttle_value) if throttle else ""),
-        throttle_s=throttle.window_s if throttle else 0,
+        key=key,
+        throttle=(p.throttle_value, throttle.window_s) if throttle else None,
         nonce=nonce,
         fingerprint=fingerprint(settings.ops_secrets if p.operational else settings.secrets),
         traceparent=tracing.current_traceparent() or "",

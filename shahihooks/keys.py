@@ -102,8 +102,11 @@ class Keys:
     def done(self, delivery_id: str) -> str:
         return self._key("done", delivery_id)
 
-    def emitted(self, key: str) -> str:
-        return self._key("emit", hashlib.sha256(key.encode("utf-8")).hexdigest())
+    def emitted(self, key: str, step: int = 0) -> str:
+        """The marker of an `emit(key=...)`; of its `step` (after the first), for an emit
+        stored in steps (state.py)."""
+        marker = self._key("emit", hashlib.sha256(key.encode("utf-8")).hexdigest())
+        return f"{marker}#{step}" if step else marker
 
     def throttle(self, event: str, value: object) -> str:
         """The throttle of `event` for one value of its field: `1` and `"1"` differ."""

@@ -5,7 +5,7 @@ Every series (the `endpoint` label is the URL as shown: credentials masked):
 shahihooks_attempts_total{endpoint,event,outcome}    counter   attempts since the start;
                                                      outcome delivered | failed
 shahihooks_attempt_duration_seconds{endpoint}        histogram attempt durations (buckets:
-                                                     delivery.LATENCY_BUCKETS_MS)
+                                                     logline.LATENCY_BUCKETS_MS)
 shahihooks_dead_letters                              gauge     dead letters kept
 shahihooks_waiting_deliveries                        gauge     retries waiting in the schedule
 shahihooks_backlog_deliveries{endpoint}              gauge     deliveries in a URL's backlog

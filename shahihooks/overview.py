@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shahihooks.connections import state_redis
-from shahihooks.delivery import LATENCY_BUCKETS_MS
 from shahihooks.endpoints import EndpointStore
 from shahihooks.keys import Keys
+from shahihooks.logline import LATENCY_BUCKETS_MS, stats_field
 from shahihooks.settings import Settings
 
 OTHER = "(other)"  # the label of the endpoints past the cap, summed
@@ -79,8 +79,8 @@ def cells_from_hash(raw: Mapping[Any, Any], into: Cells | None = None) -> Cells:
     cells: Cells = {} if into is None else into
     for raw_field, raw_value in raw.items():
         text = raw_field.decode("utf-8", "replace") if isinstance(raw_field, bytes) else raw_field
-        parts = text.rsplit(" ", 2)
-        if len(parts) != 3:
+        parts = stats_field(text)
+        if parts is None:
             continue
         cells.setdefault((parts[0], parts[1]), Cell()).add(parts[2], int(raw_value))
     return cells

@@ -145,17 +145,6 @@ class Publisher:
         queue = self.direct_queue()
         return settings.queue if queue is not None and queue == self.queue else queue
 
-    def unacked_keys(self, settings: Settings) -> tuple[str, str] | None:
-        """kombu's index and record of unacknowledged messages, when they live in the state
-        Redis (so that an attempt's outcome can acknowledge its message in the same step)."""
-        if self.same_redis_queue(settings) is None:
-            return None
-        options = self.app.conf.broker_transport_options or {}
-        return (
-            str(options.get("unacked_index_key", "unacked_index")),
-            str(options.get("unacked_key", "unacked")),
-        )
-
     def _template(self, queue: str) -> _Template:
         key = (os.getpid(), queue)
         found = self._templates.get(key)

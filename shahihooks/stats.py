@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from shahihooks import logline
 from shahihooks.connections import state_redis
-from shahihooks.delivery import LATENCY_BUCKETS_MS
 from shahihooks.keys import Keys
 from shahihooks.settings import Settings
 from shahihooks.state import state_for
@@ -69,7 +69,7 @@ def p95_from_histogram(buckets: dict[str, int]) -> float | None:
         return None
     need = 0.95 * total
     seen = 0
-    for upper in LATENCY_BUCKETS_MS:
+    for upper in logline.LATENCY_BUCKETS_MS:
         seen += buckets.get(f"le{upper}", 0)
         if seen >= need:
             return float(upper)
@@ -94,24 +94,26 @@ def read_stats(
     totals: dict[tuple[str, str], dict[str, int]] = {}
     for hourly in pipe.execute():
         for raw_field, raw_value in hourly.items():
-            field = raw_field.decode()
-            row_url, row_event, name = field.rsplit(" ", 2)
+            parsed = logline.stats_field(raw_field.decode())
+            if parsed is None:
+                continue
+            row_url, row_event, name = parsed
             if (url and row_url != url) or (event and row_event != event):
                 continue
             cell = totals.setdefault((row_url, row_event), {})
             cell[name] = cell.get(name, 0) + int(raw_value)
     rows = []
     for (row_url, row_event), cell in sorted(totals.items()):
-        buckets = {k: v for k, v in cell.items() if k.startswith("le") or k == "inf"}
+        buckets = {k: v for k, v in cell.items() if logline.is_bucket(k)}
         rows.append(
             Row(
                 row_url,
                 row_event,
-                cell.get("n", 0),
-                cell.get("ok", 0),
-                cell.get("ms", 0),
+                cell.get(logline.COUNT, 0),
+                cell.get(logline.OK, 0),
+                cell.get(logline.MS, 0),
                 p95_from_histogram(buckets),
-                cell.get("def", 0),
+                cell.get(logline.DEFERRED, 0),
             )
         )
     return rows
@@ -152,12 +154,6 @@ def _ago(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-def _entry(entry_id: Any, fields: Any) -> dict[str, str]:
-    row = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
-    row["entry"] = entry_id.decode()
-    return row
-
-
 def _matches(row: dict[str, str], url: str | None, event: str | None, failed: bool) -> bool:
     if url and row.get("url") != url:
         return False
@@ -183,7 +179,7 @@ def read_log(
         if not batch:
             break
         for entry_id, fields in batch:
-            row = _entry(entry_id, fields)
+            row = logline.read_entry(entry_id, fields)
             if _matches(row, url, event, failed):
                 found.append(row)
                 if len(found) >= limit:
@@ -210,6 +206,6 @@ def follow_log(
         for _, entries in streams or []:
             for entry_id, fields in entries:
                 last = entry_id.decode()
-                row = _entry(entry_id, fields)
+                row = logline.read_entry(entry_id, fields)
                 if _matches(row, url, event, failed):
                     yield row

@@ -19,10 +19,9 @@ import time
 from typing import Any, NoReturn, assert_never
 
 from celery.exceptions import Ignore, Reject, Retry
-from celery.worker.request import Request
 
+from shahihooks import broker
 from shahihooks.app import app, publisher
-from shahihooks.broker import acknowledged, consumes_here
 from shahihooks.connections import OUTAGES
 from shahihooks.delivery import MessageRef, Result, run_attempt
 from shahihooks.errors import DeliveryError
@@ -32,37 +31,10 @@ from shahihooks.outcome import Kind
 from shahihooks.publish import TASK_NAME
 from shahihooks.schema import UNKNOWN_MAX, message_args, raw_message
 from shahihooks.settings import current
-from shahihooks.state import Ack, Verdict, state_for
+from shahihooks.state import Verdict, state_for
 
 logger = logging.getLogger("shahihooks.tasks")
 OUTAGE_PAUSE_S = 1.0
-
-
-class DeliverRequest(Request):
-    """The deliver task's request, in the process that took its message. An attempt that
-    ends normally acknowledged its message with its outcome (finish.lua, when the broker is
-    the state Redis), wherever it ran: a prefork child too, whose parent then acknowledges
-    without a round trip of its own (one fewer per delivery in the process every child
-    waits on). Celery builds the request class it uses by subclassing this one with its own
-    `on_success`; that is the method wrapped here."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        generated = cls.__dict__.get("on_success")
-        if generated is None:
-            return
-
-        def on_success(self: Any, failed__retval__runtime: Any, **kw: Any) -> Any:
-            if not failed__retval__runtime[0] and publisher.unacked_keys(current()) is not None:
-                acknowledged(str(self.message.delivery_tag))
-            return generated(self, failed__retval__runtime, **kw)
-
-        cls.on_success = on_success  # type: ignore[method-assign]
-
-    def send_event(self, type: str, **fields: Any) -> None:
-        if type == "task-succeeded":  # Flower would keep an earlier attempt's Retry(...)
-            fields.setdefault("exception", "")
-        super().send_event(type, **fields)
 
 
 @app.task(
@@ -73,7 +45,7 @@ class DeliverRequest(Request):
     reject_on_worker_lost=True,
     ignore_result=True,
     throws=(DeliveryError,),  # a dead letter is an expected failure: logged without a traceback
-    Request=DeliverRequest,
+    Request=broker.DeliverRequest,
 )
 def deliver(self: Any, *args: Any, **kwargs: Any) -> str:
     """Attempt delivery `delivery_id`, if this message (`token`) is still its live one:
@@ -83,17 +55,14 @@ def deliver(self: Any, *args: Any, **kwargs: Any) -> str:
         unreadable(args, kwargs, found)
     ref = MessageRef(*found)
     settings = current()
-    keys = publisher.unacked_keys(settings)
-    tag = (self.request.properties or {}).get("delivery_tag")
-    ack = Ack(*keys, str(tag)) if keys is not None and tag else None
+    ack = broker.ack_for(self.request, settings)
     try:
         result = run_attempt(ref, hooks, state_for(settings), ack)
     except OUTAGES as exc:  # the outcome is unknown: the message goes back to the queue
         logger.warning("requeued %s: %s: %s", ref.delivery_id, type(exc).__name__, exc)
         time.sleep(OUTAGE_PAUSE_S)
         raise Reject(exc, requeue=True) from exc
-    if result.acked and consumes_here():  # else the parent's DeliverRequest knows on success
-        acknowledged(str(tag))
+    broker.after_attempt(ack, result.acked)
     if result.released:  # the slot this attempt freed, handed on to its endpoint's backlog
         try:
             publish_due(publisher, state_for(settings), result.released)

@@ -412,7 +412,7 @@ def test_a_delivery_released_from_the_backlog_begins_however_long_its_message_wa
     settings, redis_client: redis.Redis
 ) -> None:
     from shahihooks.state import Finished, Verdict, state_for
-    from shahihooks.state import Outcome as Recorded
+    from shahihooks.state import Outcome
 
     queue = f"shtest-idle-{uuid.uuid4().hex[:8]}"  # no worker reads it
     url = "https://127.0.0.1:9/slow-queue"
@@ -422,7 +422,7 @@ def test_a_delivery_released_from_the_backlog_begins_however_long_its_message_wa
         state = state_for(s)
         assert state.begin(first.id, 1).verdict is Verdict.GO
         assert state.begin(second.id, 1).verdict is Verdict.DEFERRED  # the limit is 1
-        done = state.finish(first.id, 1, Recorded(Finished.DELIVERED, signal="ok"))
+        done = state.finish(first.id, 1, Outcome(Finished.DELIVERED, signal="ok"))
         (released,) = done.released  # the slot handed on at once
         assert released.delivery_id == second.id
         # its message waits in a slow queue past its reservation, which lapses; another

@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from shahihooks.delivery import latency_bucket
+from shahihooks.logline import latency_bucket
 from shahihooks.outcome import Kind, RetryPolicy, classify, parse_retry_after
 from shahihooks.settings import Settings
 from shahihooks.timings import grace_s, lease_s, visibility_timeout_s

@@ -5,14 +5,14 @@
 -- without spending an attempt; one admitted in an earlier rate window takes a slot in this
 -- one (or waits in the backlog). Then the attempt holds the delivery for its lease, and
 -- gets the URL, the body and the endpoint. One round trip.
--- ARGV[A..]: delivery_id, token
+-- Arguments (contract.BeginArgs): delivery_id, token
 -- Returns {'go', url, event, attempt, ts, site, data, endpoint_json, src, fingerprint,
 --          traceparent}
 --       | {'stale'} | {'busy'} | {'deferred', reason} | {'dead', reason}
-local id, pub = ARGV[A], ARGV[A + 1]
+local id = delivery_id
 local now = now_ms()
 local d = record(id)
-if not d or d.p ~= pub then return {'stale'} end
+if not d or d.p ~= token then return {'stale'} end
 if d.s == 'x' then return {'busy'} end
 if d.s ~= 'q' then return {'stale'} end
 

@@ -11,10 +11,10 @@
 --     still waits its turn: looked at again, less and less often.
 --   dead letters older than their retention (dead_ttl_ms): gone, with their body reference
 --     (a few per step: a step stays short however many expire at once)
--- ARGV[A..]: budget (entries handled at most)
+-- Arguments (contract.ClaimArgs): budget (entries handled at most)
 -- Returns {ms until the next entry is due, operational events waiting to be sent,
 --          then per message: id, token, attempt, event, url}
-local budget = tonumber(ARGV[A])
+budget = tonumber(budget)
 local LOST_MAX = 5
 local EXPIRE_MAX = 100
 local now = now_ms()

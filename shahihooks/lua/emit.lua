@@ -5,17 +5,17 @@
 -- was refused: `refused` says why; one endpoint's refusal never fails the others).
 -- KEYS: emitted (or ''), throttle (or '')
 -- Run twice by one emit (its answer was lost, and emit tried again), it changes nothing.
--- ARGV[A..]: listed_json, throttle_s, msg_id, event, ts, site, data, queue (or ''), n,
---            fingerprint, traceparent (or ''), n x (delivery_id, url_tag, url, shown_url, limit, src, refused),
---            then n messages, nonce
+-- Arguments (contract.EmitArgs): listed_json, throttle_s, msg_id, event, ts, site, data,
+-- queue (or ''), n, fingerprint, traceparent (or ''), nonce; from REST on, n targets (read
+-- with target(i): contract.EmitTarget), then n messages
 -- Returns {'duplicate', listed_json} | {'throttled'} | {'ok', verdict per delivery...}
 --       | {'again', state per delivery...} (this emit had run: q x w n r b, '' if finished)
-local STRIDE = 7
-local nonce = ARGV[#ARGV]
-if redis.call('HGET', key('body', ARGV[A + 2]), 'nonce') == nonce then
+local msg = msg_id
+n = tonumber(n)
+if redis.call('HGET', key('body', msg), 'nonce') == nonce then
   local states = {'again'}
-  for i = 0, tonumber(ARGV[A + 8]) - 1 do
-    states[#states + 1] = redis.call('HGET', key('dlv', ARGV[A + 11 + STRIDE * i]), 's') or ''
+  for i = 0, n - 1 do
+    states[#states + 1] = redis.call('HGET', key('dlv', target(i).delivery_id), 's') or ''
   end
   return states
 end
@@ -23,43 +23,42 @@ if KEYS[1] ~= '' then
   local previous = redis.call('GET', KEYS[1])
   if previous then return {'duplicate', previous} end
   -- the key's marker expired, but deliveries of that event still live: the same event
-  if redis.call('EXISTS', key('body', ARGV[A + 2])) == 1 then return {'duplicate', ARGV[A]} end
+  if redis.call('EXISTS', key('body', msg)) == 1 then return {'duplicate', listed_json} end
 end
 if KEYS[2] ~= '' then
   if redis.call('EXISTS', KEYS[2]) == 1 then return {'throttled'} end
-  redis.call('SET', KEYS[2], '1', 'EX', ARGV[A + 1])
+  redis.call('SET', KEYS[2], '1', 'EX', throttle_s)
 end
-if KEYS[1] ~= '' then redis.call('SET', KEYS[1], ARGV[A], 'EX', C.done_ttl) end
+if KEYS[1] ~= '' then redis.call('SET', KEYS[1], listed_json, 'EX', C.done_ttl) end
 
-local msg, event, queue, n = ARGV[A + 2], ARGV[A + 3], ARGV[A + 7], tonumber(ARGV[A + 8])
 local now = now_ms()
 local order = num(redis.call('INCR', K.seq))
-redis.call('HSET', key('body', msg), 'event', event, 'ts', ARGV[A + 4], 'site', ARGV[A + 5],
-           'data', ARGV[A + 6], 'refs', n, 'nonce', nonce, 'fp', ARGV[A + 9])
-if ARGV[A + 10] ~= '' then redis.call('HSET', key('body', msg), 'tp', ARGV[A + 10]) end
+redis.call('HSET', key('body', msg), 'event', event, 'ts', ts, 'site', site, 'data', data,
+           'refs', n, 'nonce', nonce, 'fp', fingerprint)
+if traceparent ~= '' then redis.call('HSET', key('body', msg), 'tp', traceparent) end
 local verdicts, push = {'ok'}, {}
-local first_message = A + 11 + STRIDE * n
+local first_message = REST + TARGET_STRIDE * n
 -- a later step of an emit in steps (its body is `<msg>.<step>`) may meet deliveries an
 -- earlier emit of the same key made: those are never made again (nor overwritten)
 local later_step = string.find(msg, '.', 1, true) ~= nil
 local made_before = 0
 for i = 0, n - 1 do
-  local at = A + 11 + STRIDE * i
-  local id, tag = ARGV[at], ARGV[at + 1]
+  local t = target(i)
+  local id, tag = t.delivery_id, t.url_tag
   if later_step and (redis.call('EXISTS', key('dlv', id)) == 1
                      or redis.call('EXISTS', key('done', id)) == 1) then
     verdicts[#verdicts + 1] = 'duplicate'
     made_before = made_before + 1
   else
-    redis.call('HSET', K.urls, tag, ARGV[at + 2], tag .. ':shown', ARGV[at + 3])
+    redis.call('HSET', K.urls, tag, t.url, tag .. ':shown', t.shown_url)
     redis.call('HSET', key('dlv', id), 'm', msg, 'u', tag, 'e', event, 'a', '1', 'p', '0',
-               'o', order, 'src', ARGV[at + 5], 'b', '0', 's', '', 't', num(now))
+               'o', order, 'src', t.src, 'b', '0', 's', '', 't', num(now))
     local d = record(id)
     local verdict
-    if ARGV[at + 6] ~= '' then
-      verdict = dead_now(id, d, now, ARGV[at + 6])
+    if t.refused ~= '' then
+      verdict = dead_now(id, d, now, t.refused)
     else
-      verdict = admit_or_wait(id, d, now, tonumber(ARGV[at + 4]))
+      verdict = admit_or_wait(id, d, now, tonumber(t.limit))
     end
     verdicts[#verdicts + 1] = verdict
     if verdict == 'queued' and queue ~= '' then push[#push + 1] = ARGV[first_message + i] end

@@ -3,12 +3,12 @@
 -- its backlog at once), 'enable' (a fresh start: circuit closed, limit back to its start,
 -- failures forgotten), 'limit' (its own ceiling on attempts in flight, or '' for the
 -- settings'). `ops`: it is an operational endpoint (no event is sent about it).
--- ARGV[A..]: action, url_tag, argument (the reason, or the ceiling), ops ('1' or ''), url,
---            url as shown
+-- Arguments (contract.EndpointArgs): action, url_tag, arg (the reason, or the ceiling),
+-- ops ('1' or ''), url, shown_url
 -- Returns {'ok', failing_since_ms or '', disabled_since_ms or ''} (as they were before)
-local action, tag, arg, quiet = ARGV[A], ARGV[A + 1], ARGV[A + 2], ARGV[A + 3] == '1'
+local tag, quiet = url_tag, ops == '1'
 local now = now_ms()
-redis.call('HSET', K.urls, tag, ARGV[A + 4], tag .. ':shown', ARGV[A + 5])
+redis.call('HSET', K.urls, tag, url, tag .. ':shown', shown_url)
 local ep = key('ep', tag)
 local was = redis.call('HMGET', ep, 'fs', 'off')
 if action == 'disable' then

@@ -4,45 +4,43 @@
 -- instead). One round trip.
 -- When the broker is this Redis, it also acknowledges the attempt's message (kombu's record
 -- of it as unacknowledged goes): one round trip fewer per delivery.
--- ARGV[A..]: delivery_id, token, kind (delivered|retry|dead|bug), delay_ms, status, reason,
---            response, stats_prefix, duration_ms, bucket, bug_max, signal (ok|congested|
---            failed, or '' to learn nothing), unacked_index, unacked, delivery_tag (or ''),
---            again ('1': this step was sent before and its answer lost: an outage), n_log,
---            log pairs...
+-- Arguments (contract.FinishArgs): delivery_id, token, kind (delivered|retry|dead|bug),
+-- delay_ms, status, reason, response, stats_prefix, duration_ms, bucket, bug_max, signal
+-- (ok|congested|failed, or '' to learn nothing), unacked_index, unacked, delivery_tag (or
+-- ''), again ('1': this step was sent before and its answer lost: an outage), n_log; from
+-- REST on, the log entry's n_log field pairs (logline.py)
 -- Returns {kind for what was done (or 'stale' when the attempt had lost its delivery;
 --          'again' when `again` and the attempt no longer holds it: the first try did it),
 --          '1' if operational events wait to be sent, else '', then the messages of what its
 --          endpoint's backlog may now send (the slot this attempt frees is handed on at
 --          once, not at the mover's next step): id, token, attempt, event, url each}
-local id, pub, kind = ARGV[A], ARGV[A + 1], ARGV[A + 2]
-local delay, status, reason = tonumber(ARGV[A + 3]), ARGV[A + 4], ARGV[A + 5]
-local signal = ARGV[A + 11]
+local id, delay = delivery_id, tonumber(delay_ms)
 local now = now_ms()
 ops_added = false
-if ARGV[A + 14] ~= '' then
-  redis.call('ZREM', ARGV[A + 12], ARGV[A + 14])
-  redis.call('HDEL', ARGV[A + 13], ARGV[A + 14])
+if delivery_tag ~= '' then
+  redis.call('ZREM', unacked_index, delivery_tag)
+  redis.call('HDEL', unacked, delivery_tag)
 end
 local d = record(id)
-local holds = d and d.p == pub and d.s == 'x'
+local holds = d and d.p == token and d.s == 'x'
 -- tried again after an outage: if the first try ran, it logged and counted (not twice)
-if not holds and ARGV[A + 15] == '1' then return {'again', ''} end
-local n_log = tonumber(ARGV[A + 16])
+if not holds and again == '1' then return {'again', ''} end
+n_log = tonumber(n_log)
 if n_log > 0 then
   redis.call('XADD', K.log, 'MAXLEN', '~', C.log_max, '*',
-             unpack(ARGV, A + 17, A + 16 + 2 * n_log))
-  local stats, p = key('stats', num(math.floor(now / 3600000))), ARGV[A + 7]
-  if redis.call('HINCRBY', stats, p .. 'n', 1) == 1 then  -- the hour's first for this pair
+             unpack(ARGV, REST, REST - 1 + 2 * n_log))
+  local stats, p = key('stats', num(math.floor(now / 3600000))), stats_prefix
+  if redis.call('HINCRBY', stats, p .. STAT.count, 1) == 1 then  -- the hour's first for it
     redis.call('EXPIRE', stats, C.stats_ttl)
   end
-  if kind == 'delivered' then redis.call('HINCRBY', stats, p .. 'ok', 1) end
-  redis.call('HINCRBY', stats, p .. 'ms', ARGV[A + 8])
-  redis.call('HINCRBY', stats, p .. ARGV[A + 9], 1)
+  if kind == 'delivered' then redis.call('HINCRBY', stats, p .. STAT.ok, 1) end
+  redis.call('HINCRBY', stats, p .. STAT.ms, duration_ms)
+  redis.call('HINCRBY', stats, p .. bucket, 1)
   -- the same, for ever (Prometheus counters must never go down): {p}:totals
-  if kind == 'delivered' then redis.call('HINCRBY', K.totals, p .. 'ok', 1) end
-  redis.call('HINCRBY', K.totals, p .. 'n', 1)
-  redis.call('HINCRBY', K.totals, p .. 'ms', ARGV[A + 8])
-  redis.call('HINCRBY', K.totals, p .. ARGV[A + 9], 1)
+  if kind == 'delivered' then redis.call('HINCRBY', K.totals, p .. STAT.ok, 1) end
+  redis.call('HINCRBY', K.totals, p .. STAT.count, 1)
+  redis.call('HINCRBY', K.totals, p .. STAT.ms, duration_ms)
+  redis.call('HINCRBY', K.totals, p .. bucket, 1)
 end
 
 if not holds then return {'stale', ops_added and '1' or ''} end
@@ -58,14 +56,14 @@ if kind == 'retry' and disabled then
 elseif kind == 'delivered' then
   retire(id, d, 'ok')
 elseif kind == 'dead' then
-  dead_letter(id, d, now, reason, status, ARGV[A + 6])
+  dead_letter(id, d, now, reason, status, response)
 elseif kind == 'retry' then
   redis.call('HSET', key('dlv', id), 'a', tonumber(d.a) + 1, 'b', '0')
   set_state(id, d, 'w', now)
   redis.call('ZADD', K.schedule, num(now + delay), id)
 else  -- a bug in this process: tried again a few times, then dead-lettered, never forever
   local bugs = redis.call('HINCRBY', key('dlv', id), 'b', 1)
-  if bugs >= tonumber(ARGV[A + 10]) then
+  if bugs >= tonumber(bug_max) then
     kind = 'dead'
     dead_now(id, d, now, reason .. ' (a bug: ' .. bugs .. ' tries)')
   else

@@ -1,15 +1,17 @@
--- The head of shahihooks' Redis function library (state.py builds it: this, then each
+-- The head of shahihooks' Redis function library (contract.py builds it: this, then each
 -- script's body as a registered function): the key names (built with keys.py's patterns),
 -- the settings every call shares, Redis's clock, and the steps several scripts take. It runs
 -- once, when the library is loaded; each call begins with `setup(ARGV)`.
 --
--- ARGV[1..A-1] are the same for every call (state.py `_common`):
+-- ARGV[1..A-1] are the same for every call (contract.Common, in this order; `setup` names
+-- them C.<name>, the prefix P):
 --   prefix, lease_ms, grace_ms, default_limit, window_ms, backlog_max, done_ttl_s,
 --   log_max_len, stats_ttl_s, concurrency ceiling, circuit threshold, cooldown_ms,
 --   cooldown_max_ms, disable_after_ms (0: never), dead_ttl_ms (dead letters' retention)
--- A call's own arguments start at ARGV[A].
+-- A call's own arguments start at ARGV[A]: each script reads them as the locals that
+-- contract.py declares for it (its layout), its variable part from ARGV[REST].
 --
--- A delivery's record (`dlv`) fields:
+-- A delivery's record (`dlv`) fields (contract.Field names them; FIELDS below, in its order):
 --   m message id   u url tag   e event   a attempt   p fencing token of its live message
 --   s state: q queued (a message is in the broker)   x sending (an attempt holds it)
 --            w waiting for a retry   n due for admission   r admitted, due for a message
@@ -54,7 +56,7 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local FIELDS = {'m', 'u', 'e', 'a', 's', 'p', 't', 'o', 'w', 'c', 'src', 'b', 'sl'}
+local FIELDS = {'m', 'u', 'e', 'a', 's', 'p', 't', 'o', 'w', 'c', 'src', 'b', 'sl', 'l'}
 local function record(id)
   local v = redis.call('HMGET', key('dlv', id), unpack(FIELDS))
   if not v[1] then return nil end
@@ -71,8 +73,12 @@ local function set_state(id, d, s, now)
   d.s, d.t = s, num(now)
 end
 
+-- The stats fields the Lua adds to "<url as shown> <event> " (logline.py names them).
+local STAT = {count = 'n', ok = 'ok', ms = 'ms', deferred = 'def'}
+
 local function shown_url(d) return redis.call('HGET', K.urls, d.u .. ':shown') or '' end
 
+-- A log entry written inside Lua: logline.LOG_FIELDS, in their order.
 local function log_event(id, d, now, outcome, err, next_ms)
   redis.call('XADD', K.log, 'MAXLEN', '~', C.log_max, '*',
     'ts', secs(now), 'id', id, 'url', shown_url(d), 'event', d.e, 'attempt', d.a,
@@ -190,7 +196,7 @@ local function to_backlog(id, d, now, due, why)
   log_event(id, d, now, 'deferred', why .. ': waits in the backlog (' .. ahead .. ' ahead)',
     due - now)
   local stats = key('stats', num(math.floor(now / 3600000)))
-  redis.call('HINCRBY', stats, shown_url(d) .. ' ' .. d.e .. ' def', 1)
+  redis.call('HINCRBY', stats, shown_url(d) .. ' ' .. d.e .. ' ' .. STAT.deferred, 1)
   redis.call('EXPIRE', stats, C.stats_ttl)
   return true
 end

@@ -4,9 +4,10 @@
 -- first emit order (`endpoints enable --recover` replays a URL's dead letters that way, so
 -- they leave in the order they were emitted). The dead letter is gone once the delivery
 -- lives again.
--- ARGV[A..]: delivery_id, in_order ('1' or '')
+-- Arguments (contract.ReplayArgs): delivery_id, in_order ('1' or '')
 -- Returns {'ok'} | {'missing'} | {'no_body'} | {'live'} | {'no_url'} | {'full'}
-local id, in_order = ARGV[A], ARGV[A + 1] == '1'
+local id = delivery_id
+in_order = in_order == '1'
 local letter = key('dead', id)
 local f = redis.call('HMGET', letter, 'msg', 'tag', 'url', 'event', 'ts', 'site', 'data',
                      'has_body', 'src', 'o', 'ref')

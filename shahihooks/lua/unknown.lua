@@ -2,9 +2,10 @@
 -- dropped. If it names a delivery queued here (its record waits for a message), that
 -- delivery is dead-lettered with the reason (replayable); else the message is kept in
 -- `unknown`, the newest `max` of them.
--- ARGV[A..]: delivery_id (or ''), the message as received (JSON), reason, max
+-- Arguments (contract.UnknownArgs): delivery_id (or ''), raw (the message as received,
+-- JSON), reason, keep (the most kept)
 -- Returns {'dead'} | {'kept'}
-local id, raw, reason = ARGV[A], ARGV[A + 1], ARGV[A + 2]
+local id = delivery_id
 if id ~= '' then
   local d = record(id)
   if d and d.s == 'q' then
@@ -13,5 +14,5 @@ if id ~= '' then
   end
 end
 redis.call('LPUSH', K.unknown, raw)
-redis.call('LTRIM', K.unknown, 0, tonumber(ARGV[A + 3]) - 1)
+redis.call('LTRIM', K.unknown, 0, tonumber(keep) - 1)
 return {'kept'}

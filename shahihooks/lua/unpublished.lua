@@ -1,8 +1,8 @@
 -- Messages that could not be published (the broker is away): the mover publishes them
 -- as soon as it can, without admitting them again.
--- ARGV[A..]: delivery_id, token, ...
+-- Arguments (contract.UnpublishedArgs): none; from REST on, delivery_id, token, ...
 local now = now_ms()
-for i = A, #ARGV, 2 do
+for i = REST, #ARGV, 2 do
   local d = record(ARGV[i])
   if d and d.p == ARGV[i + 1] and d.s == 'q' then
     set_state(ARGV[i], d, 'r', now)

@@ -1,0 +1,80 @@
+"""The Python↔Lua contract holds on both sides: contract.py's names are the ones the Lua
+reads (record fields, common arguments, each script's arguments)."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+from shahihooks import logline
+from shahihooks.contract import LAYOUTS, SCRIPTS, Common, Field, lua_arguments
+
+LUA = resources.files("shahihooks").joinpath("lua")
+PRELUDE = LUA.joinpath("prelude.lua").read_text()
+
+
+def test_the_record_fields_are_the_prelude_fields_in_order() -> None:
+    (listed,) = re.findall(r"^local FIELDS = \{(.*)\}$", PRELUDE, re.MULTILINE)
+    assert re.findall(r"'(\w+)'", listed) == [f.value for f in Field]
+
+
+def test_the_common_arguments_are_read_by_setup_in_their_order() -> None:
+    (a,) = re.findall(r"^local A = (\d+)$", PRELUDE, re.MULTILINE)
+    assert int(a) == len(Common._fields) + 1
+    read = dict(re.findall(r"(\w+) = (?:tonumber\()?argv\[(\d+)\]", PRELUDE))
+    assert {int(i): name for name, i in read.items()} == {
+        i: name for i, name in enumerate(Common._fields[1:], start=2)
+    }
+    assert "P = argv[1]" in PRELUDE.replace("SETUP, P = common, argv[1]", "P = argv[1]")
+
+
+def test_scripts_read_their_arguments_by_name_only() -> None:
+    for name in SCRIPTS:
+        body = LUA.joinpath(f"{name}.lua").read_text()
+        assert "ARGV[A" not in body, name
+        assert f"contract.{LAYOUTS[name].args.__name__}" in body, name
+
+
+def test_the_declared_locals_follow_the_layout() -> None:
+    assert lua_arguments(LAYOUTS["begin"]) == (
+        "local delivery_id, token = ARGV[A], ARGV[A + 1]\nlocal REST = A + 2"
+    )
+    emit = lua_arguments(LAYOUTS["emit"])
+    assert "local REST = A + 12" in emit
+    assert "local TARGET_STRIDE = 7" in emit
+    assert "delivery_id = ARGV[at], url_tag = ARGV[at + 1]" in emit
+
+
+def test_the_lua_writes_log_entries_and_stats_fields_as_logline_names_them() -> None:
+    (stat,) = re.findall(r"^local STAT = \{(.*)\}$", PRELUDE, re.MULTILINE)
+    assert dict(re.findall(r"(\w+) = '(\w+)'", stat)) == {
+        "count": logline.COUNT,
+        "ok": logline.OK,
+        "ms": logline.MS,
+        "deferred": logline.DEFERRED,
+    }
+    written = PRELUDE.split("local function log_event", 1)[1].split("\nend\n", 1)[0]
+    assert re.findall(r"'([a-z_]+)', ", written.split("'*',", 1)[1]) == list(logline.LOG_FIELDS)
+
+
+def test_a_stats_field_is_read_back_whatever_its_url_holds() -> None:
+    field = logline.stats_prefix("https://a.example/x y", "order.paid") + logline.COUNT
+    assert logline.stats_field(field) == ("https://a.example/x y", "order.paid", "n")
+    assert logline.stats_field("no-spaces") is None
+
+
+def test_an_entry_has_the_log_fields_in_order() -> None:
+    row = logline.entry(
+        delivery_id="evt_1-a",
+        url="https://a.example/",
+        event="e",
+        attempt=2,
+        outcome="retry",
+        status="503",
+        ms=12,
+        error="HTTP 503",
+        next_s="30",
+    )
+    assert tuple(row) == logline.LOG_FIELDS
+    assert logline.typed(row)["attempt"] == 2
+    assert logline.error_text(row) == "HTTP 503 (retry in 30 s)"
