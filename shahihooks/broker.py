@@ -161,8 +161,8 @@ def ack_for(request: Any, settings: Settings) -> Ack | None:
     """The message of the task's `request`, to acknowledge with the attempt's outcome; None
     when that cannot be done in the same step (another broker, or no delivery tag)."""
     keys = unacked_keys(settings)
-    tag = (request.properties or {}).get("delivery_tag")
-    return Ack(*keys, str(tag)) if keys is not None and tag else None
+    delivery_tag = (request.properties or {}).get("delivery_tag")
+    return Ack(*keys, str(delivery_tag)) if keys is not None and delivery_tag else None
 
 
 def after_attempt(ack: Ack | None, acked: bool) -> None:
@@ -170,7 +170,7 @@ def after_attempt(ack: Ack | None, acked: bool) -> None:
     acknowledgement that follows sends nothing (in a prefork child, the parent's
     `DeliverRequest` tells its channel instead)."""
     if ack is not None and acked and consumes_here():
-        acknowledged(ack.tag)
+        acknowledged(ack.delivery_tag)
 
 
 class DeliverRequest(Request):

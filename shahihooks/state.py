@@ -309,7 +309,7 @@ class State:
         did, this one changes nothing and answers the outcome's own kind.
         """
         log = outcome.log or {}
-        index_key, record_key, tag = ack or ("", "", "")
+        index_key, record_key, delivery_tag = ack or ("", "", "")
         args = FinishArgs(
             delivery_id=delivery_id,
             token=token,
@@ -325,7 +325,7 @@ class State:
             signal=outcome.signal,
             unacked_index=index_key,
             unacked=record_key,
-            delivery_tag=tag,
+            delivery_tag=delivery_tag,
             again="1" if again else "",
             n_log=len(log),
         )

@@ -187,7 +187,7 @@ class Ack(NamedTuple):
 
     index_key: str
     record_key: str
-    tag: str
+    delivery_tag: str
 
 
 @dataclass(frozen=True)

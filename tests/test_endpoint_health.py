@@ -411,8 +411,7 @@ def test_nothing_is_lost_when_a_worker_is_killed_while_a_circuit_is_open(
 def test_a_delivery_released_from_the_backlog_begins_however_long_its_message_waited(
     settings, redis_client: redis.Redis
 ) -> None:
-    from shahihooks.state import Finished, Verdict, state_for
-    from shahihooks.state import Outcome
+    from shahihooks.state import Finished, Outcome, Verdict, state_for
 
     queue = f"shtest-idle-{uuid.uuid4().hex[:8]}"  # no worker reads it
     url = "https://127.0.0.1:9/slow-queue"

@@ -52,8 +52,8 @@ for _, id in ipairs(due) do
       log_event(id, d, now, 'retry', 'the attempt did not finish within its lease '
         .. '(its worker stopped?): sent again', 0)
     end
-    local verdict, pub = admit_or_wait(id, d, now, limit_of(redis.call('HGET', K.urls, d.u)))
-    if verdict == 'queued' then message(out, id, d, pub) end
+    local verdict, token = admit_or_wait(id, d, now, limit_of(redis.call('HGET', K.urls, d.u)))
+    if verdict == 'queued' then message(out, id, d, token) end
   elseif d.s == 'r' then
     message(out, id, d, to_queue(id, d, now))
   elseif d.s == 'q' then

@@ -211,11 +211,11 @@ end
 
 -- A new message for the delivery: a new fencing token, and a check that it is not lost.
 local function to_queue(id, d, now)
-  local pub = redis.call('HINCRBY', key('dlv', id), 'p', 1)
+  local token = redis.call('HINCRBY', key('dlv', id), 'p', 1)
   redis.call('HSET', key('dlv', id), 'c', '0')
   set_state(id, d, 'q', now)
   redis.call('ZADD', K.schedule, num(now + C.grace_ms), id)
-  return pub
+  return token
 end
 
 local BACKLOG_FULL = 'backlog full: SHAHIHOOKS_BACKLOG_MAX deliveries already wait for this URL'
@@ -416,9 +416,9 @@ local function admit_or_wait(id, d, now, limit)
 end
 
 -- A message the caller publishes: id, token, attempt, event, url (as shown).
-local function message(out, id, d, pub)
+local function message(out, id, d, token)
   out[#out + 1] = id
-  out[#out + 1] = tostring(pub)
+  out[#out + 1] = tostring(token)
   out[#out + 1] = d.a
   out[#out + 1] = d.e
   out[#out + 1] = shown_url(d)
