@@ -144,7 +144,8 @@ class Result:
 def run_attempt(ref: MessageRef, hooks: Hooks, state: State, ack: Ack | None = None) -> Result:
     """Run the attempt that message `ref` stands for, under `state.settings`; `ack`:
     acknowledge the message with the outcome (its `Result.acked` says whether that happened)."""
-    began = time.monotonic()
+    # the outcome is recorded until shortly before the attempt's lease ends (see `finish`)
+    until = time.monotonic() + lease_s(state.settings) - FINISH_LEASE_MARGIN_S
     begun = state.begin(ref.delivery_id, ref.token)
     if begun.verdict is not Verdict.GO:
         return Result(begun.verdict, begun.reason or begun.verdict.value)
@@ -164,7 +165,7 @@ def run_attempt(ref: MessageRef, hooks: Hooks, state: State, ack: Ack | None = N
         logger.exception("bug in the attempt of %s -> %s", ref.delivery_id, job.shown_url)
         reason = f"{type(exc).__name__}: {exc}"
         bug = Outcome(Finished.BUG, BUG_PAUSE_S, reason=reason)
-        done = finish(state, began, ref.delivery_id, ref.token, bug, ack)
+        done = finish(state, ref, bug, ack, until)
         if done.ops_waiting:
             _send_ops(settings, hooks)
         return Result(Kind.RETRY, reason, BUG_PAUSE_S, ack is not None, tuple(done.released))
@@ -174,7 +175,7 @@ def run_attempt(ref: MessageRef, hooks: Hooks, state: State, ack: Ack | None = N
         else health.signal_for(response.status, response.error, response.permanent)
     )
     record = recorded(job, response, judgement, signal)
-    finished = finish(state, began, ref.delivery_id, ref.token, record, ack)
+    finished = finish(state, ref, record, ack, until)
     _log(job, response, judgement, finished.kind)
     if hooks.any_attempt_hooks():
         hooks.run(job.seen_by_hooks(response, judgement))
@@ -186,21 +187,19 @@ def run_attempt(ref: MessageRef, hooks: Hooks, state: State, ack: Ack | None = N
     )
 
 
-def finish(
-    state: State, began: float, delivery_id: str, token: int, done: Outcome, ack: Ack | None
-) -> Finish:
-    """`state.finish`, tried again while Redis is away, until shortly before the attempt's
-    lease ends (`began`: time.monotonic() at its begin). Requeued instead, the delivery
-    would be sent again after the lease: a duplicate of an attempt whose outcome is known.
-    Past the lease the schedule hands the delivery on, so the outage is raised (requeued)."""
-    deadline = began + lease_s(state.settings) - FINISH_LEASE_MARGIN_S
+def finish(state: State, ref: MessageRef, done: Outcome, ack: Ack | None, until: float) -> Finish:
+    """`state.finish`, tried again while Redis is away, `until` (time.monotonic()) shortly
+    before the attempt's lease ends. Requeued instead, the delivery would be sent again
+    after the lease: a duplicate of an attempt whose outcome is known. Past the lease the
+    schedule hands the delivery on, so the outage is raised (requeued)."""
+    delivery_id = ref.delivery_id
     tries = 0
     while True:
         try:
-            found = state.finish(delivery_id, token, done, ack, again=tries > 0)
+            found = state.finish(delivery_id, ref.token, done, ack, again=tries > 0)
         except OUTAGES as exc:
             pause = FINISH_PAUSE_S[min(tries, len(FINISH_PAUSE_S) - 1)]
-            if time.monotonic() + pause > deadline:
+            if time.monotonic() + pause > until:
                 raise
             if not tries:
                 logger.warning(

@@ -96,12 +96,6 @@ class Keys:
     def backlog(self, tag: str) -> str:
         return self._key("backlog", tag)
 
-    def rate(self, tag: str, window: int) -> str:
-        return self._key("rate", tag, window)
-
-    def done(self, delivery_id: str) -> str:
-        return self._key("done", delivery_id)
-
     def emitted(self, key: str, step: int = 0) -> str:
         """The marker of an `emit(key=...)`; of its `step` (after the first), for an emit
         stored in steps (state.py)."""

@@ -227,7 +227,7 @@ class State:
         assert first is not None
         if first.duplicate_of is not None:
             return first
-        return Emitted(placed=tuple(placed), again=first.again)
+        return Emitted(placed=tuple(placed))
 
     def _emit_step(self, chunk: _Chunk, base: EmitArgs, throttle_key: str) -> Emitted:
         args = base._replace(

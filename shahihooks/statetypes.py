@@ -76,14 +76,13 @@ class Emitted:
     duplicate_of: list[tuple[str, str]] | None = None  # (id, url) of the first emit
     throttled: bool = False
     placed: tuple[Placed, ...] = ()
-    again: bool = False  # this emit's step had run already (its first answer was lost)
 
 
 def emitted(found: Sequence[str]) -> Emitted:
     """emit.lua's answer."""
     if found[0] == "again":  # each delivery's stage now: it was placed, or has moved on
         placed = (Placed.DEFERRED if s == Stage.BACKLOG else Placed.QUEUED for s in found[1:])
-        return Emitted(placed=tuple(placed), again=True)
+        return Emitted(placed=tuple(placed))
     if found[0] == "duplicate":
         return Emitted(duplicate_of=[(i, u) for i, u in json.loads(found[1])])
     if found[0] == "throttled":

@@ -17,6 +17,7 @@ import trustme
 
 import shahihooks
 from shahihooks.endpoints import forget_cached
+from shahihooks.keys import Keys
 from shahihooks.settings import Settings
 from tests.receiver import Receiver, start_receiver
 
@@ -38,6 +39,17 @@ def wait_until(check: Callable[[], object], timeout: float = 20.0, what: str = "
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+
+
+class ScriptKeys(Keys):
+    """Keys the Lua writes and no Python code reads: what tests look at to see a delivery
+    done, or a rate window counted (tests/test_keys.py checks the Lua builds these names)."""
+
+    def rate(self, tag: str, window: int) -> str:
+        return self._key("rate", tag, window)
+
+    def done(self, delivery_id: str) -> str:
+        return self._key("done", delivery_id)
 
 
 def free_port() -> int:

@@ -19,8 +19,7 @@ from typing import Any
 
 import redis
 
-from shahihooks.keys import Keys
-from tests.conftest import SECRET, free_port
+from tests.conftest import SECRET, ScriptKeys, free_port
 from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,8 +84,8 @@ class World:
         return redis.Redis.from_url(self.url, socket_timeout=5)
 
     @property
-    def keys(self) -> Keys:
-        return Keys("faults")
+    def keys(self) -> ScriptKeys:
+        return ScriptKeys("faults")
 
     def env(self) -> dict[str, str]:
         base = {

@@ -13,9 +13,8 @@ import pytest
 import redis
 
 import shahihooks
-from shahihooks.keys import Keys
 from shahihooks.state import Finished, Outcome, Verdict, state_for
-from tests.conftest import wait_until
+from tests.conftest import ScriptKeys, wait_until
 from tests.faults import World
 from tests.receiver import Receiver
 
@@ -65,7 +64,7 @@ def test_an_attempt_ends_at_its_deadline_however_slowly_the_peer_answers(
         retry_schedule_s=(60,),
     )
     (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 1})
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     log = wait_until(
         lambda: [f for _, f in redis_client.xrange(keys.log) if f[b"id"] == delivery.id.encode()],
         timeout=15,
@@ -123,7 +122,7 @@ def test_a_short_idempotency_ttl_loses_nothing(
     (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 1}, key=f"k-{path}")
     first, second = receiver.wait_for(path, 2, timeout=15)
     assert second.body == first.body, "attempt 2, after the TTL, found the body"
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     wait_until(lambda: redis_client.get(keys.done(delivery.id)) == b"ok", what="delivered")
     assert not redis_client.exists(keys.dead(delivery.id))
 
@@ -138,7 +137,9 @@ def test_a_key_emitted_again_after_its_ttl_while_its_delivery_lives_is_a_duplica
     key = f"k-{path}"
     (first,) = shahihooks.emit("ticket.created", {"ticket_id": 1}, key=key)
     receiver.wait_for(path, 1)
-    wait_until(lambda: not redis_client.exists(Keys(s.prefix).emitted(key)), what="key expired")
+    wait_until(
+        lambda: not redis_client.exists(ScriptKeys(s.prefix).emitted(key)), what="key expired"
+    )
     (again,) = shahihooks.emit("ticket.created", {"ticket_id": 1}, key=key)
     assert (again.id, again.status) == (first.id, "duplicate")
     got = receiver.wait_for(path, 2, timeout=15)

@@ -18,7 +18,7 @@ from shahihooks.cli import main
 from shahihooks.keys import Keys, url_tag
 from shahihooks.outcome import RECEIVER_TEXT_MAX, reason_for
 from shahihooks.payload import envelope
-from tests.conftest import wait_until
+from tests.conftest import ScriptKeys, wait_until
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -49,7 +49,7 @@ def test_one_large_event_dead_at_several_urls_is_stored_once_and_replays_exact_b
         receiver.rule(path, lambda n: 500)
     deliveries = shahihooks.emit("ticket.created", {"ticket_id": 1, "text": "x" * LARGE})
     ids = [d.id for d in deliveries]
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     wait_until(lambda: all_dead(redis_client, keys, ids), what="every delivery dead-lettered")
     sent = {r.path: r.body for r in receiver.received if r.path in gone}
     assert len(sent) == URLS
@@ -87,7 +87,7 @@ def test_dead_letters_expire_after_the_dead_ttl_and_free_their_body(
     for path in gone:
         receiver.rule(path, lambda n: 500)
     ids = [d.id for d in shahihooks.emit("ticket.created", {"ticket_id": 2})]
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     wait_until(lambda: all_dead(redis_client, keys, ids), what="both dead-lettered")
     msg = (redis_client.hget(keys.dead(ids[0]), "msg") or b"").decode()
 
@@ -115,7 +115,7 @@ def test_a_60_kb_location_is_cut_before_the_log_and_the_dead_letter(
     far = receiver.url("/elsewhere?" + "a" * 60_000)
     receiver.rule(path, lambda n: (302, {"Location": far}, b""))
     (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 3})
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     wait_until(lambda: redis_client.exists(keys.dead(delivery.id)), what="dead letter")
     reason = redis_client.hget(keys.dead(delivery.id), "reason") or b""
     assert b"redirect to https://127.0.0.1" in reason
@@ -141,7 +141,7 @@ def test_a_dead_letter_of_the_earlier_version_with_its_own_copy_shows_and_replay
     path = f"/legacy-{uuid.uuid4().hex[:8]}"
     url = receiver.url(path)
     s = settings(urls=(url,))
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     tag = url_tag(url)
     delivery_id = f"evt_{uuid.uuid4().hex}-{tag}"
     data = '{"ticket_id":9,"title":"caf\u00e9"}'

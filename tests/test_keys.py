@@ -10,8 +10,9 @@ from typing import Any
 import redis
 
 from shahihooks.emit import delivery_id
-from shahihooks.keys import Keys, url_tag
+from shahihooks.keys import url_tag
 from shahihooks.state import SCRIPTS, library
+from tests.conftest import ScriptKeys
 
 PROBE = """
 setup(ARGV)
@@ -30,7 +31,7 @@ def test_lua_builds_the_same_key_names_as_keys_py(redis_client: redis.Redis) -> 
     args = ["pfx", 25000, 65000, 10, 3_600_000, 10000, 604800, 100000, 691200]
     args += [50, 5, 30000, 600000, 432000000, 2_592_000_000]
     names = [n.decode() for n in redis_client.eval(prelude + PROBE, 0, *args)]  # type: ignore[union-attr]
-    k = Keys("pfx")
+    k = ScriptKeys("pfx")
     assert names == [
         k.delivery("evt_1-abc"),
         k.body("evt_1"),

@@ -13,9 +13,8 @@ import redis
 import shahihooks
 from shahihooks import dead
 from shahihooks.app import publisher
-from shahihooks.keys import Keys
 from shahihooks.publish import Message
-from tests.conftest import SECRET, wait_until
+from tests.conftest import SECRET, ScriptKeys, wait_until
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -71,7 +70,7 @@ def test_failing_endpoint_is_retried_on_schedule_then_dead_lettered_and_replayab
     gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(got)]
     for gap, scheduled in zip(gaps, (1, 2, 3), strict=True):
         assert gap >= scheduled - 0.1
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     wait_until(lambda: redis_client.exists(keys.dead(delivery.id)), what="dead letter")
     letter = dead.get(delivery.id, s)
     assert letter is not None
@@ -106,7 +105,7 @@ def test_redirect_is_a_failure_and_its_location_is_never_requested(
     receiver.rule(path, lambda n: (301, {"Location": receiver.url(target)}, b""))
     (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 3})
     receiver.wait_for(path, 2)
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     wait_until(lambda: redis_client.exists(keys.dead(delivery.id)), what="dead letter")
     assert b"redirect" in redis_client.hget(keys.dead(delivery.id), "reason")
     assert receiver.requests_to(target) == []
@@ -129,7 +128,7 @@ def test_rate_limited_deliveries_are_deferred_to_the_next_window_none_lost(
     assert {r.header("webhook-id") for r in got} == {d[0].id for d in sent}
     assert [d[0].status for d in sent] == ["queued"] * 3 + ["deferred"] * 2
     # the receiver answers before the worker logs the attempt: poll for the last entry
-    log = Keys(s.prefix).log
+    log = ScriptKeys(s.prefix).log
 
     def outcomes() -> list[bytes]:  # (held back by the endpoint's limit, 2 at first: not these)
         entries = [e[1] for e in redis_client.xrange(log)]

@@ -21,7 +21,7 @@ from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.keys import Keys, url_tag
 from shahihooks.mover import Mover
 from shahihooks.state import state_for
-from tests.conftest import wait_until
+from tests.conftest import ScriptKeys, wait_until
 from tests.receiver import Receiver
 
 
@@ -43,7 +43,7 @@ def test_a_waiting_retry_is_held_by_redis_not_by_a_worker(
     receiver.rule(path, lambda n: 500 if n == 1 else 200)
     (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 1})
     (first,) = receiver.wait_for(path, 1)
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     wait_until(lambda: redis_client.hget(keys.delivery(delivery.id), "s") == b"w", what="waiting")
     due = redis_client.zscore(keys.schedule, delivery.id)
     assert due is not None
@@ -83,7 +83,7 @@ def test_backlog_is_released_in_emit_order_never_over_the_limit_per_window(
     # released in emit order: a later emit never arrives in an earlier window
     order = [arrival_window[d.id] for d in sent]
     assert order == sorted(order)
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     deferred = wait_until(
         lambda: [f for _, f in redis_client.xrange(keys.log) if f[b"outcome"] == b"deferred"]
     )
@@ -114,7 +114,7 @@ def test_a_full_backlog_dead_letters_at_once_and_the_letter_replays(
     assert dead.replay(sent[4].id, s)
     got = receiver.wait_for(path, 5, timeout=20)
     assert {r.header("webhook-id") for r in got} == {d.id for d in sent}
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     wait_until(lambda: all(redis_client.get(keys.done(d.id)) == b"ok" for d in sent), what="all ok")
 
 
@@ -131,7 +131,7 @@ def test_a_delivery_to_a_removed_endpoint_is_dead_lettered_not_signed_with_the_g
     (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 7})
     receiver.wait_for(path, 1)
     store.remove(receiver.url(path))
-    keys = Keys(s.prefix)
+    keys = ScriptKeys(s.prefix)
     wait_until(lambda: redis_client.exists(keys.dead(delivery.id)), timeout=15, what="dead")
     letter = dead.get(delivery.id, s)
     assert letter is not None

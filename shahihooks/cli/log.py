@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import click
 
+from shahihooks import logline
 from shahihooks.cli.commands import duration
 from shahihooks.cli.doctor import warn_if_lost
 from shahihooks.cli.endpoints import endpoint_rows
@@ -79,9 +79,7 @@ def _log_cells(row: dict[str, str]) -> list[str]:
     when = time.strftime("%H:%M:%S", time.localtime(float(row.get("ts") or 0)))
     outcome = row.get("outcome", "")
     mark = {"delivered": "✓", "retry": "↻", "dead": "✗", "deferred": "…"}.get(outcome, "?")
-    error = row.get("error", "")
-    if row.get("next_s"):
-        error += f" ({'released' if outcome == 'deferred' else 'retry'} in {row['next_s']} s)"
+    error = logline.error_text(row)
     status = row.get("status") or "---"
     cells = [when, mark, status, row.get("ms", "0"), row.get("attempt", ""), row.get("event", "")]
     return [
@@ -94,16 +92,9 @@ def _log_line(cells: list[str]) -> str:
     return "  ".join([*padded, *cells[len(_LOG_WIDTHS) :]]).rstrip()
 
 
-_LOG_NUMBERS: dict[str, Any] = {"ts": float, "attempt": int, "status": int, "ms": int}
-
-
 def _log_json(row: dict[str, str]) -> str:
     """One attempt as JSON: numbers as numbers, and null for what it has not (no status)."""
-    out: dict[str, Any] = dict(row)
-    for name, kind in {**_LOG_NUMBERS, "next_s": float}.items():
-        if name in row:
-            out[name] = kind(row[name]) if row[name] else None
-    return json.dumps(out)
+    return json.dumps(logline.typed(row))
 
 
 @click.command()
