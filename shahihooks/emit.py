@@ -34,7 +34,7 @@ from shahihooks.publish import Message
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, Throttle, current
 from shahihooks.signing import fingerprint
-from shahihooks.state import MaybeSent, NotSent, State, Target, state_for
+from shahihooks.state import MaybeSent, NotSent, State, StoredEvent, Target, state_for
 
 logger = logging.getLogger("shahihooks.emit")
 
@@ -184,20 +184,19 @@ def _enqueue(p: Prepared, nonce: str, msg_id: str) -> list[Delivery]:
         return []
     messages = [Message(t.delivery_id, 1, event, t.shown_url) for t in targets]
     queue = publisher.same_redis_queue(settings)
-    emitted = state.emit(
+    new = StoredEvent(
         msg_id=msg_id,
         event=event,
         timestamp=int(time.time()) if p.timestamp is None else p.timestamp,
         data_json=p.data_json,
-        targets=targets,
-        messages=publisher.encode(messages, queue) if queue else [],
+        nonce=nonce,
         queue=queue or "",
         key=key,
         throttle=(p.throttle_value, throttle.window_s) if throttle else None,
-        nonce=nonce,
         fingerprint=fingerprint(settings.ops_secrets if p.operational else settings.secrets),
         traceparent=tracing.current_traceparent() or "",
     )
+    emitted = state.emit(new, targets, publisher.encode(messages, queue) if queue else [])
     if emitted.duplicate_of is not None:
         logger.info("%s with key %r was emitted before: nothing enqueued", event, key)
         return [Delivery(i, u, event, "duplicate") for i, u in emitted.duplicate_of]

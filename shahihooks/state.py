@@ -51,6 +51,7 @@ from shahihooks.statetypes import (
     Finished,
     Outcome,
     Placed,
+    StoredEvent,
     Target,
     Verdict,
     Waiting,
@@ -75,6 +76,7 @@ __all__ = [
     "Outcome",
     "Placed",
     "State",
+    "StoredEvent",
     "Target",
     "Verdict",
     "Waiting",
@@ -156,26 +158,11 @@ class State:
             found = roundtrip.call(pool, *command)
         return found
 
-    def emit(
-        self,
-        *,
-        msg_id: str,
-        event: str,
-        timestamp: int,
-        data_json: str,
-        targets: Sequence[Target],
-        messages: Sequence[str],
-        queue: str,
-        key: str | None,
-        throttle: tuple[object, int] | None,
-        nonce: str,
-        fingerprint: str = "",
-        traceparent: str = "",
-    ) -> Emitted:
+    def emit(self, new: StoredEvent, targets: Sequence[Target], messages: Sequence[str]) -> Emitted:
         """Store the event and its deliveries; raises NotSent or MaybeSent on an outage.
 
-        `key`: the emit's idempotency key; `throttle`: the value of the event's throttled
-        field and its window (s). `nonce` is the same for every try of one emit: a try whose
+        `messages`: one per target, when the broker is the state Redis (`new.queue`). `nonce`
+        is the same for every try of one emit: a try whose
         first run had happened changes nothing and answers `again`. An event for more than
         EMIT_CHUNK endpoints is stored in steps of EMIT_CHUNK (each its own copy of the body
         and, with a key, its own marker), so that no step holds Redis long; emitted again
@@ -183,30 +170,31 @@ class State:
         then, and none is lost.
         """
         listed = json.dumps([[t.delivery_id, t.url] for t in targets])
-        throttle_key = self.keys.throttle(event, throttle[0]) if throttle else ""
+        throttle = new.throttle
+        throttle_key = self.keys.throttle(new.event, throttle[0]) if throttle else ""
         base = EmitArgs(
             listed_json="",
             throttle_s=throttle[1] if throttle else 0,
-            msg_id=msg_id,
-            event=event,
-            ts=timestamp,
+            msg_id=new.msg_id,
+            event=new.event,
+            ts=new.timestamp,
             site=self.settings.site_url,
-            data=data_json,
-            queue=queue,
+            data=new.data_json,
+            queue=new.queue,
             n=0,
-            fingerprint=fingerprint,
-            traceparent=traceparent,
-            nonce=nonce,
+            fingerprint=new.fingerprint,
+            traceparent=new.traceparent,
+            nonce=new.nonce,
         )
         first: Emitted | None = None
         placed: list[Placed] = []
         for start in range(0, max(1, len(targets)), EMIT_CHUNK):
             step = start // EMIT_CHUNK
             chunk = _Chunk(
-                msg_id if not step else f"{msg_id}.{step}",
+                new.msg_id if not step else f"{new.msg_id}.{step}",
                 targets[start : start + EMIT_CHUNK],
                 messages[start : start + EMIT_CHUNK],
-                self.keys.emitted(key, step) if key is not None else "",
+                self.keys.emitted(new.key, step) if new.key is not None else "",
                 listed if not step else "",
             )
             if first is not None and first.duplicate_of is not None:

@@ -72,6 +72,23 @@ class Target:
 
 
 @dataclass(frozen=True)
+class StoredEvent:
+    """One emit as `State.emit` stores it, beside its deliveries: the event and its body,
+    and what makes the emit itself one (its key, throttle and nonce)."""
+
+    msg_id: str
+    event: str
+    timestamp: int
+    data_json: str
+    nonce: str  # the same for every try of this emit
+    queue: str = ""  # the broker's queue, when the broker is the state Redis
+    key: str | None = None  # the emit's idempotency key
+    throttle: tuple[object, int] | None = None  # the throttled field's value, its window (s)
+    fingerprint: str = ""  # of the secrets it is signed with
+    traceparent: str = ""
+
+
+@dataclass(frozen=True)
 class Emitted:
     duplicate_of: list[tuple[str, str]] | None = None  # (id, url) of the first emit
     throttled: bool = False
