@@ -8,9 +8,11 @@ and messages, finish's log pairs, unpublished's messages) finds it from `REST` o
 targets are read with `target(i)`, built from `EmitTarget`. What scripts answer is parsed
 into the values of statetypes.py, once.
 
-The names of a delivery record's fields (`Field`, single letters in Redis) and of the
-common arguments (`Common`) are mirrored once in `lua/prelude.lua`; tests/test_contract.py
-checks that both sides agree.
+The names of a delivery record's fields (`Field`, single letters in Redis), of its stages
+(`Stage`), of an endpoint's health fields (`HealthField`) and of the common arguments
+(`Common`) are mirrored once in `lua/prelude.lua` (`F`, `STAGE`, `HF`: the Lua reads and
+writes by the lower-case member names, `d.url_tag`, `F.stage`, `STAGE.queued`);
+tests/test_contract.py checks that both sides agree.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from shahihooks.timings import grace_s, lease_s
 
 
 class Field(StrEnum):
-    """A delivery record's fields ({p}:dlv:{id}), as stored (lua/prelude.lua `FIELDS`)."""
+    """A delivery record's fields ({p}:dlv:{id}), as stored (lua/prelude.lua `F`)."""
 
     MESSAGE = "m"  # its body's message id
     URL_TAG = "u"
@@ -48,7 +50,7 @@ class Field(StrEnum):
 
 
 class Stage(StrEnum):
-    """A delivery record's stage (`Field.STAGE`)."""
+    """A delivery record's stage (`Field.STAGE`; lua/prelude.lua `STAGE`)."""
 
     QUEUED = "q"  # a message is in the broker
     SENDING = "x"  # an attempt holds it
@@ -56,6 +58,26 @@ class Stage(StrEnum):
     DUE = "n"  # for admission
     ADMITTED = "r"  # due for a message
     BACKLOG = "b"  # in its URL's backlog
+
+
+class HealthField(StrEnum):
+    """An endpoint's health fields ({p}:ep:{tag}), as stored (lua/prelude.lua `HF`)."""
+
+    LIMIT = "cw"  # on attempts in flight (a float: it grows by fractions)
+    SLOW_START = "ss"  # below it the limit grows by one per success, above by 1/limit
+    CEILING = "max"  # the endpoint's own (`endpoints add --concurrency`)
+    FAILURES = "cf"  # in a row
+    OPEN_UNTIL = "open"  # the circuit (ms; 0: closed)
+    OPENINGS = "opens"  # in a row (the cool-down doubles with each)
+    PROBE = "probe"  # the delivery sent while half-open
+    PROBE_UNTIL = "pu"  # until when it counts as the probe (ms)
+    FAILING_SINCE = "fs"  # ms
+    DISABLED_SINCE = "off"  # ms
+    DISABLED_REASON = "why"
+    QUIET = "quiet"  # '1': an operational endpoint (no operational event is about it)
+    LAST_ERROR = "err"
+    LAST_ATTEMPT = "at"  # its end (ms)
+    LAST_SUCCESS = "ok"  # ms
 
 
 class Common(NamedTuple):

@@ -1,7 +1,7 @@
 """Endpoint health: what every worker shares about each endpoint, and an operator's say on it.
 
 Each endpoint (of the settings or the store, keyed by its URL's tag) has, in Redis
-(`{p}:ep:{tag}`, lua/prelude.lua):
+(`{p}:ep:{tag}`, its fields named by contract.HealthField; lua/prelude.lua):
 
     a limit on attempts in flight  adapts like TCP's congestion window: starts at 2, grows
                                    by one per success up to a threshold, then slowly (1/limit
@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from shahihooks import dead
+from shahihooks.contract import HealthField
 from shahihooks.keys import Keys, url_tag
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings
 from shahihooks.state import state_for
 
-INITIAL_LIMIT = 2  # as lua/prelude.lua's INITIAL_WINDOW
+INITIAL_LIMIT = 2  # as lua/prelude.lua's
 STATES = ("ok", "limited", "open", "disabled")
 
 OK = "ok"
@@ -112,7 +113,18 @@ def _clock(when: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when else "?"
 
 
-_FIELDS = ("cw", "max", "cf", "open", "pu", "fs", "ok", "off", "why", "err")
+_READ = (
+    HealthField.LIMIT,
+    HealthField.CEILING,
+    HealthField.FAILURES,
+    HealthField.OPEN_UNTIL,
+    HealthField.PROBE_UNTIL,
+    HealthField.FAILING_SINCE,
+    HealthField.LAST_SUCCESS,
+    HealthField.DISABLED_SINCE,
+    HealthField.DISABLED_REASON,
+    HealthField.LAST_ERROR,
+)
 
 
 def endpoint_health(settings: Settings, urls: Iterable[str]) -> list[EndpointHealth]:
@@ -124,7 +136,7 @@ def endpoint_health(settings: Settings, urls: Iterable[str]) -> list[EndpointHea
     pipe = state.client.pipeline(transaction=False)
     for url in urls:
         tag = url_tag(url)
-        pipe.hmget(keys.health(tag), _FIELDS)
+        pipe.hmget(keys.health(tag), _READ)
         pipe.zcount(keys.in_flight(tag), now_ms, "+inf")
     found = pipe.execute()
     return [
@@ -136,15 +148,17 @@ def endpoint_health(settings: Settings, urls: Iterable[str]) -> list[EndpointHea
 def _health(
     url: str, raw: list[Any], in_flight: int, now_ms: int, settings: Settings
 ) -> EndpointHealth:
-    f = dict(zip(_FIELDS, (_text(v) for v in raw), strict=True))
-    ceiling = int(f["max"] or settings.endpoint_concurrency)
-    limit = min(int(float(f["cw"])) if f["cw"] else INITIAL_LIMIT, ceiling)
-    open_ms = max(_ms(f["open"]) or 0, _ms(f["pu"]) or 0) if _ms(f["open"]) else 0
-    if f["off"]:
+    f = dict(zip(_READ, (_text(v) for v in raw), strict=True))
+    ceiling = int(f[HealthField.CEILING] or settings.endpoint_concurrency)
+    grown = f[HealthField.LIMIT]
+    limit = min(int(float(grown)) if grown else INITIAL_LIMIT, ceiling)
+    open_until = _ms(f[HealthField.OPEN_UNTIL])
+    open_ms = max(open_until, _ms(f[HealthField.PROBE_UNTIL]) or 0) if open_until else 0
+    if f[HealthField.DISABLED_SINCE]:
         state = "disabled"
     elif open_ms:
         state = "open"
-    elif limit < ceiling and (f["fs"] or in_flight >= limit):
+    elif limit < ceiling and (f[HealthField.FAILING_SINCE] or in_flight >= limit):
         state = "limited"
     else:
         state = "ok"
@@ -155,12 +169,12 @@ def _health(
         limit=limit,
         in_flight=in_flight,
         open_until=open_ms / 1000 if open_ms else None,
-        disabled_since=_seconds(f["off"]),
-        disabled_reason=f["why"],
-        failing_since=_seconds(f["fs"]),
-        last_success_at=_seconds(f["ok"]),
-        last_error=f["err"],
-        consecutive_failures=int(f["cf"] or 0),
+        disabled_since=_seconds(f[HealthField.DISABLED_SINCE]),
+        disabled_reason=f[HealthField.DISABLED_REASON],
+        failing_since=_seconds(f[HealthField.FAILING_SINCE]),
+        last_success_at=_seconds(f[HealthField.LAST_SUCCESS]),
+        last_error=f[HealthField.LAST_ERROR],
+        consecutive_failures=int(f[HealthField.FAILURES] or 0),
         ceiling=ceiling,
     )
 

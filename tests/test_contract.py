@@ -1,5 +1,5 @@
 """The Python↔Lua contract holds on both sides: contract.py's names are the ones the Lua
-reads (record fields, common arguments, each script's arguments)."""
+reads (record fields and stages, health fields, common arguments, each script's arguments)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,59 @@ import re
 from importlib import resources
 
 from shahihooks import logline
-from shahihooks.contract import LAYOUTS, SCRIPTS, Common, Field, lua_arguments
+from shahihooks.contract import (
+    LAYOUTS,
+    SCRIPTS,
+    Common,
+    Field,
+    HealthField,
+    Stage,
+    lua_arguments,
+)
 
 LUA = resources.files("shahihooks").joinpath("lua")
 PRELUDE = LUA.joinpath("prelude.lua").read_text()
+BODIES = {name: LUA.joinpath(f"{name}.lua").read_text() for name in SCRIPTS}
 
 
-def test_the_record_fields_are_the_prelude_fields_in_order() -> None:
-    (listed,) = re.findall(r"^local FIELDS = \{(.*)\}$", PRELUDE, re.MULTILINE)
-    assert re.findall(r"'(\w+)'", listed) == [f.value for f in Field]
+def _lua_table(name: str) -> list[tuple[str, str]]:
+    """The prelude's `local <name> = {a = 'x', ...}`: its (name, stored) pairs in order."""
+    (listed,) = re.findall(rf"^local {name} = \{{(.*?)^\}}$", PRELUDE, re.MULTILINE | re.DOTALL)
+    pairs: list[tuple[str, str]] = re.findall(r"(\w+) = '(\w*)'", listed)
+    assert re.sub(r"(\w+) = '(\w*)',", "", listed).strip() == "", name  # nothing else in it
+    return pairs
+
+
+def _named(enum: type[Field] | type[Stage] | type[HealthField]) -> list[tuple[str, str]]:
+    return [(member.name.lower(), member.value) for member in enum]
+
+
+def test_the_lua_names_the_record_fields_as_contract_field_does() -> None:
+    assert _lua_table("F") == _named(Field)
+    (read,) = re.findall(r"^local NAMES = \{(.*?)\}$", PRELUDE, re.MULTILINE | re.DOTALL)
+    assert re.findall(r"'(\w+)'", read) == [f.name.lower() for f in Field]  # all, in order
+
+
+def test_the_lua_names_the_stages_as_contract_stage_does() -> None:
+    assert _lua_table("STAGE") == _named(Stage)
+
+
+def test_the_lua_names_the_health_fields_as_contract_health_field_does() -> None:
+    assert _lua_table("HF") == _named(HealthField)
+
+
+def test_the_lua_reads_and_writes_record_and_health_fields_by_name() -> None:
+    lua = "\n".join([PRELUDE, *BODIES.values()])
+    # a field of `d` (a record) or `h` (a health) is one of the names, never a stored letter
+    assert set(re.findall(r"\bd\.(\w+)", lua)) <= {f.name.lower() for f in Field}
+    assert {"url_tag", "stage", "token"} <= set(re.findall(r"\bd\.(\w+)", lua))
+    assert set(re.findall(r"\bF\.(\w+)", lua)) <= {f.name.lower() for f in Field}
+    assert set(re.findall(r"\bh\.(\w+)", lua)) <= {f.name.lower() for f in HealthField}
+    assert set(re.findall(r"\bSTAGE\.(\w+)", lua)) <= {s.name.lower() for s in Stage}
+    assert set(re.findall(r"\bHF\.(\w+)", lua)) <= {f.name.lower() for f in HealthField}
+    # no script's argument hides the prelude's tables
+    for layout in LAYOUTS.values():
+        assert not {"F", "STAGE", "HF"} & set(layout.args._fields)
 
 
 def test_the_common_arguments_are_read_by_setup_in_their_order() -> None:
@@ -29,8 +73,7 @@ def test_the_common_arguments_are_read_by_setup_in_their_order() -> None:
 
 
 def test_scripts_read_their_arguments_by_name_only() -> None:
-    for name in SCRIPTS:
-        body = LUA.joinpath(f"{name}.lua").read_text()
+    for name, body in BODIES.items():
         assert "ARGV[A" not in body, name
         assert f"contract.{LAYOUTS[name].args.__name__}" in body, name
 

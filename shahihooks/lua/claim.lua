@@ -47,20 +47,21 @@ for _, id in ipairs(due) do
   local d = record(id)
   if not d then
     redis.call('ZREM', K.schedule, id)
-  elseif d.s == 'w' or d.s == 'n' or d.s == 'x' then
-    if d.s == 'x' then
+  elseif d.stage == STAGE.waiting or d.stage == STAGE.due or d.stage == STAGE.sending then
+    if d.stage == STAGE.sending then
       log_event(id, d, now, 'retry', 'the attempt did not finish within its lease '
         .. '(its worker stopped?): sent again', 0)
     end
-    local verdict, token = admit_or_wait(id, d, now, limit_of(redis.call('HGET', K.urls, d.u)))
+    local url = redis.call('HGET', K.urls, d.url_tag)
+    local verdict, token = admit_or_wait(id, d, now, limit_of(url))
     if verdict == 'queued' then message(out, id, d, token) end
-  elseif d.s == 'r' then
+  elseif d.stage == STAGE.admitted then
     message(out, id, d, to_queue(id, d, now))
-  elseif d.s == 'q' then
+  elseif d.stage == STAGE.queued then
     -- when the watermark first passed it: from then on, its message was out of the queue
-    local passed = redis.call('ZRANGEBYSCORE', K.wmhist, '(' .. d.t, '+inf', 'LIMIT', 0, 1)[1]
+    local passed = redis.call('ZRANGEBYSCORE', K.wmhist, '(' .. d.since, '+inf', 'LIMIT', 0, 1)[1]
     if passed and now - tonumber(passed) >= C.grace_ms then
-      local lost = redis.call('HINCRBY', key('dlv', id), 'l', 1)
+      local lost = redis.call('HINCRBY', key('dlv', id), F.lost, 1)
       if lost > LOST_MAX then  -- no worker can read its messages (their accept_content?)
         dead_now(id, d, now, 'its message was lost ' .. LOST_MAX .. ' times: do the workers '
           .. 'accept what the apps publish (task_serializer, accept_content)?')
@@ -72,7 +73,7 @@ for _, id in ipairs(due) do
     elseif passed then
       redis.call('ZADD', K.schedule, num(tonumber(passed) + C.grace_ms), id)
     else  -- still waiting its turn in the queue: looked at again, less and less often
-      local checks = redis.call('HINCRBY', key('dlv', id), 'c', 1)
+      local checks = redis.call('HINCRBY', key('dlv', id), F.checks, 1)
       redis.call('ZADD', K.schedule, num(now + C.grace_ms * math.min(2 ^ checks, 8)), id)
     end
   else  -- in a backlog: released from there

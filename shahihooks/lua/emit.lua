@@ -15,7 +15,7 @@ n = tonumber(n)
 if redis.call('HGET', key('body', msg), 'nonce') == nonce then
   local states = {'again'}
   for i = 0, n - 1 do
-    states[#states + 1] = redis.call('HGET', key('dlv', target(i).delivery_id), 's') or ''
+    states[#states + 1] = redis.call('HGET', key('dlv', target(i).delivery_id), F.stage) or ''
   end
   return states
 end
@@ -51,8 +51,9 @@ for i = 0, n - 1 do
     made_before = made_before + 1
   else
     redis.call('HSET', K.urls, tag, t.url, tag .. ':shown', t.shown_url)
-    redis.call('HSET', key('dlv', id), 'm', msg, 'u', tag, 'e', event, 'a', '1', 'p', '0',
-               'o', order, 'src', t.src, 'b', '0', 's', '', 't', num(now))
+    redis.call('HSET', key('dlv', id), F.message, msg, F.url_tag, tag, F.event, event,
+               F.attempt, '1', F.token, '0', F.order, order, F.source, t.src, F.bugs, '0',
+               F.stage, '', F.since, num(now))
     local d = record(id)
     local verdict
     if t.refused ~= '' then

@@ -10,14 +10,19 @@ local tag, quiet = url_tag, ops == '1'
 local now = now_ms()
 redis.call('HSET', K.urls, tag, url, tag .. ':shown', shown_url)
 local ep = key('ep', tag)
-local was = redis.call('HMGET', ep, 'fs', 'off')
+local was = redis.call('HMGET', ep, HF.failing_since, HF.disabled_since)
 if action == 'disable' then
   if not was[2] then disable(tag, now, arg, quiet) end
 elseif action == 'enable' then
-  redis.call('HDEL', ep, 'off', 'why', 'fs', 'cf', 'open', 'opens', 'probe', 'pu', 'cw', 'ss')
+  redis.call('HDEL', ep, HF.disabled_since, HF.disabled_reason, HF.failing_since, HF.failures,
+             HF.open_until, HF.openings, HF.probe, HF.probe_until, HF.limit, HF.slow_start)
   redis.call('ZADD', K.releases, 'LT', num(now), tag)
   if was[2] and not quiet then ops_event('endpoint.enabled', tag, now, {}) end
 elseif action == 'limit' then
-  if arg == '' then redis.call('HDEL', ep, 'max') else redis.call('HSET', ep, 'max', arg) end
+  if arg == '' then
+    redis.call('HDEL', ep, HF.ceiling)
+  else
+    redis.call('HSET', ep, HF.ceiling, arg)
+  end
 end
 return {'ok', was[1] or '', was[2] or ''}

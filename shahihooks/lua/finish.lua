@@ -22,7 +22,7 @@ if delivery_tag ~= '' then
   redis.call('HDEL', unacked, delivery_tag)
 end
 local d = record(id)
-local holds = d and d.p == token and d.s == 'x'
+local holds = d and d.token == token and d.stage == STAGE.sending
 -- tried again after an outage: if the first try ran, it logged and counted (not twice)
 if not holds and again == '1' then return {'again', ''} end
 n_log = tonumber(n_log)
@@ -48,32 +48,32 @@ local disabled = false
 if signal ~= '' then
   disabled = learn(id, d, now, signal, reason)
 else
-  redis.call('ZREM', key('fly', d.u), id)  -- its slot, whatever became of it
+  redis.call('ZREM', key('fly', d.url_tag), id)  -- its slot, whatever became of it
 end
 if kind == 'retry' and disabled then
   kind = 'dead'
-  dead_now(id, d, now, disabled_reason(health(d.u)), true)
+  dead_now(id, d, now, disabled_reason(health(d.url_tag)), true)
 elseif kind == 'delivered' then
   retire(id, d, 'ok')
 elseif kind == 'dead' then
   dead_letter(id, d, now, reason, status, response)
 elseif kind == 'retry' then
-  redis.call('HSET', key('dlv', id), 'a', tonumber(d.a) + 1, 'b', '0')
-  set_state(id, d, 'w', now)
+  redis.call('HSET', key('dlv', id), F.attempt, tonumber(d.attempt) + 1, F.bugs, '0')
+  set_stage(id, d, STAGE.waiting, now)
   redis.call('ZADD', K.schedule, num(now + delay), id)
 else  -- a bug in this process: tried again a few times, then dead-lettered, never forever
-  local bugs = redis.call('HINCRBY', key('dlv', id), 'b', 1)
+  local bugs = redis.call('HINCRBY', key('dlv', id), F.bugs, 1)
   if bugs >= tonumber(bug_max) then
     kind = 'dead'
     dead_now(id, d, now, reason .. ' (a bug: ' .. bugs .. ' tries)')
   else
     log_event(id, d, now, 'retry', reason .. ' (a bug: try ' .. bugs .. ')', delay)
-    set_state(id, d, 'n', now)
+    set_stage(id, d, STAGE.due, now)
     redis.call('ZADD', K.schedule, num(now + delay), id)
   end
 end
 local out = {kind, ops_added and '1' or ''}
-if not disabled and redis.call('EXISTS', key('backlog', d.u)) == 1 then
-  release(d.u, now, HANDOFF_MAX, out)
+if not disabled and redis.call('EXISTS', key('backlog', d.url_tag)) == 1 then
+  release(d.url_tag, now, HANDOFF_MAX, out)
 end
 return out

@@ -11,16 +11,13 @@
 -- A call's own arguments start at ARGV[A]: each script reads them as the locals that
 -- contract.py declares for it (its layout), its variable part from ARGV[REST].
 --
--- A delivery's record (`dlv`) fields (contract.Field names them; FIELDS below, in its order):
---   m message id   u url tag   e event   a attempt   p fencing token of its live message
---   s state: q queued (a message is in the broker)   x sending (an attempt holds it)
---            w waiting for a retry   n due for admission   r admitted, due for a message
---            b in its URL's backlog
---   t when the state was entered (ms)   o emit order   w the rate window it was admitted in
---   c checks of a queued message
---   src where its URL came from: "store", "urls" (SHAHIHOOKS_URLS), "ops" (an operational
---       event), "" (a webhook_urls filter, an action)
---   b attempts that hit a bug   l messages of it found lost
+-- A delivery's record (`dlv`) and an endpoint's health (`ep`) are read and written by name:
+-- F, STAGE and HF below mirror contract.Field, Stage and HealthField (their members in lower
+-- case: d.url_tag, F.stage, STAGE.queued, HF.failures); Redis stores the short names. A
+-- record's stages: queued (a message is in the broker), sending (an attempt holds it),
+-- waiting for a retry, due for admission, admitted (due for a message), backlog (in its
+-- URL's backlog). Its source is where its URL came from: "store", "urls" (SHAHIHOOKS_URLS),
+-- "ops" (an operational event), "" (a webhook_urls filter, an action).
 local A = 16
 local P, C, K  -- this call's prefix, settings and keys (Redis runs one at a time)
 local function key(...) return table.concat({P, ...}, ':') end
@@ -56,32 +53,45 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local FIELDS = {'m', 'u', 'e', 'a', 's', 'p', 't', 'o', 'w', 'c', 'src', 'b', 'sl', 'l'}
+local F = {
+  message = 'm', url_tag = 'u', event = 'e', attempt = 'a', stage = 's', token = 'p',
+  since = 't', order = 'o', window = 'w', checks = 'c', source = 'src', bugs = 'b',
+  slot = 'sl', lost = 'l',
+}
+local STAGE = {
+  queued = 'q', sending = 'x', waiting = 'w', due = 'n', admitted = 'r', backlog = 'b',
+}
+-- What record() reads, in F's order (the message first: every record has it).
+local NAMES = {'message', 'url_tag', 'event', 'attempt', 'stage', 'token', 'since', 'order',
+               'window', 'checks', 'source', 'bugs', 'slot', 'lost'}
+local FIELDS = {}
+for i = 1, #NAMES do FIELDS[i] = F[NAMES[i]] end
+-- The record keyed by F's names (d.url_tag, d.stage, ...), '' for a field it lacks; or nil.
 local function record(id)
   local v = redis.call('HMGET', key('dlv', id), unpack(FIELDS))
   if not v[1] then return nil end
   local d = {}
-  for i, f in ipairs(FIELDS) do d[f] = v[i] or '' end
+  for i, name in ipairs(NAMES) do d[name] = v[i] or '' end
   return d
 end
 
--- Every state change goes through here, so the per-URL count of waiting retries stays true.
-local function set_state(id, d, s, now)
-  if d.s == 'w' and s ~= 'w' then redis.call('HINCRBY', K.retrying, d.u, -1) end
-  if s == 'w' and d.s ~= 'w' then redis.call('HINCRBY', K.retrying, d.u, 1) end
-  redis.call('HSET', key('dlv', id), 's', s, 't', num(now))
-  d.s, d.t = s, num(now)
+-- Every stage change goes through here, so the per-URL count of waiting retries stays true.
+local function set_stage(id, d, stage, now)
+  local waited, waits = d.stage == STAGE.waiting, stage == STAGE.waiting
+  if waits ~= waited then redis.call('HINCRBY', K.retrying, d.url_tag, waits and 1 or -1) end
+  redis.call('HSET', key('dlv', id), F.stage, stage, F.since, num(now))
+  d.stage, d.since = stage, num(now)
 end
 
 -- The stats fields the Lua adds to "<url as shown> <event> " (logline.py names them).
 local STAT = {count = 'n', ok = 'ok', ms = 'ms', deferred = 'def'}
 
-local function shown_url(d) return redis.call('HGET', K.urls, d.u .. ':shown') or '' end
+local function shown_url(d) return redis.call('HGET', K.urls, d.url_tag .. ':shown') or '' end
 
 -- A log entry written inside Lua: logline.LOG_FIELDS, in their order.
 local function log_event(id, d, now, outcome, err, next_ms)
   redis.call('XADD', K.log, 'MAXLEN', '~', C.log_max, '*',
-    'ts', secs(now), 'id', id, 'url', shown_url(d), 'event', d.e, 'attempt', d.a,
+    'ts', secs(now), 'id', id, 'url', shown_url(d), 'event', d.event, 'attempt', d.attempt,
     'outcome', outcome, 'status', '', 'ms', '0', 'error', err,
     'next_s', next_ms and num(math.max(0, next_ms) / 1000) or '')
 end
@@ -95,13 +105,13 @@ end
 
 -- Delivered or dead: the record goes (a dead letter took its body reference first).
 local function retire(id, d, mark)
-  if d.s == 'w' then redis.call('HINCRBY', K.retrying, d.u, -1) end
-  if d.s == 'b' then redis.call('ZREM', key('backlog', d.u), id) end
+  if d.stage == STAGE.waiting then redis.call('HINCRBY', K.retrying, d.url_tag, -1) end
+  if d.stage == STAGE.backlog then redis.call('ZREM', key('backlog', d.url_tag), id) end
   redis.call('SET', key('done', id), mark, 'EX', C.done_ttl)
   redis.call('DEL', key('dlv', id))
   redis.call('ZREM', K.schedule, id)
-  redis.call('ZREM', key('fly', d.u), id)  -- its slot, if it held one
-  release_body(d.m)
+  redis.call('ZREM', key('fly', d.url_tag), id)  -- its slot, if it held one
+  release_body(d.message)
 end
 
 -- A dead letter goes (expired): with its reference on the body. A letter without `ref`
@@ -132,17 +142,18 @@ end
 -- disabled (`endpoints enable --recover` replays those). It expires after dead_ttl_ms
 -- (claim.lua), by its time of death in the index.
 local function dead_letter(id, d, now, reason, status, response, off)
-  local has_body = redis.call('EXISTS', key('body', d.m)) == 1
+  local has_body = redis.call('EXISTS', key('body', d.message)) == 1
   drop_letter(id)  -- an earlier letter of this delivery (not replayed): replaced
-  if has_body then redis.call('HINCRBY', key('body', d.m), 'refs', 1) end
-  redis.call('HSET', key('dead', id), 'id', id, 'msg', d.m, 'url', shown_url(d),
-    'tag', d.u, 'event', d.e, 'attempts', d.a, 'reason', reason, 'status', status,
-    'died_at', secs(now), 'has_body', has_body and '1' or '0', 'ref', has_body and '1' or '',
-    'response', response, 'src', d.src, 'o', d.o, 'off', off and '1' or '')
+  if has_body then redis.call('HINCRBY', key('body', d.message), 'refs', 1) end
+  redis.call('HSET', key('dead', id), 'id', id, 'msg', d.message, 'url', shown_url(d),
+    'tag', d.url_tag, 'event', d.event, 'attempts', d.attempt, 'reason', reason,
+    'status', status, 'died_at', secs(now), 'has_body', has_body and '1' or '0',
+    'ref', has_body and '1' or '', 'response', response, 'src', d.source, 'o', d.order,
+    'off', off and '1' or '')
   redis.call('ZADD', K.dead_index, secs(now), id)
-  if d.src ~= 'ops' and not off then
-    ops_event('delivery.dead', d.u, now, {delivery_id = id, event = d.e,
-      attempts = tonumber(d.a), reason = reason, status = status})
+  if d.source ~= 'ops' and not off then
+    ops_event('delivery.dead', d.url_tag, now, {delivery_id = id, event = d.event,
+      attempts = tonumber(d.attempt), reason = reason, status = status})
   end
   retire(id, d, 'dead')
 end
@@ -184,25 +195,25 @@ end
 -- Wait in the URL's backlog, in emit order, to be released at `due` at the earliest;
 -- false when it is full. `why` says what holds it back.
 local function to_backlog(id, d, now, due, why)
-  local backlog = key('backlog', d.u)
+  local backlog = key('backlog', d.url_tag)
   if redis.call('ZCARD', backlog) >= C.backlog_max then return false end
-  redis.call('ZADD', backlog, d.o, id)
+  redis.call('ZADD', backlog, d.order, id)
   redis.call('ZREM', K.schedule, id)
-  redis.call('ZREM', key('fly', d.u), id)  -- a slot it held goes to whoever is released
-  if d.sl ~= '' then redis.call('HSET', key('dlv', id), 'sl', '') end
-  set_state(id, d, 'b', now)
-  redis.call('ZADD', K.releases, 'LT', num(due), d.u)
+  redis.call('ZREM', key('fly', d.url_tag), id)  -- a slot it held goes to whoever is released
+  if d.slot ~= '' then redis.call('HSET', key('dlv', id), F.slot, '') end
+  set_stage(id, d, STAGE.backlog, now)
+  redis.call('ZADD', K.releases, 'LT', num(due), d.url_tag)
   local ahead = redis.call('ZRANK', backlog, id)
   log_event(id, d, now, 'deferred', why .. ': waits in the backlog (' .. ahead .. ' ahead)',
     due - now)
   local stats = key('stats', num(math.floor(now / 3600000)))
-  redis.call('HINCRBY', stats, shown_url(d) .. ' ' .. d.e .. ' ' .. STAT.deferred, 1)
+  redis.call('HINCRBY', stats, shown_url(d) .. ' ' .. d.event .. ' ' .. STAT.deferred, 1)
   redis.call('EXPIRE', stats, C.stats_ttl)
   return true
 end
 
 local function rate_wait(id, d, now, limit)
-  local used = tonumber(redis.call('GET', key('rate', d.u, window_of(now)))) or 0
+  local used = tonumber(redis.call('GET', key('rate', d.url_tag, window_of(now)))) or 0
   local due = now
   if limit > 0 and used >= limit then due = next_window(now) end
   return to_backlog(id, d, now, due, 'rate limit of ' .. limit .. ' per '
@@ -211,9 +222,9 @@ end
 
 -- A new message for the delivery: a new fencing token, and a check that it is not lost.
 local function to_queue(id, d, now)
-  local token = redis.call('HINCRBY', key('dlv', id), 'p', 1)
-  redis.call('HSET', key('dlv', id), 'c', '0')
-  set_state(id, d, 'q', now)
+  local token = redis.call('HINCRBY', key('dlv', id), F.token, 1)
+  redis.call('HSET', key('dlv', id), F.checks, '0')
+  set_stage(id, d, STAGE.queued, now)
   redis.call('ZADD', K.schedule, num(now + C.grace_ms), id)
   return token
 end
@@ -226,29 +237,37 @@ local function dead_now(id, d, now, reason, off)
   return 'dead'
 end
 
--- An endpoint's health ({p}:ep:{tag}), shared by every worker:
---   cw    the limit on attempts in flight (a float: it grows by fractions)
---   ss    below it the limit grows by one per success (slow start), above by 1/cw
---   max   the endpoint's own ceiling (`endpoints add --concurrency`), else C.ceiling
---   cf    consecutive failures          open  circuit open until (ms; 0: closed)
---   opens openings in a row (the cool-down doubles with each)
---   probe the delivery sent while half-open, pu until when it counts as the probe (ms)
---   fs    failing since (ms)            ok    the last success (ms)
---   off   disabled since (ms)           why   why it was disabled
---   err   the last failure's reason     at    the last attempt's end (ms)
---   quiet '1' for an operational endpoint: no operational event is ever about it
--- The attempts in flight are `fly`: delivery ids scored by when their slot lapses.
-local INITIAL_WINDOW = 2
-local HF = {'cw', 'ss', 'max', 'cf', 'open', 'opens', 'probe', 'pu', 'fs', 'off', 'why',
-            'quiet'}
+-- An endpoint's health ({p}:ep:{tag}), shared by every worker, read and written by the
+-- names of HF (contract.HealthField says what each holds). Its limit on attempts in flight
+-- adapts like TCP's congestion window: a float, growing by one per success below slow_start
+-- and by 1/limit above, up to its ceiling (the endpoint's own, else C.ceiling); halved when
+-- the endpoint is congested. The attempts in flight are `fly`: delivery ids scored by when
+-- their slot lapses.
+local HF = {
+  limit = 'cw', slow_start = 'ss', ceiling = 'max', failures = 'cf', open_until = 'open',
+  openings = 'opens', probe = 'probe', probe_until = 'pu', failing_since = 'fs',
+  disabled_since = 'off', disabled_reason = 'why', quiet = 'quiet', last_error = 'err',
+  last_attempt = 'at', last_success = 'ok',
+}
+local INITIAL_LIMIT = 2
+-- What health() reads, in the order of its locals.
+local HEALTH = {HF.limit, HF.slow_start, HF.ceiling, HF.failures, HF.open_until, HF.openings,
+                HF.probe, HF.probe_until, HF.failing_since, HF.disabled_since,
+                HF.disabled_reason, HF.quiet}
+-- An endpoint's health by HF's names, as numbers (failing_since and disabled_since: nil
+-- when not), with their defaults.
 local function health(tag)
-  local v = redis.call('HMGET', key('ep', tag), unpack(HF))
-  local ceiling = tonumber(v[3]) or C.ceiling
+  local limit, slow_start, ceiling, failures, open_until, openings, probe, probe_until,
+        failing_since, disabled_since, disabled_reason, quiet =
+    unpack(redis.call('HMGET', key('ep', tag), unpack(HEALTH)))
+  ceiling = tonumber(ceiling) or C.ceiling
   return {
-    ceiling = ceiling, cw = math.min(tonumber(v[1]) or INITIAL_WINDOW, ceiling),
-    ss = tonumber(v[2]) or ceiling, cf = tonumber(v[4]) or 0, open = tonumber(v[5]) or 0,
-    opens = tonumber(v[6]) or 0, probe = v[7] or '', pu = tonumber(v[8]) or 0,
-    fs = tonumber(v[9]), off = tonumber(v[10]), why = v[11] or '', quiet = v[12] == '1',
+    ceiling = ceiling, limit = math.min(tonumber(limit) or INITIAL_LIMIT, ceiling),
+    slow_start = tonumber(slow_start) or ceiling, failures = tonumber(failures) or 0,
+    open_until = tonumber(open_until) or 0, openings = tonumber(openings) or 0,
+    probe = probe or '', probe_until = tonumber(probe_until) or 0,
+    failing_since = tonumber(failing_since), disabled_since = tonumber(disabled_since),
+    disabled_reason = disabled_reason or '', quiet = quiet == '1',
   }
 end
 
@@ -259,51 +278,53 @@ local function in_flight(tag, now)
 end
 
 local function disabled_reason(h)
-  return 'endpoint disabled (since ' .. secs(h.off) .. '): ' .. h.why
+  return 'endpoint disabled (since ' .. secs(h.disabled_since) .. '): ' .. h.disabled_reason
 end
 
 local function circuit_reason(h, now)
-  return 'circuit open after ' .. h.cf .. ' failures in a row (next probe in '
-    .. num(math.max(0, math.max(h.open, h.pu) - now) / 1000) .. ' s)'
+  return 'circuit open after ' .. h.failures .. ' failures in a row (next probe in '
+    .. num(math.max(0, math.max(h.open_until, h.probe_until) - now) / 1000) .. ' s)'
 end
 
 -- While the circuit is open, and while its probe is out, nothing else is attempted.
 local function held_by_circuit(h, id, now)
-  return h.open > 0 and (now < h.open or (h.pu > now and h.probe ~= id))
+  return h.open_until > 0
+    and (now < h.open_until or (h.probe_until > now and h.probe ~= id))
 end
 
 local function disable(tag, now, why, quiet)
-  redis.call('HSET', key('ep', tag), 'off', num(now), 'why', why)
+  redis.call('HSET', key('ep', tag), HF.disabled_since, num(now), HF.disabled_reason, why)
   redis.call('ZADD', K.releases, num(now), tag)  -- its backlog is dead-lettered now
   if not quiet then ops_event('endpoint.disabled', tag, now, {reason = why}) end
 end
 
 -- Failing without a success for SHAHIHOOKS_DISABLE_AFTER: disabled (true if it is now).
 local function disable_if_failing_too_long(tag, h, now, last)
-  if C.disable_ms <= 0 or not h.fs or now - h.fs < C.disable_ms then return false end
-  local why = 'only failures since ' .. secs(h.fs) .. ' (more than SHAHIHOOKS_DISABLE_AFTER='
+  local since = h.failing_since
+  if C.disable_ms <= 0 or not since or now - since < C.disable_ms then return false end
+  local why = 'only failures since ' .. secs(since) .. ' (more than SHAHIHOOKS_DISABLE_AFTER='
     .. num(C.disable_ms / 1000) .. ' s)' .. (last ~= '' and ('; last: ' .. last) or '')
   disable(tag, now, why, h.quiet)
-  h.off, h.why = now, why
+  h.disabled_since, h.disabled_reason = now, why
   return true
 end
 
 -- May an attempt of `id` to its endpoint start now? nil if so (it holds a slot), else what
 -- holds it back: 'disabled', 'open' (the circuit) or 'limit' (attempts in flight). A
--- delivery released from the backlog was given its slot (`sl`: '1', or 'probe'): it goes,
+-- delivery released from the backlog was given its slot (`slot`: '1', or 'probe'): it goes,
 -- however long its message waited in the queue (its reservation may have lapsed meanwhile).
 local function gate(id, d, h, now)
-  if h.off then return 'disabled' end
-  local granted = d.sl
-  if granted ~= '' then redis.call('HSET', key('dlv', id), 'sl', '') end
-  local fly = key('fly', d.u)
+  if h.disabled_since then return 'disabled' end
+  local granted = d.slot
+  if granted ~= '' then redis.call('HSET', key('dlv', id), F.slot, '') end
+  local fly = key('fly', d.url_tag)
   local lapse = num(now + C.lease_ms)
-  if granted == 'probe' or (h.open > 0 and not held_by_circuit(h, id, now)) then
-    redis.call('HSET', key('ep', d.u), 'probe', id, 'pu', lapse)  -- the probe
+  if granted == 'probe' or (h.open_until > 0 and not held_by_circuit(h, id, now)) then
+    redis.call('HSET', key('ep', d.url_tag), HF.probe, id, HF.probe_until, lapse)  -- the probe
   elseif held_by_circuit(h, id, now) then
     return 'open'
   elseif granted == '' and not redis.call('ZSCORE', fly, id)
-      and in_flight(d.u, now) >= math.floor(h.cw) then
+      and in_flight(d.url_tag, now) >= math.floor(h.limit) then
     return 'limit'
   end
   redis.call('ZADD', fly, lapse, id)
@@ -323,24 +344,27 @@ local function hold(id, d, now, h, why)
     local reason = disabled_reason(h)
     return dead_now(id, d, now, reason, true), reason
   end
-  if why == 'open' and disable_if_failing_too_long(d.u, h, now, '') then
+  if why == 'open' and disable_if_failing_too_long(d.url_tag, h, now, '') then
     return hold(id, d, now, h, 'disabled')
   end
   local due, reason
   if why == 'open' then
-    due, reason = math.max(h.open, h.pu), circuit_reason(h, now)
+    due, reason = math.max(h.open_until, h.probe_until), circuit_reason(h, now)
     -- looked at again when it is due to be disabled, if that comes first
-    if C.disable_ms > 0 and h.fs then due = math.min(due, h.fs + C.disable_ms) end
+    if C.disable_ms > 0 and h.failing_since then
+      due = math.min(due, h.failing_since + C.disable_ms)
+    end
   else
-    due = next_lapse(d.u, now)
-    reason = 'the endpoint\'s limit of ' .. math.floor(h.cw) .. ' attempts in flight is reached'
+    due = next_lapse(d.url_tag, now)
+    reason = 'the endpoint\'s limit of ' .. math.floor(h.limit)
+      .. ' attempts in flight is reached'
   end
   if to_backlog(id, d, now, due, reason) then return 'deferred', reason end
   return dead_now(id, d, now, BACKLOG_FULL), BACKLOG_FULL
 end
 
-local function cooldown(opens)
-  return math.min(C.cooldown_ms * 2 ^ (opens - 1), C.cooldown_max_ms)
+local function cooldown(openings)
+  return math.min(C.cooldown_ms * 2 ^ (openings - 1), C.cooldown_max_ms)
 end
 
 -- After an attempt, the endpoint learns from it: `signal` is 'ok', 'congested' (a timeout,
@@ -348,53 +372,56 @@ end
 -- limit grows slowly on success; failures in a row open the circuit; failing for
 -- `disable_ms` without a success disables the endpoint. Returns true if it is disabled.
 local function learn(id, d, now, signal, reason)
-  local ep = key('ep', d.u)
-  redis.call('ZREM', key('fly', d.u), id)
-  local h = health(d.u)
-  if d.src == 'ops' and not h.quiet then
-    redis.call('HSET', ep, 'quiet', '1')
+  local tag = d.url_tag
+  local ep = key('ep', tag)
+  redis.call('ZREM', key('fly', tag), id)
+  local h = health(tag)
+  if d.source == 'ops' and not h.quiet then
+    redis.call('HSET', ep, HF.quiet, '1')
     h.quiet = true
   end
   local quiet = h.quiet
-  if h.off then return true end
+  if h.disabled_since then return true end
   if signal == 'ok' then
-    local cw = h.cw < h.ss and h.cw + 1 or h.cw + 1 / h.cw
-    redis.call('HSET', ep, 'cw', tostring(math.min(cw, h.ceiling)), 'cf', 0, 'ok', num(now),
-      'at', num(now))
-    if h.fs then redis.call('HDEL', ep, 'fs') end
-    if h.open > 0 then
-      redis.call('HSET', ep, 'open', 0, 'opens', 0, 'probe', '', 'pu', 0)
+    local limit = h.limit < h.slow_start and h.limit + 1 or h.limit + 1 / h.limit
+    redis.call('HSET', ep, HF.limit, tostring(math.min(limit, h.ceiling)), HF.failures, 0,
+      HF.last_success, num(now), HF.last_attempt, num(now))
+    if h.failing_since then redis.call('HDEL', ep, HF.failing_since) end
+    if h.open_until > 0 then
+      redis.call('HSET', ep, HF.open_until, 0, HF.openings, 0, HF.probe, '', HF.probe_until, 0)
       if not quiet then
-        ops_event('endpoint.recovered', d.u, now, {failing_since = h.fs and secs(h.fs) or ''})
+        ops_event('endpoint.recovered', tag, now,
+          {failing_since = h.failing_since and secs(h.failing_since) or ''})
       end
     end
   else
-    local f = {'cf', h.cf + 1, 'err', reason, 'at', num(now)}
-    if not h.fs then
-      h.fs = now
-      f[#f + 1], f[#f + 2] = 'fs', num(now)
+    local set = {HF.failures, h.failures + 1, HF.last_error, reason, HF.last_attempt, num(now)}
+    if not h.failing_since then
+      h.failing_since = now
+      set[#set + 1], set[#set + 2] = HF.failing_since, num(now)
     end
     if signal == 'congested' then
-      local half = tostring(math.max(1, h.cw / 2))
-      f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4] = 'cw', half, 'ss', half
+      local half = tostring(math.max(1, h.limit / 2))
+      set[#set + 1], set[#set + 2], set[#set + 3], set[#set + 4] =
+        HF.limit, half, HF.slow_start, half
     end
-    local opens
-    if h.open > 0 and h.probe == id then opens = h.opens + 1  -- the probe failed
-    elseif h.open == 0 and h.cf + 1 >= C.threshold then opens = 1 end
-    if opens then
-      for _, x in ipairs({'open', num(now + cooldown(opens)), 'opens', opens, 'probe', '',
-                          'pu', 0}) do f[#f + 1] = x end
+    local openings
+    if h.open_until > 0 and h.probe == id then openings = h.openings + 1  -- the probe failed
+    elseif h.open_until == 0 and h.failures + 1 >= C.threshold then openings = 1 end
+    if openings then
+      for _, x in ipairs({HF.open_until, num(now + cooldown(openings)), HF.openings, openings,
+                          HF.probe, '', HF.probe_until, 0}) do set[#set + 1] = x end
     end
-    redis.call('HSET', ep, unpack(f))
-    if opens == 1 and not quiet then
-      ops_event('endpoint.failing', d.u, now, {consecutive_failures = h.cf + 1,
-        failing_since = secs(h.fs), last_error = reason,
+    redis.call('HSET', ep, unpack(set))
+    if openings == 1 and not quiet then
+      ops_event('endpoint.failing', tag, now, {consecutive_failures = h.failures + 1,
+        failing_since = secs(h.failing_since), last_error = reason,
         next_probe_at = secs(now + cooldown(1))})
     end
-    if disable_if_failing_too_long(d.u, h, now, reason) then return true end
+    if disable_if_failing_too_long(tag, h, now, reason) then return true end
   end
-  if redis.call('EXISTS', key('backlog', d.u)) == 1 then
-    redis.call('ZADD', K.releases, 'LT', num(now), d.u)
+  if redis.call('EXISTS', key('backlog', tag)) == 1 then
+    redis.call('ZADD', K.releases, 'LT', num(now), tag)
   end
   return false
 end
@@ -403,12 +430,12 @@ end
 -- backlog, else (full, or disabled) dead letter.
 -- Returns 'queued' and the message's token, 'deferred' or 'dead'.
 local function admit_or_wait(id, d, now, limit)
-  local h = health(d.u)
-  if h.off then return (hold(id, d, now, h, 'disabled')) end
+  local h = health(d.url_tag)
+  if h.disabled_since then return (hold(id, d, now, h, 'disabled')) end
   if held_by_circuit(h, id, now) then return (hold(id, d, now, h, 'open')) end
-  local win = admit(d.u, limit, now)
+  local win = admit(d.url_tag, limit, now)
   if win then
-    redis.call('HSET', key('dlv', id), 'w', win)
+    redis.call('HSET', key('dlv', id), F.window, win)
     return 'queued', to_queue(id, d, now)
   end
   if rate_wait(id, d, now, limit) then return 'deferred' end
@@ -419,8 +446,8 @@ end
 local function message(out, id, d, token)
   out[#out + 1] = id
   out[#out + 1] = tostring(token)
-  out[#out + 1] = d.a
-  out[#out + 1] = d.e
+  out[#out + 1] = d.attempt
+  out[#out + 1] = d.event
   out[#out + 1] = shown_url(d)
 end
 
@@ -442,20 +469,24 @@ local function release(tag, now, budget, out)
     room = math.min(room, limit - (tonumber(redis.call('GET', rate)) or 0))
   end
   local probe = false
-  if not h.off and h.open > 0 then disable_if_failing_too_long(tag, h, now, '') end
-  if h.off then
+  if not h.disabled_since and h.open_until > 0 then
+    disable_if_failing_too_long(tag, h, now, '')
+  end
+  if h.disabled_since then
     room = budget  -- a disabled endpoint's backlog is dead-lettered, whatever its rate
   elseif not url or string.sub(url, 1, 7) == 'action:' then
     -- an action has no health to weigh
-  elseif h.open > 0 then
-    if now < h.open or h.pu > now then
-      room, later = 0, math.max(h.open, h.pu)
-      if C.disable_ms > 0 and h.fs then later = math.min(later, h.fs + C.disable_ms) end
+  elseif h.open_until > 0 then
+    if now < h.open_until or h.probe_until > now then
+      room, later = 0, math.max(h.open_until, h.probe_until)
+      if C.disable_ms > 0 and h.failing_since then
+        later = math.min(later, h.failing_since + C.disable_ms)
+      end
     else
       room, probe = math.min(room, 1), true
     end
   else
-    local free = math.floor(h.cw) - in_flight(tag, now)
+    local free = math.floor(h.limit) - in_flight(tag, now)
     if free < room then room, later = math.max(0, free), next_lapse(tag, now) end
   end
   local released = 0
@@ -464,19 +495,21 @@ local function release(tag, now, budget, out)
     if #head == 0 then break end
     local id = head[1]
     local d = record(id)
-    if d and d.s == 'b' then
-      if h.off then
+    if d and d.stage == STAGE.backlog then
+      if h.disabled_since then
         dead_now(id, d, now, disabled_reason(h), true)
       else
         if limit > 0 then
           redis.call('INCR', rate)
           redis.call('PEXPIRE', rate, 2 * C.window_ms)
         end
-        redis.call('HSET', key('dlv', id), 'w', limit > 0 and window_of(now) or '')
+        redis.call('HSET', key('dlv', id), F.window, limit > 0 and window_of(now) or '')
         local lapse = num(now + C.grace_ms + C.lease_ms)
-        if probe then redis.call('HSET', key('ep', tag), 'probe', id, 'pu', lapse) end
+        if probe then
+          redis.call('HSET', key('ep', tag), HF.probe, id, HF.probe_until, lapse)
+        end
         redis.call('ZADD', key('fly', tag), lapse, id)
-        redis.call('HSET', key('dlv', id), 'sl', probe and 'probe' or '1')
+        redis.call('HSET', key('dlv', id), F.slot, probe and 'probe' or '1')
         message(out, id, d, to_queue(id, d, now))
       end
       released = released + 1

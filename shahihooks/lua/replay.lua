@@ -30,8 +30,9 @@ if not shared then
 end
 local now = now_ms()
 local order = in_order and f[10] or num(redis.call('INCR', K.seq))
-redis.call('HSET', key('dlv', id), 'm', msg, 'u', tag, 'e', f[4], 'a', '1', 'p', '0',
-           'o', order, 'src', f[9], 'b', '0', 's', in_order and 'b' or 'n', 't', num(now))
+redis.call('HSET', key('dlv', id), F.message, msg, F.url_tag, tag, F.event, f[4],
+           F.attempt, '1', F.token, '0', F.order, order, F.source, f[9], F.bugs, '0',
+           F.stage, in_order and STAGE.backlog or STAGE.due, F.since, num(now))
 if in_order then
   redis.call('ZADD', backlog, order, id)
   redis.call('ZADD', K.releases, 'LT', num(now), tag)

@@ -8,7 +8,7 @@
 local id = delivery_id
 if id ~= '' then
   local d = record(id)
-  if d and d.s == 'q' then
+  if d and d.stage == STAGE.queued then
     dead_now(id, d, now_ms(), reason)
     return {'dead'}
   end

@@ -4,8 +4,8 @@
 local now = now_ms()
 for i = REST, #ARGV, 2 do
   local d = record(ARGV[i])
-  if d and d.p == ARGV[i + 1] and d.s == 'q' then
-    set_state(ARGV[i], d, 'r', now)
+  if d and d.token == ARGV[i + 1] and d.stage == STAGE.queued then
+    set_stage(ARGV[i], d, STAGE.admitted, now)
     redis.call('ZADD', K.schedule, num(now + 1000), ARGV[i])
   end
 end
