@@ -129,8 +129,19 @@ def redis_lines(spent: dict[str, Any]) -> list[str]:
         "inside scripts or the client's own; outside: CPU in no command's execution, the "
         "network, parsing and replies)"
     )
+    if any((x["whole"]["outside_commands_us"] or 0) < 0 for x in systems.values()):
+        out.append(
+            "  (a negative outside: commandstats' µs are wall-clock, and Redis was descheduled "
+            "inside commands: the machine was loaded; the CPU figures stand)"
+        )
     for key, x in systems.items():
         out.append(f"  {key} top commands, calls per delivery (µs per call): " + top(x["whole"]))
+        if (x.get("log_entries") or 0) > 1.01:
+            out.append(
+                f"  {key}: {x['log_entries']:.2f} log entries per delivery: some deliveries were "
+                "deferred (their endpoint's limit of attempts in flight) or retried, and the "
+                "figures include that work"
+            )
     ratios = spent["ratios"]
     for pair, target in (("SR/N", "<= 0.5x, aim 0.35x"), ("S/N", "")):
         if pair not in ratios:

@@ -22,6 +22,7 @@ from typing import Any
 from bench import redisstats
 from bench.systems import Setup, System
 from bench.world import Stalled, World, wait, wait_progress
+from shahihooks.keys import Keys
 
 
 @dataclass
@@ -80,6 +81,10 @@ def measured(
         "enqueue": None if system.replayed else redisstats.between(before, enqueued, n),
         "deliver": redisstats.between(enqueued, redisstats.read(world.redis), n),
     }
+    if system.holds != "broker":
+        # more than one log entry per delivery: some were deferred (the endpoint's limit of
+        # attempts in flight) or retried, and their Redis work counts here too
+        spent["log_entries"] = int(world.redis.xlen(Keys().log))
     return rate, spent
 
 
@@ -212,8 +217,10 @@ def one_system(cells: list[dict[str, Any]]) -> dict[str, Any]:
     per_deliver = redisstats.per_item(deliver, holds)
     per_enqueue = redisstats.per_item(enqueue, holds) if enqueue else None
     whole = redisstats.plus(deliver, enqueue) if enqueue else deliver
+    logged = [c["log_entries"] for c in cells if "log_entries" in c]
     return {
         "holds": holds,
+        "log_entries": sum(logged) / deliver["n"] if logged else None,
         "enqueue": per_enqueue,
         "deliver": per_deliver,
         "whole": redisstats.per_item(whole, holds),
