@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import isolation
+from bench import isolation, luaprofile, redisstats
 from bench.systems import Setup
 from bench.throughput import Cells, scaling, summary, table
 from bench.waiting import FAN_OUT
@@ -40,7 +40,9 @@ def throughput_lines(r: dict[str, Any]) -> list[str]:
     keys = list(r["systems"])
     setups = [Setup.parse(s) for s in r["setups"]]
     saved = r["throughput"]
-    t = summary(Cells(saved["rates"], saved.get("failures", {})), keys, setups)
+    t = summary(
+        Cells(saved["rates"], saved.get("failures", {}), saved.get("redis", {})), keys, setups
+    )
     sizes = r["sizes"]
     out = [
         f"Throughput: deliveries/s (C: tasks/s), mean of {sizes['rounds']} interleaved "
@@ -94,7 +96,67 @@ def throughput_lines(r: dict[str, Any]) -> list[str]:
     curve = scaling(t, keys, setups)
     if curve:
         out += ["Scaling by worker processes (same harness, rate and x the 1-process rate):", curve]
+    return out + redis_lines(t["redis_per_delivery"])
+
+
+HOLDS = {"state": "shahihooks' state", "both": "state and broker", "broker": "its broker"}
+
+
+def redis_lines(spent: dict[str, Any]) -> list[str]:
+    """The Redis's CPU and commands per delivery, for S, SR and N (issue #23)."""
+    systems = {k: v for k, v in spent["systems"].items() if k in ("S", "SR", "N")}
+    if not systems:
+        return []
+    out = [
+        "Redis per delivery, each system alone on the bench's redis-server (INFO cpu, INFO "
+        "commandstats; every cell, workers started to stopped, the emit or enqueue beside):",
+        f"  {'':<3} {'holds':<18} {'CPU µs: emit':>12} {'+ delivering':>12} {'= total':>8} "
+        f"{'commands':>9} {'µs in scripts':>14} {'other commands':>15} {'outside':>8}",
+    ]
+    for key, x in systems.items():
+        w, e = x["whole"], x["enqueue"]
+        outside = w["outside_commands_us"]
+        out.append(
+            f"  {key:<3} {HOLDS.get(x['holds'], x['holds']):<18} "
+            + (f"{e['cpu_us']:>12.0f} " if e else f"{'-':>12} ")
+            + f"{x['deliver']['cpu_us']:>12.0f} "
+            f"{x['cpu_us']:>8.0f} {w['calls']:>9.1f} {w['scripts_us']:>14.0f} "
+            f"{w['other_commands_us']:>15.0f} "
+            + (f"{outside:>8.0f}" if outside is not None else f"{'-':>8}")
+        )
+    out.append(
+        "  (µs in scripts: FCALL/EVALSHA, their commands inside included; other commands: "
+        "inside scripts or the client's own; outside: CPU in no command's execution, the "
+        "network, parsing and replies)"
+    )
+    if any((x["whole"]["outside_commands_us"] or 0) < 0 for x in systems.values()):
+        out.append(
+            "  (a negative outside: commandstats' µs are wall-clock, and Redis was descheduled "
+            "inside commands: the machine was loaded; the CPU figures stand)"
+        )
+    for key, x in systems.items():
+        out.append(f"  {key} top commands, calls per delivery (µs per call): " + top(x["whole"]))
+        if (x.get("log_entries") or 0) > 1.01:
+            out.append(
+                f"  {key}: {x['log_entries']:.2f} log entries per delivery: some deliveries were "
+                "deferred (their endpoint's limit of attempts in flight) or retried, and the "
+                "figures include that work"
+            )
+    ratios = spent["ratios"]
+    for pair, target in (("SR/N", "<= 0.5x, aim 0.35x"), ("S/N", "")):
+        if pair not in ratios:
+            continue
+        by_setup = ", ".join(f"{s} {v:.2f}x" for s, v in ratios[f"{pair} by setup"].items())
+        verdict = f" (issue #23: {target}): {met(ratios[pair] <= 0.5)}" if target else ""
+        out.append(
+            f"  {pair.replace('/', ' / ')} Redis CPU per delivery: {ratios[pair]:.2f}x{verdict}; "
+            f"delivering only {ratios[f'{pair} delivering']:.2f}x; by setup {by_setup}"
+        )
     return out
+
+
+def top(per: dict[str, Any]) -> str:
+    return redisstats.top(per["by_command"])
 
 
 def lowest_setup(per: dict[str, dict[str, Any]], ratio: str) -> tuple[str, float]:
@@ -125,6 +187,49 @@ def commands_lines(r: dict[str, Any]) -> list[str]:
         )
         out.append(
             f"  {key}: {c['total']:.1f} in all; {ours}" + ", ".join(f"{k} {v:.2f}" for k, v in top)
+        )
+    return out
+
+
+def luaprofile_lines(r: dict[str, Any]) -> list[str]:
+    x = r["luaprofile"]
+    scripts = x["scripts"]
+    fcalls = (
+        r.get("throughput", {})
+        .get("redis_per_delivery", {})
+        .get("systems", {})
+        .get("SR", {})
+        .get("whole", {})
+        .get("by_command", {})
+        .get("fcall", {})
+        .get("calls")
+    )
+    out = [
+        f"Lua profile of the state scripts: {x['n']:,} deliveries driven one call at a time "
+        "(broker elsewhere, as SR), INFO commandstats reset before each script; µs per call:",
+        f"  {'script':<10} {'per delivery':>12} {'FCALL µs':>9} {'commands':>9} {'Lua':>7} "
+        f"{'Redis CPU':>10}   commands inside, per call (µs per call)",
+    ]
+    for name, s in scripts.items():
+        per = "1" if name in luaprofile.IN_BEGIN_AND_FINISH else "-"
+        out.append(
+            f"  {name:<10} {per:>12} {s['fcall_us']:>9.1f} {s['commands_us']:>9.1f} "
+            f"{s['lua_us']:>7.1f} {s['cpu_us']:>10.1f}   {s['commands_per_call']:.1f}: "
+            + redisstats.top(s["inside"], 6)
+        )
+    mine = [scripts[k] for k in luaprofile.IN_BEGIN_AND_FINISH if k in scripts]
+    fcall, commands, lua, cpu = (
+        sum(s[f] for s in mine) for f in ("fcall_us", "commands_us", "lua_us", "cpu_us")
+    )
+    out.append(
+        f"  a delivery's emit + begin + finish: FCALL {fcall:.0f} µs = commands {commands:.0f} "
+        f"+ Lua {lua:.0f} ({lua / fcall:.0%}); Redis CPU {cpu:.0f} µs, {cpu - fcall:.0f} of it "
+        "outside the scripts (reading, parsing, answering)"
+    )
+    if fcalls is not None:
+        out.append(
+            f"  the throughput run's SR made {fcalls:.2f} FCALLs per delivery: "
+            f"{fcalls - len(mine):.2f} beyond emit, begin and finish (mover steps, watermark)"
         )
     return out
 
@@ -227,6 +332,7 @@ SECTIONS = (
     ("throughput", throughput_lines),
     ("events", events_lines),
     ("commands", commands_lines),
+    ("luaprofile", luaprofile_lines),
     ("waiting", waiting_lines),
     ("backlog", backlog_lines),
     ("recovery", recovery_lines),

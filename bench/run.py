@@ -5,7 +5,8 @@ reported), Celery workers as subprocesses. Throughput: baselines N (the naive ta
 (no-op tasks), shahihooks now (S) and at the commit before waits moved to Redis (S0), the
 peer django-webhook (P) and shahihooks with RabbitMQ as its broker (SR), each at every
 setup, rounds interleaved; the table shows every setup and each system's best against the
-others' best. Then task events' cost, Redis commands per delivery, waiting deliveries
+others' best, with what the Redis spent per delivery (CPU, commands) for each. Then task
+events' cost, Redis commands per delivery, a profile of the state's Lua scripts, waiting deliveries
 (worker RSS, Redis bytes, the mover's rate), backlog depth, recovery after SIGKILL and
 emit's fan-out, and endpoint isolation (a healthy endpoint's latency alone and beside one
 that hangs, with one worker; the slots the hanging one holds). Ratios are between figures
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import commands, emitting, isolation, recovery, throughput, waiting
+from bench import commands, emitting, isolation, luaprofile, recovery, throughput, waiting
 from bench.report import report
 from bench.systems import (
     Naive,
@@ -53,6 +54,7 @@ SECTIONS = (
     "throughput",
     "events",
     "commands",
+    "luaprofile",
     "waiting",
     "backlog",
     "recovery",
@@ -76,15 +78,29 @@ class Sizes:
     commands: int
     isolation: int  # emits to each endpoint, alone and beside the hanging one
     isolation_watch_s: float  # how long the hanging endpoint's slots are sampled
+    luaprofile: int  # deliveries whose scripts are profiled
 
     @classmethod
     def of(cls, quick: bool, n: int | None, rounds: int | None) -> Sizes:
         if quick:
             n = n or 1000
-            return cls(n, rounds or 1, n, 2000, 1000, 1000, 2000, 200, 300, 100, n, 50, 3)
+            return cls(n, rounds or 1, n, 2000, 1000, 1000, 2000, 200, 300, 100, n, 50, 3, n)
         n = n or 20_000
         return cls(
-            n, rounds or 2, n // 10, 100_000, 10_000, 2000, 10_000, 1000, 1000, 2000, 5000, 300, 40
+            n,
+            rounds or 2,
+            n // 10,
+            100_000,
+            10_000,
+            2000,
+            10_000,
+            1000,
+            1000,
+            2000,
+            5000,
+            300,
+            40,
+            min(n, 5000),
         )
 
 
@@ -194,6 +210,11 @@ class Run:
             k: commands.per_delivery(self.world, s, self.best, self.sizes.commands)
             for k, s in (("S", Shahihooks()), ("N", Naive()))
         }
+
+    def luaprofile(self) -> dict[str, Any]:
+        n = self.sizes.luaprofile
+        print(f"\nLua profile of the state scripts, {n:,} deliveries driven one call at a time:")
+        return luaprofile.measure(self.world, n)
 
     def waiting(self) -> dict[str, Any]:
         world, sizes, setup = self.world, self.sizes, WAITING_SETUP

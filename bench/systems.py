@@ -66,6 +66,8 @@ class System:
     unit = "deliveries/s"
     queue = ""
     at_receiver = True  # counted as 2xx answers at the receiver (else as messages consumed)
+    holds = "broker"  # what the bench's Redis holds for it: broker, state, or both
+    replayed = False  # its last enqueue restored a saved queue: no enqueue's Redis cost
     python = PY
     cwd = ROOT
     app = ""
@@ -100,6 +102,7 @@ class Naive(System):
     def enqueue(self, world: World, n: int, path: str) -> None:
         """`apply_async` n times; the queue is kept (DUMP) and given back (RESTORE) after."""
         saved = self._queued.get((n, path))
+        self.replayed = saved is not None
         if saved is not None:
             world.redis.restore(self.queue, 0, saved, replace=True)
             return
@@ -128,6 +131,7 @@ class Shahihooks(System):
     """shahihooks from this checkout, or from `ref` (a commit) exported beside it."""
 
     key, name, queue, app = "S", "shahihooks", "shahihooks", "shahihooks.app"
+    holds = "both"
 
     def __init__(self, ref: str | None = None) -> None:
         self.ref = ref
@@ -161,6 +165,7 @@ class ShahihooksRabbit(Shahihooks):
     queue of this run's own, purged before each cell."""
 
     key, name = "SR", "shahihooks, RabbitMQ broker"
+    holds = "state"
 
     def __init__(self) -> None:
         super().__init__()

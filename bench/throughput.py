@@ -5,6 +5,10 @@ workers started; the rate is counted from the first 2xx the receiver answers to 
 (deliveries), or from the first message consumed to the queue's end (no-op tasks), so
 enqueueing and worker start-up are outside it. Order: round 1 = setup A: N, C, S…; setup B:
 N, C, S…; then round 2 the same, so drift on a shared machine touches every system alike.
+
+Each cell also reads what the bench's Redis spent (bench/redisstats.py), alone with the
+system: on its enqueue (emit) and on its delivering (workers started to workers stopped).
+For S and SR that Redis holds shahihooks' state (and S's broker); for N, its broker.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import redisstats
 from bench.systems import Setup, System
 from bench.world import Stalled, World, wait, wait_progress
+from shahihooks.keys import Keys
 
 
 @dataclass
@@ -25,9 +31,15 @@ class Cells:
 
     rates: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     failures: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # what the Redis spent, per cell: {"enqueue": totals or None, "deliver": totals}
+    redis: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
 
-    def add(self, system: str, setup: str, rate: float) -> None:
+    def add(
+        self, system: str, setup: str, rate: float, redis: dict[str, Any] | None = None
+    ) -> None:
         self.rates.setdefault(system, {}).setdefault(setup, []).append(rate)
+        if redis is not None:
+            self.redis.setdefault(system, {}).setdefault(setup, []).append(redis)
 
     def fail(self, system: str, setup: str, why: str) -> None:
         self.failures.setdefault(system, {}).setdefault(setup, []).append(why)
@@ -46,23 +58,46 @@ class Cells:
 
 def drain(world: World, system: System, setup: Setup, n: int, extra: tuple[str, ...] = ()) -> float:
     """One cell: `n` items of `system` through `setup`'s workers; items per second."""
+    return measured(world, system, setup, n, extra)[0]
+
+
+def measured(
+    world: World, system: System, setup: Setup, n: int, extra: tuple[str, ...] = ()
+) -> tuple[float, dict[str, Any]]:
+    """One cell's rate, and what the Redis spent on its enqueue (None when the queue was a
+    saved one, restored) and on its delivering, to the last worker stopped."""
     world.fresh()
+    before = redisstats.read(world.redis)
     system.enqueue(world, n, "/hook")
+    enqueued = redisstats.read(world.redis)
     env = system.env(world)
     procs = [world.spawn(argv, env, system.cwd) for argv in system.workers(setup, extra)]
     try:
-        if system.at_receiver:
-            wait_progress(lambda: int(world.received().get("count", 0)), n, system.name)
-            got = world.received()
-            return (n - 1) / (got["last"] - got["first"])
-        start = wait(
-            lambda: world.pending(system.queue) < n and time.monotonic(), 60, "a first task", 0.002
-        )
-        wait_progress(lambda: n - world.pending(system.queue), n, system.name, every=0.005)
-        return n / (time.monotonic() - start)
+        rate = _rate(world, system, n)
     finally:
         for proc in procs:
             world.halt(proc)
+    spent = {
+        "enqueue": None if system.replayed else redisstats.between(before, enqueued, n),
+        "deliver": redisstats.between(enqueued, redisstats.read(world.redis), n),
+    }
+    if system.holds != "broker":
+        # more than one log entry per delivery: some were deferred (the endpoint's limit of
+        # attempts in flight) or retried, and their Redis work counts here too
+        spent["log_entries"] = int(world.redis.xlen(Keys().log))
+    return rate, spent
+
+
+def _rate(world: World, system: System, n: int) -> float:
+    if system.at_receiver:
+        wait_progress(lambda: int(world.received().get("count", 0)), n, system.name)
+        got = world.received()
+        return (n - 1) / (got["last"] - got["first"])
+    start = wait(
+        lambda: world.pending(system.queue) < n and time.monotonic(), 60, "a first task", 0.002
+    )
+    wait_progress(lambda: n - world.pending(system.queue), n, system.name, every=0.005)
+    return n / (time.monotonic() - start)
 
 
 def interleaved(
@@ -79,14 +114,16 @@ def interleaved(
             for system in systems:
                 size = (n_for or {}).get(system.key, n)
                 try:
-                    rate = drain(world, system, setup, size)
+                    rate, spent = measured(world, system, setup, size)
                 except (Stalled, RuntimeError) as exc:
                     cells.fail(system.key, setup.label, str(exc))
                     print(f"  round {r}  {setup.label:<14} {system.key:<3} FAILED: {exc}")
                     continue
-                cells.add(system.key, setup.label, rate)
+                cells.add(system.key, setup.label, rate, {**spent, "holds": system.holds})
+                cpu = spent["deliver"]["cpu_us"] / size
                 print(
-                    f"  round {r}  {setup.label:<14} {system.key:<3} {rate:>8.1f} {system.unit}",
+                    f"  round {r}  {setup.label:<14} {system.key:<3} {rate:>8.1f} {system.unit}"
+                    f"  (Redis CPU {cpu:.0f} µs each delivering)",
                     flush=True,
                 )
     return cells
@@ -135,6 +172,59 @@ def summary(cells: Cells, keys: Sequence[str], setups: Sequence[Setup]) -> dict[
         "per_setup": per_setup,
         "best": {k: {"setup": s, "rate": r} for k, (s, r) in best.items()},
         "best_vs_best": vs,
+        "redis": cells.redis,
+        "redis_per_delivery": redis_summary(cells.redis),
+    }
+
+
+# the Redis CPU ratios reported: shahihooks' state Redis against the naive task's broker
+REDIS_PAIRS = (("SR", "N"), ("S", "N"))
+
+
+def redis_summary(spent: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Per system, every cell together: what its Redis spent per item on the enqueue (where
+    measured), on the delivering, and both (`cpu_us`); then the ratios of REDIS_PAIRS, over
+    all setups and at each."""
+    out: dict[str, Any] = {}
+    for key, by_setup in spent.items():
+        cells = [c for cs in by_setup.values() for c in cs]
+        out[key] = one_system(cells)
+        # the enqueue measured in any cell stands for every setup (N's queue is restored)
+        enqueue_us = out[key]["enqueue"]["cpu_us"] if out[key]["enqueue"] else 0.0
+        out[key]["by_setup"] = {
+            label: one_system(cs)["deliver"]["cpu_us"] + enqueue_us
+            for label, cs in by_setup.items()
+        }
+    ratios: dict[str, Any] = {}
+    for a, b in REDIS_PAIRS:
+        if a in out and b in out:
+            ratios[f"{a}/{b}"] = out[a]["cpu_us"] / out[b]["cpu_us"]
+            ratios[f"{a}/{b} delivering"] = (
+                out[a]["deliver"]["cpu_us"] / out[b]["deliver"]["cpu_us"]
+            )
+            shared = set(out[a]["by_setup"]) & set(out[b]["by_setup"])
+            ratios[f"{a}/{b} by setup"] = {
+                s: out[a]["by_setup"][s] / out[b]["by_setup"][s] for s in sorted(shared)
+            }
+    return {"systems": out, "ratios": ratios}
+
+
+def one_system(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    holds = cells[0].get("holds", "broker")
+    deliver = redisstats.merged([c["deliver"] for c in cells])
+    enqueue = redisstats.merged([c["enqueue"] for c in cells if c.get("enqueue")])
+    assert deliver is not None
+    per_deliver = redisstats.per_item(deliver, holds)
+    per_enqueue = redisstats.per_item(enqueue, holds) if enqueue else None
+    whole = redisstats.plus(deliver, enqueue) if enqueue else deliver
+    logged = [c["log_entries"] for c in cells if "log_entries" in c]
+    return {
+        "holds": holds,
+        "log_entries": sum(logged) / deliver["n"] if logged else None,
+        "enqueue": per_enqueue,
+        "deliver": per_deliver,
+        "whole": redisstats.per_item(whole, holds),
+        "cpu_us": per_deliver["cpu_us"] + (per_enqueue["cpu_us"] if per_enqueue else 0.0),
     }
 
 

@@ -13,7 +13,7 @@ from unittest.mock import ANY
 
 import pytest
 
-from bench import isolation
+from bench import isolation, luaprofile, redisstats
 from bench.budget import parse_raw, part_of
 from bench.systems import Setup
 from bench.throughput import Cells, summary, table
@@ -74,15 +74,73 @@ def test_smallest_piece_of_quick_mode_runs_every_baseline_at_the_same_setup(
     tmp_path: Path, repo_root: Path
 ) -> None:
     out = tmp_path / "bench.json"
-    argv = [sys.executable, "-m", "bench.run", "--quick", "--only", "throughput"]
+    argv = [sys.executable, "-m", "bench.run", "--quick", "--only", "throughput,luaprofile"]
     argv += ["--systems", "N,C,S,SR", "--setups", "threads 1x4", "--n", "200", "--json", str(out)]
     done = subprocess.run(argv, cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(out.read_text())
+    assert results["errors"] == {}
     row = results["throughput"]["per_setup"]["threads 1x4"]
     assert all(row[k] > 0 for k in ("N", "C", "S", "S/N", "S/C", "SR", "SR/S"))  # SR: RabbitMQ
     assert results["throughput"]["failures"] == {}
     assert "best vs best" in done.stdout
+    spent = results["throughput"]["redis_per_delivery"]
+    assert all(spent["systems"][k]["cpu_us"] > 0 for k in ("N", "S", "SR"))
+    # shahihooks' state: emit, begin and finish at least (each FCALL), the mover's steps too
+    assert spent["systems"]["SR"]["whole"]["by_command"]["fcall"]["calls"] >= 3
+    emit_calls = spent["systems"]["SR"]["enqueue"]["by_command"]["fcall"]["calls"]
+    assert emit_calls == pytest.approx(1, abs=0.01)  # (and the library's load, if first)
+    assert spent["ratios"]["SR/N"] > 0
+    assert "SR / N Redis CPU per delivery" in done.stdout
+    scripts = results["luaprofile"]["scripts"]
+    assert {"emit", "begin", "finish", "claim", "watermark"} <= set(scripts)
+    assert scripts["begin"]["calls"] == scripts["finish"]["calls"] == 200
+    assert all(
+        scripts[k]["fcall_us"] >= scripts[k]["commands_us"] > 0 for k in ("emit", "begin", "finish")
+    )
+    assert "HMGET" in done.stdout  # begin's record, among the commands inside
+
+
+def test_redis_spent_per_delivery_splits_scripts_from_the_rest_of_its_cpu() -> None:
+    before = redisstats.Reading(1_000.0, {"fcall": (10, 500.0), "info": (3, 30.0)})
+    after = redisstats.Reading(
+        6_000.0, {"fcall": (30, 2_500.0), "hmget": (40, 200.0), "info": (5, 50.0)}
+    )
+    spent = redisstats.between(before, after, 10)
+    assert spent == {
+        "n": 10,
+        "cpu_us": 5_000.0 - 20,  # less the bench's own INFO
+        "commands": {"fcall": [20, 2_000.0], "hmget": [40, 200.0]},
+    }
+    per = redisstats.per_item(spent, "state")
+    assert per["cpu_us"] == 498
+    assert per["calls"] == 6  # the bench's own INFO is not counted
+    assert per["scripts_us"] == 200
+    assert per["other_commands_us"] == 20  # inside the scripts, on a Redis of state only
+    assert per["outside_commands_us"] == 298
+    assert per["by_command"]["hmget"] == {"calls": 4, "usec_per_call": 5}
+    assert redisstats.per_item(spent, "both")["outside_commands_us"] is None
+    broker = {"n": 10, "cpu_us": 1_000.0, "commands": {"brpop": [10, 100.0]}}
+    assert redisstats.per_item(broker, "broker")["outside_commands_us"] == 90
+    two = redisstats.merged([spent, spent])
+    assert two is not None
+    assert two["n"] == 20
+    assert two["commands"]["fcall"] == [40, 4_000.0]
+    enqueue = {"n": 5, "cpu_us": 100.0, "commands": {"lpush": [5, 10.0]}}
+    whole = redisstats.plus(spent, enqueue)  # the enqueue of 5 stands for the 10
+    assert whole["cpu_us"] == 4_980 + 200
+    assert whole["commands"]["lpush"] == [10, 20.0]
+
+
+def test_lua_profile_tells_a_script_own_time_from_its_commands() -> None:
+    phases = {
+        "begin": {"n": 4, "cpu_us": 400.0, "commands": {"fcall": [4, 200.0], "hmget": [8, 40.0]}},
+        "idle": {"n": 0, "cpu_us": 0.0, "commands": {}},
+    }
+    (name, s), *_ = luaprofile.summary(phases).items()
+    assert name == "begin"
+    assert (s["fcall_us"], s["commands_us"], s["lua_us"], s["cpu_us"]) == (50, 10, 40, 100)
+    assert s["inside"] == {"hmget": {"calls": 2, "usec_per_call": 5}}
 
 
 def test_isolation_latencies_count_only_the_deliveries_that_arrived_from_their_own_emit() -> None:
