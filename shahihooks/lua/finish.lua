@@ -44,9 +44,9 @@ if n_log > 0 then
 end
 
 if not holds then return {'stale', ops_added and '1' or ''} end
-local disabled = false
+local disabled, waiting = false, nil  -- waiting: its endpoint's backlog has deliveries
 if signal ~= '' then
-  disabled = learn(id, d, now, signal, reason)
+  disabled, waiting = learn(id, d, now, signal, reason)
 else
   redis.call('ZREM', key('fly', d.url_tag), id)  -- its slot, whatever became of it
 end
@@ -54,7 +54,7 @@ if kind == 'retry' and disabled then
   kind = 'dead'
   dead_now(id, d, now, disabled_reason(health(d.url_tag)), true)
 elseif kind == 'delivered' then
-  retire(id, d, 'ok')
+  retire(id, d, 'ok', true)  -- its slot given back just above
 elseif kind == 'dead' then
   dead_letter(id, d, now, reason, status, response)
 elseif kind == 'retry' then
@@ -73,7 +73,8 @@ else  -- a bug in this process: tried again a few times, then dead-lettered, nev
   end
 end
 local out = {kind, ops_added and '1' or ''}
-if not disabled and redis.call('EXISTS', key('backlog', d.url_tag)) == 1 then
-  release(d.url_tag, now, HANDOFF_MAX, out)
+if not disabled then
+  if waiting == nil then waiting = redis.call('EXISTS', key('backlog', d.url_tag)) == 1 end
+  if waiting then release(d.url_tag, now, HANDOFF_MAX, out) end
 end
 return out

@@ -104,13 +104,14 @@ local function release_body(msg, count)
 end
 
 -- Delivered or dead: the record goes (a dead letter took its body reference first).
-local function retire(id, d, mark)
+-- `freed`: its slot was given back already (finish does it first).
+local function retire(id, d, mark, freed)
   if d.stage == STAGE.waiting then redis.call('HINCRBY', K.retrying, d.url_tag, -1) end
   if d.stage == STAGE.backlog then redis.call('ZREM', key('backlog', d.url_tag), id) end
   redis.call('SET', key('done', id), mark, 'EX', C.done_ttl)
   redis.call('DEL', key('dlv', id))
   redis.call('ZREM', K.schedule, id)
-  redis.call('ZREM', key('fly', d.url_tag), id)  -- its slot, if it held one
+  if not freed then redis.call('ZREM', key('fly', d.url_tag), id) end  -- its slot, if any
   release_body(d.message)
 end
 
@@ -370,7 +371,8 @@ end
 -- After an attempt, the endpoint learns from it: `signal` is 'ok', 'congested' (a timeout,
 -- a connection error, 5xx, 429: the limit halves) or 'failed' (any other failure). The
 -- limit grows slowly on success; failures in a row open the circuit; failing for
--- `disable_ms` without a success disables the endpoint. Returns true if it is disabled.
+-- `disable_ms` without a success disables the endpoint. Returns true if it is disabled;
+-- else false, and whether its backlog has deliveries waiting.
 local function learn(id, d, now, signal, reason)
   local tag = d.url_tag
   local ep = key('ep', tag)
@@ -420,10 +422,9 @@ local function learn(id, d, now, signal, reason)
     end
     if disable_if_failing_too_long(tag, h, now, reason) then return true end
   end
-  if redis.call('EXISTS', key('backlog', tag)) == 1 then
-    redis.call('ZADD', K.releases, 'LT', num(now), tag)
-  end
-  return false
+  local waiting = redis.call('EXISTS', key('backlog', tag)) == 1
+  if waiting then redis.call('ZADD', K.releases, 'LT', num(now), tag) end
+  return false, waiting
 end
 
 -- Queue the delivery if its endpoint's health and its URL's rate limit allow, else its
