@@ -32,6 +32,7 @@ from typing import Any
 
 from bench.systems import Setup, Shahihooks
 from bench.world import World, wait_progress
+from shahihooks.contract import HealthField
 from shahihooks.keys import Keys, url_tag
 
 SETUP = Setup("threads", 1, 16)  # `shahihooks worker`: one process, 16 threads
@@ -185,7 +186,7 @@ class Slots:
             now = time.time()
             pipe = self.world.redis.pipeline(transaction=False)
             pipe.zcount(fly, now * 1000, "+inf")
-            pipe.hmget(health, "cw", "open")
+            pipe.hmget(health, HealthField.LIMIT, HealthField.OPEN_UNTIL)
             slots, (cw, opened) = pipe.execute()
             self.samples.append(
                 {

@@ -78,7 +78,7 @@ def summary(phases: dict[str, Any]) -> dict[str, Any]:
 
 # -- the driver: a subprocess with the bench's environment ------------------------------------
 def drive(n: int, url: str) -> dict[str, Any]:
-    from shahihooks.contract import load_library
+    from shahihooks.contract import HealthField, load_library
     from shahihooks.settings import current
     from shahihooks.state import State
 
@@ -87,16 +87,17 @@ def drive(n: int, url: str) -> dict[str, Any]:
     ids = [f"bench-{uuid.uuid4().hex[:8]}-{i}" for i in range(n)]
     emits = [_emit_args(state, url, key) for key in ids]
     phases: dict[str, Any] = {}
-    phases["emit"] = _phase(state, [lambda a=a: state.emit(**a) for a in emits])
+    phases["emit"] = _phase(state, [lambda a=a: state.emit(*a) for a in emits])
     phases["claim"] = _phase(state, [lambda: state.claim(500)] * STEPS)
     seen = state.now_ms()
     phases["watermark"] = _phase(state, [lambda: state.queue_seen_empty(seen)] * STEPS)
-    delivery_ids = [a["targets"][0].delivery_id for a in emits]
+    delivery_ids = [a[1][0].delivery_id for a in emits]
     # all n begin before the first finishes: the endpoint's limit of attempts in flight (2
     # at first, growing with successes) raised out of the way, as `endpoints add
     # --concurrency` would (the same commands run)
-    tag = emits[0]["targets"][0].tag
-    state.client.hset(state.keys.health(tag), mapping={"cw": n + 1, "max": n + 1})
+    tag = emits[0][1][0].tag
+    limit = {HealthField.LIMIT.value: n + 1, HealthField.CEILING.value: n + 1}
+    state.client.hset(state.keys.health(tag), mapping=limit)
     begun = []
     phases["begin"] = _phase(
         state, [lambda d=d: begun.append(state.begin(d, 1)) for d in delivery_ids]
@@ -121,7 +122,7 @@ def _phase(state: Any, calls: list[Callable[[], Any]]) -> dict[str, Any]:
     return redisstats.between(before, after, len(calls))
 
 
-def _emit_args(state: Any, url: str, key: str) -> dict[str, Any]:
+def _emit_args(state: Any, url: str, key: str) -> tuple[Any, ...]:
     """The arguments emit.py gives State.emit for one endpoint of SHAHIHOOKS_URLS, with a key
     and the broker elsewhere."""
     from shahihooks.emit import delivery_id, message_id
@@ -129,7 +130,7 @@ def _emit_args(state: Any, url: str, key: str) -> dict[str, Any]:
     from shahihooks.payload import encode_data
     from shahihooks.safety import redact_url
     from shahihooks.signing import fingerprint
-    from shahihooks.state import Target
+    from shahihooks.state import StoredEvent, Target
 
     settings = state.settings
     msg_id = message_id(key)
@@ -137,19 +138,16 @@ def _emit_args(state: Any, url: str, key: str) -> dict[str, Any]:
     target = Target(
         delivery_id(msg_id, url), url_tag(url), url, redact_url(url), settings.rate_limit, "urls"
     )
-    return {
-        "msg_id": msg_id,
-        "event": "ticket.created",
-        "timestamp": int(time.time()),
-        "data_json": encode_data(data),
-        "targets": [target],
-        "messages": [],
-        "queue": "",
-        "key": key,
-        "throttle": None,
-        "nonce": os.urandom(8).hex(),
-        "fingerprint": fingerprint(settings.secrets),
-    }
+    new = StoredEvent(
+        msg_id=msg_id,
+        event="ticket.created",
+        timestamp=int(time.time()),
+        data_json=encode_data(data),
+        nonce=os.urandom(8).hex(),
+        key=key,
+        fingerprint=fingerprint(settings.secrets),
+    )
+    return new, [target], []
 
 
 def _outcome(state: Any, delivery_id: str, begun: Any) -> Any:
