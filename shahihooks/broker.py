@@ -5,7 +5,7 @@ The shortcut: when the broker is the state Redis, an attempt's message is acknow
 the step that records its outcome (finish.lua removes kombu's record of it as
 unacknowledged), and the worker's own acknowledgement that follows sends nothing. Everything
 it knows of kombu and Celery is here: `ack_for` (the message to acknowledge, from the task's
-request), `after_attempt` and `DeliverRequest` (telling the channel it was done), the
+request), `after_attempt` and `deliver_request()` (telling the channel it was done), the
 channel's `QoS.ack` (skipping the round trip). `deliver` only passes the Ack along.
 
 Celery 5.7's consumer, on losing the broker, collects the connection (its `client` becomes
@@ -18,13 +18,13 @@ unacknowledged in Redis and come back after the visibility timeout.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 from typing import Any
 
 import redis
-from celery.worker.request import Request
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
@@ -173,31 +173,40 @@ def after_attempt(ack: Ack | None, acked: bool) -> None:
         acknowledged(ack.delivery_tag)
 
 
-class DeliverRequest(Request):
-    """The deliver task's request, in the process that took its message. An attempt that
-    ends normally acknowledged its message with its outcome (finish.lua, when the broker is
-    the state Redis), wherever it ran: a prefork child too, whose parent then acknowledges
-    without a round trip of its own (one fewer per delivery in the process every child
-    waits on). Celery builds the request class it uses by subclassing this one with its own
-    `on_success`; that is the method wrapped here."""
+@functools.cache
+def deliver_request() -> type:
+    """The deliver task's request class (`DeliverRequest`), built when a worker's tasks.py
+    asks: this module is also the transport of every app that publishes through kombu, which
+    must not load celery.worker."""
+    from celery.worker.request import Request
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        generated = cls.__dict__.get("on_success")
-        if generated is None:
-            return
+    class DeliverRequest(Request):
+        """The deliver task's request, in the process that took its message. An attempt that
+        ends normally acknowledged its message with its outcome (finish.lua, when the broker
+        is the state Redis), wherever it ran: a prefork child too, whose parent then
+        acknowledges without a round trip of its own (one fewer per delivery in the process
+        every child waits on). Celery builds the request class it uses by subclassing this
+        one with its own `on_success`; that is the method wrapped here."""
 
-        def on_success(self: Any, failed__retval__runtime: Any, **kw: Any) -> Any:
-            if not failed__retval__runtime[0] and unacked_keys(current()) is not None:
-                acknowledged(str(self.message.delivery_tag))
-            return generated(self, failed__retval__runtime, **kw)
+        def __init_subclass__(cls, **kwargs: Any) -> None:
+            super().__init_subclass__(**kwargs)
+            generated = cls.__dict__.get("on_success")
+            if generated is None:
+                return
 
-        cls.on_success = on_success  # type: ignore[method-assign]
+            def on_success(self: Any, failed__retval__runtime: Any, **kw: Any) -> Any:
+                if not failed__retval__runtime[0] and unacked_keys(current()) is not None:
+                    acknowledged(str(self.message.delivery_tag))
+                return generated(self, failed__retval__runtime, **kw)
 
-    def send_event(self, type: str, **fields: Any) -> None:
-        if type == "task-succeeded":  # Flower would keep an earlier attempt's Retry(...)
-            fields.setdefault("exception", "")
-        super().send_event(type, **fields)
+            cls.on_success = on_success  # type: ignore[method-assign]
+
+        def send_event(self, type: str, **fields: Any) -> None:
+            if type == "task-succeeded":  # Flower would keep an earlier attempt's Retry(...)
+                fields.setdefault("exception", "")
+            super().send_event(type, **fields)
+
+    return DeliverRequest
 
 
 class Channel(_ClosedIsAConnectionError, _OneClientPerPool, kombu_redis.Channel):

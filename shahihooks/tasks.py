@@ -45,7 +45,7 @@ OUTAGE_PAUSE_S = 1.0
     reject_on_worker_lost=True,
     ignore_result=True,
     throws=(DeliveryError,),  # a dead letter is an expected failure: logged without a traceback
-    Request=broker.DeliverRequest,
+    Request=broker.deliver_request(),
 )
 def deliver(self: Any, *args: Any, **kwargs: Any) -> str:
     """Attempt delivery `delivery_id`, if this message (`token`) is still its live one:
