@@ -197,7 +197,7 @@ class EndpointArgs(NamedTuple):
     arg: str  # the reason, or the ceiling
     ops: str  # '1' or ''
     url: str
-    shown_url: str
+    url_shown: str  # as shown (not `shown_url`: the prelude's function of that name)
 
 
 class UnknownArgs(NamedTuple):

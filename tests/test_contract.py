@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-from shahihooks import logline
+from shahihooks import health, logline
 from shahihooks.contract import (
     LAYOUTS,
     SCRIPTS,
@@ -57,9 +57,19 @@ def test_the_lua_reads_and_writes_record_and_health_fields_by_name() -> None:
     assert set(re.findall(r"\bh\.(\w+)", lua)) <= {f.name.lower() for f in HealthField}
     assert set(re.findall(r"\bSTAGE\.(\w+)", lua)) <= {s.name.lower() for s in Stage}
     assert set(re.findall(r"\bHF\.(\w+)", lua)) <= {f.name.lower() for f in HealthField}
-    # no script's argument hides the prelude's tables
-    for layout in LAYOUTS.values():
-        assert not {"F", "STAGE", "HF"} & set(layout.args._fields)
+
+
+def test_no_script_argument_hides_a_name_of_the_prelude() -> None:
+    declared = re.findall(r"^local (?:function )?([\w, ]+?)\s*(?:=|\(|--|$)", PRELUDE, re.MULTILINE)
+    names = {n.strip() for found in declared for n in found.split(",")}
+    assert {"F", "STAGE", "HF", "record", "shown_url", "key", "C", "K"} <= names
+    for script, layout in LAYOUTS.items():
+        assert not names & set(layout.args._fields), script
+
+
+def test_the_initial_limit_is_the_same_on_both_sides() -> None:
+    (lua,) = re.findall(r"^local INITIAL_LIMIT = (\d+)$", PRELUDE, re.MULTILINE)
+    assert int(lua) == health.INITIAL_LIMIT
 
 
 def test_the_common_arguments_are_read_by_setup_in_their_order() -> None:

@@ -4,11 +4,11 @@
 -- failures forgotten), 'limit' (its own ceiling on attempts in flight, or '' for the
 -- settings'). `ops`: it is an operational endpoint (no event is sent about it).
 -- Arguments (contract.EndpointArgs): action, url_tag, arg (the reason, or the ceiling),
--- ops ('1' or ''), url, shown_url
+-- ops ('1' or ''), url, url_shown
 -- Returns {'ok', failing_since_ms or '', disabled_since_ms or ''} (as they were before)
 local tag, quiet = url_tag, ops == '1'
 local now = now_ms()
-redis.call('HSET', K.urls, tag, url, tag .. ':shown', shown_url)
+redis.call('HSET', K.urls, tag, url, tag .. ':shown', url_shown)
 local ep = key('ep', tag)
 local was = redis.call('HMGET', ep, HF.failing_since, HF.disabled_since)
 if action == 'disable' then
