@@ -80,7 +80,7 @@ def summary(phases: dict[str, Any]) -> dict[str, Any]:
 def drive(n: int, url: str) -> dict[str, Any]:
     from shahihooks.contract import HealthField, load_library
     from shahihooks.settings import current
-    from shahihooks.state import State
+    from shahihooks.state import MessageRef, State
 
     state = State(current())
     load_library(state.client)
@@ -100,13 +100,13 @@ def drive(n: int, url: str) -> dict[str, Any]:
     state.client.hset(state.keys.health(tag), mapping=limit)
     begun = []
     phases["begin"] = _phase(
-        state, [lambda d=d: begun.append(state.begin(d, 1)) for d in delivery_ids]
+        state, [lambda d=d: begun.append(state.begin(MessageRef(d, 1))) for d in delivery_ids]
     )
     outcomes = [_outcome(state, d, b) for d, b in zip(delivery_ids, begun, strict=True)]
     phases["finish"] = _phase(
         state,
         [
-            lambda d=d, o=o: state.finish(d, 1, o)
+            lambda d=d, o=o: state.finish(MessageRef(d, 1), o)
             for d, o in zip(delivery_ids, outcomes, strict=True)
         ],
     )
@@ -153,8 +153,9 @@ def _emit_args(state: Any, url: str, key: str) -> tuple[Any, ...]:
 def _outcome(state: Any, delivery_id: str, begun: Any) -> Any:
     """What a worker's finish records for a 200 answered in 2 ms (delivery.py builds it)."""
     from shahihooks import health
-    from shahihooks.delivery import Job, MessageRef, recorded
+    from shahihooks.delivery import Job, recorded
     from shahihooks.outcome import classify
+    from shahihooks.state import MessageRef
     from shahihooks.transport import Response
 
     if begun.verdict.value != "go":

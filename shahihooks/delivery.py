@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from shahihooks import health, ops, tracing
 from shahihooks.bodystyle import render
@@ -30,7 +30,18 @@ from shahihooks.payload import envelope
 from shahihooks.safety import check_url, redact_url
 from shahihooks.settings import Settings
 from shahihooks.signing import fingerprint, sign_headers
-from shahihooks.state import BUG_PAUSE_S, Ack, Begun, Due, Finish, Finished, Outcome, State, Verdict
+from shahihooks.state import (
+    BUG_PAUSE_S,
+    Ack,
+    Begun,
+    Due,
+    Finish,
+    Finished,
+    MessageRef,
+    Outcome,
+    State,
+    Verdict,
+)
 from shahihooks.timings import lease_s
 from shahihooks.transport import Response, post
 
@@ -38,14 +49,6 @@ logger = logging.getLogger("shahihooks.delivery")
 
 FINISH_PAUSE_S = (0.1, 0.2, 0.5, 1.0)  # between tries of `finish` while Redis is away
 FINISH_LEASE_MARGIN_S = 2.0  # given up this long before the lease ends (then requeued)
-
-
-class MessageRef(NamedTuple):
-    """A deliver message's reference: its delivery, and the fencing token that says whether
-    it is still that delivery's live message (`begin` and `finish` check it)."""
-
-    delivery_id: str
-    token: int
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ def run_attempt(ref: MessageRef, hooks: Hooks, state: State, ack: Ack | None = N
     acknowledge the message with the outcome (its `Result.acked` says whether that happened)."""
     # the outcome is recorded until shortly before the attempt's lease ends (see `finish`)
     until = time.monotonic() + lease_s(state.settings) - FINISH_LEASE_MARGIN_S
-    begun = state.begin(ref.delivery_id, ref.token)
+    begun = state.begin(ref)
     if begun.verdict is not Verdict.GO:
         return Result(begun.verdict, begun.reason or begun.verdict.value)
     job = Job.from_begun(ref, begun)
@@ -196,7 +199,7 @@ def finish(state: State, ref: MessageRef, done: Outcome, ack: Ack | None, until:
     tries = 0
     while True:
         try:
-            found = state.finish(delivery_id, ref.token, done, ack, again=tries > 0)
+            found = state.finish(ref, done, ack, again=tries > 0)
         except OUTAGES as exc:
             pause = FINISH_PAUSE_S[min(tries, len(FINISH_PAUSE_S) - 1)]
             if time.monotonic() + pause > until:
@@ -296,28 +299,28 @@ def _run_action(job: Job, hooks: Hooks) -> Response:
     return Response(200, time.monotonic() - start)
 
 
-def recorded(job: Job, response: Response, outcome: Judgement, signal: str = "") -> Outcome:
+def recorded(job: Job, response: Response, judgement: Judgement, signal: str = "") -> Outcome:
     """What `finish` writes about the attempt: log entry, stats, dead letter or retry."""
     ms = int(response.duration_s * 1000)
     status = "" if response.status is None else str(response.status)
-    reason = cut(outcome.reason, REASON_MAX)  # whatever it quotes of the receiver, bounded
+    reason = cut(judgement.reason, REASON_MAX)  # whatever it quotes of the receiver, bounded
     log = entry(
         delivery_id=job.delivery_id,
         url=job.shown_url,
         event=job.event,
         attempt=job.attempt,
-        outcome=outcome.kind.value,
+        outcome=judgement.kind.value,
         status=status,
         ms=ms,
-        error="" if outcome.kind is Kind.DELIVERED else reason,
-        next_s=f"{outcome.delay_s:g}" if outcome.kind is Kind.RETRY else "",
+        error="" if judgement.kind is Kind.DELIVERED else reason,
+        next_s=f"{judgement.delay_s:g}" if judgement.kind is Kind.RETRY else "",
     )
     return Outcome(
-        kind=Finished(outcome.kind.value),
-        delay_s=outcome.delay_s,
+        kind=Finished(judgement.kind.value),
+        delay_s=judgement.delay_s,
         status=status,
         reason=reason,
-        response=response.body[:2000] if outcome.kind is Kind.DEAD else "",
+        response=response.body[:2000] if judgement.kind is Kind.DEAD else "",
         stats_prefix=stats_prefix(job.shown_url, job.event),
         duration_ms=ms,
         bucket=latency_bucket(ms),
@@ -326,7 +329,7 @@ def recorded(job: Job, response: Response, outcome: Judgement, signal: str = "")
     )
 
 
-def _log(job: Job, response: Response, outcome: Judgement, finished: Finished) -> None:
+def _log(job: Job, response: Response, judgement: Judgement, finished: Finished) -> None:
     if finished is Finished.STALE:
         logger.warning(
             "%s -> %s attempt %d ended after its lease ran out (%s): the delivery had been "
@@ -334,18 +337,18 @@ def _log(job: Job, response: Response, outcome: Judgement, finished: Finished) -
             job.delivery_id,
             job.shown_url,
             job.attempt,
-            outcome.reason,
+            judgement.reason,
         )
         return
-    level = logging.INFO if outcome.kind is Kind.DELIVERED else logging.WARNING
+    level = logging.INFO if judgement.kind is Kind.DELIVERED else logging.WARNING
     logger.log(
         level,
         "%s %s -> %s attempt %d: %s in %d ms%s",
-        outcome.kind.value,
+        judgement.kind.value,
         job.delivery_id,
         job.shown_url,
         job.attempt,
-        outcome.reason,
+        judgement.reason,
         int(response.duration_s * 1000),
-        f", next in {outcome.delay_s:g} s" if outcome.kind is Kind.RETRY else "",
+        f", next in {judgement.delay_s:g} s" if judgement.kind is Kind.RETRY else "",
     )

@@ -5,7 +5,7 @@ A delivery lives in Redis from `emit` until it is delivered or dead-lettered: it
 its body, and exactly one of — a message in the broker (queued), an attempt holding it
 (sending), an entry in the schedule (waiting for a retry), a place in its URL's backlog.
 Workers hold nothing that is not also here, so a killed worker loses nothing, and waits cost
-the worker no memory. `lua/prelude.lua` describes the record; `keys.py` every key.
+the worker no memory. `contract.Field` names the record's fields; `keys.py` every key.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from shahihooks.statetypes import (
     Emitted,
     Finish,
     Finished,
+    MessageRef,
     Outcome,
     Placed,
     StoredEvent,
@@ -72,6 +73,7 @@ __all__ = [
     "Finish",
     "Finished",
     "MaybeSent",
+    "MessageRef",
     "NotSent",
     "Outcome",
     "Placed",
@@ -279,17 +281,12 @@ class State:
                 REPLICA_WAIT_MS,
             )
 
-    def begin(self, delivery_id: str, token: int) -> Begun:
-        found = self._call("begin", BeginArgs(delivery_id, token))
+    def begin(self, ref: MessageRef) -> Begun:
+        found = self._call("begin", BeginArgs(ref.delivery_id, ref.token))
         return Begun.parse([_text(v) for v in found])
 
     def finish(
-        self,
-        delivery_id: str,
-        token: int,
-        outcome: Outcome,
-        ack: Ack | None = None,
-        again: bool = False,
+        self, ref: MessageRef, outcome: Outcome, ack: Ack | None = None, again: bool = False
     ) -> Finish:
         """Record the attempt's outcome (and acknowledge its message, with `ack`).
 
@@ -299,8 +296,8 @@ class State:
         log = outcome.log or {}
         index_key, record_key, delivery_tag = ack or ("", "", "")
         args = FinishArgs(
-            delivery_id=delivery_id,
-            token=token,
+            delivery_id=ref.delivery_id,
+            token=ref.token,
             kind=outcome.kind.value,
             delay_ms=int(outcome.delay_s * 1000),
             status=outcome.status,

@@ -196,6 +196,14 @@ class Outcome:
     signal: str = ""  # what the endpoint's health learns: ok, congested, failed ('' nothing)
 
 
+class MessageRef(NamedTuple):
+    """A deliver message's reference: its delivery, and the fencing token that says whether
+    it is still that delivery's live message (`begin` and `finish` check it)."""
+
+    delivery_id: str
+    token: int
+
+
 class Ack(NamedTuple):
     """An attempt's message, to acknowledge with its outcome: kombu's unacknowledged-message
     index and record in the state Redis (the broker), and the message's delivery tag

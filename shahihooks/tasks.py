@@ -23,7 +23,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from shahihooks import broker
 from shahihooks.app import app, publisher
 from shahihooks.connections import OUTAGES
-from shahihooks.delivery import MessageRef, Result, run_attempt
+from shahihooks.delivery import Result, run_attempt
 from shahihooks.errors import DeliveryError
 from shahihooks.hooks import hooks
 from shahihooks.mover import publish_due
@@ -31,7 +31,7 @@ from shahihooks.outcome import Kind
 from shahihooks.publish import TASK_NAME
 from shahihooks.schema import UNKNOWN_MAX, message_args, raw_message
 from shahihooks.settings import current
-from shahihooks.state import Verdict, state_for
+from shahihooks.state import MessageRef, Verdict, state_for
 
 logger = logging.getLogger("shahihooks.tasks")
 OUTAGE_PAUSE_S = 1.0

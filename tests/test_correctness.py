@@ -13,7 +13,7 @@ import pytest
 import redis
 
 import shahihooks
-from shahihooks.state import Finished, Outcome, Verdict, state_for
+from shahihooks.state import Finished, MessageRef, Outcome, Verdict, state_for
 from tests.conftest import ScriptKeys, wait_until
 from tests.faults import World
 from tests.receiver import Receiver
@@ -203,11 +203,12 @@ def test_a_copy_meets_an_attempt_or_its_end_never_a_gap_between(settings) -> Non
     s = settings(urls=("https://127.0.0.1:9/gap",), queue=queue)
     (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 1})
     state = state_for(s)
-    assert state.begin(delivery.id, 1).verdict is Verdict.GO
-    assert state.begin(delivery.id, 1).verdict is Verdict.BUSY  # a copy during the attempt
+    ref = MessageRef(delivery.id, 1)
+    assert state.begin(ref).verdict is Verdict.GO
+    assert state.begin(ref).verdict is Verdict.BUSY  # a copy during the attempt
     # the attempt ends in one step: lease, outcome and marker together
-    assert state.finish(delivery.id, 1, Outcome(Finished.DELIVERED))[0] is Finished.DELIVERED
-    assert state.begin(delivery.id, 1).verdict is Verdict.STALE  # a copy after it
+    assert state.finish(ref, Outcome(Finished.DELIVERED))[0] is Finished.DELIVERED
+    assert state.begin(ref).verdict is Verdict.STALE  # a copy after it
     redis.Redis.from_url(s.redis_url).delete(queue)
 
 

@@ -411,7 +411,7 @@ def test_nothing_is_lost_when_a_worker_is_killed_while_a_circuit_is_open(
 def test_a_delivery_released_from_the_backlog_begins_however_long_its_message_waited(
     settings, redis_client: redis.Redis
 ) -> None:
-    from shahihooks.state import Finished, Outcome, Verdict, state_for
+    from shahihooks.state import Finished, MessageRef, Outcome, Verdict, state_for
 
     queue = f"shtest-idle-{uuid.uuid4().hex[:8]}"  # no worker reads it
     url = "https://127.0.0.1:9/slow-queue"
@@ -419,9 +419,9 @@ def test_a_delivery_released_from_the_backlog_begins_however_long_its_message_wa
     try:
         first, second = (shahihooks.emit("ticket.created", {"n": i})[0] for i in range(2))
         state = state_for(s)
-        assert state.begin(first.id, 1).verdict is Verdict.GO
-        assert state.begin(second.id, 1).verdict is Verdict.DEFERRED  # the limit is 1
-        done = state.finish(first.id, 1, Outcome(Finished.DELIVERED, signal="ok"))
+        assert state.begin(MessageRef(first.id, 1)).verdict is Verdict.GO
+        assert state.begin(MessageRef(second.id, 1)).verdict is Verdict.DEFERRED  # the limit is 1
+        done = state.finish(MessageRef(first.id, 1), Outcome(Finished.DELIVERED, signal="ok"))
         (released,) = done.released  # the slot handed on at once
         assert released.delivery_id == second.id
         # its message waits in a slow queue past its reservation, which lapses; another
@@ -429,6 +429,6 @@ def test_a_delivery_released_from_the_backlog_begins_however_long_its_message_wa
         fly = Keys(s.prefix).in_flight(url_tag(url))
         redis_client.zrem(fly, second.id)
         redis_client.zadd(fly, {"another": time.time() * 1000 + 60_000})
-        assert state.begin(second.id, released.token).verdict is Verdict.GO
+        assert state.begin(MessageRef(second.id, released.token)).verdict is Verdict.GO
     finally:
         redis_client.delete(queue)

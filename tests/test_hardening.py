@@ -16,14 +16,14 @@ from click.testing import CliRunner
 import shahihooks
 from shahihooks import listen
 from shahihooks.cli import main
-from shahihooks.delivery import Job, MessageRef
+from shahihooks.delivery import Job
 from shahihooks.doctor import shared_secret_check
 from shahihooks.endpoints import Endpoint
 from shahihooks.errors import ConfigurationError, UnsafeTargetError
 from shahihooks.listen import Listener, serve
 from shahihooks.safety import check_url
 from shahihooks.settings import Settings
-from shahihooks.state import Target
+from shahihooks.state import MessageRef, Target
 from shahihooks.transport import post
 from tests.conftest import SECRET, clean_env, connects, free_port, wait_until
 

@@ -13,7 +13,7 @@ import redis
 
 import shahihooks
 from shahihooks.keys import Keys
-from shahihooks.state import Finished, Outcome, Verdict, state_for
+from shahihooks.state import Finished, MessageRef, Outcome, Verdict, state_for
 from tests.conftest import wait_until
 from tests.faults import World
 from tests.receiver import Receiver
@@ -74,12 +74,13 @@ def test_finish_tried_again_after_it_ran_logs_and_counts_once(
     s = settings(urls=(receiver.url("/again"),), queue=f"nobody-{uuid.uuid4().hex[:6]}")
     (delivery,) = shahihooks.emit("ticket.created", {"ticket_id": 1})
     state = state_for(s)
-    assert state.begin(delivery.id, 1).verdict is Verdict.GO
+    ref = MessageRef(delivery.id, 1)
+    assert state.begin(ref).verdict is Verdict.GO
     done = Outcome(Finished.DELIVERED, stats_prefix="u e ", log={"id": delivery.id})
-    assert state.finish(delivery.id, 1, done)[:2] == (Finished.DELIVERED, False)
-    assert state.finish(delivery.id, 1, done, again=True)[:2] == (Finished.DELIVERED, False)
+    assert state.finish(ref, done)[:2] == (Finished.DELIVERED, False)
+    assert state.finish(ref, done, again=True)[:2] == (Finished.DELIVERED, False)
     keys = Keys(s.prefix)
     assert len(redis_client.xrange(keys.log)) == 1
     assert redis_client.hget(keys.totals, "u e n") == b"1"
     # without `again`, a late try is an attempt that lost its delivery: logged as such
-    assert state.finish(delivery.id, 1, done)[0] is Finished.STALE
+    assert state.finish(ref, done)[0] is Finished.STALE
