@@ -70,7 +70,7 @@ def p95_from_histogram(buckets: dict[str, int]) -> float | None:
     need = 0.95 * total
     seen = 0
     for upper in logline.LATENCY_BUCKETS_MS:
-        seen += buckets.get(f"le{upper}", 0)
+        seen += buckets.get(logline.bucket_name(upper), 0)
         if seen >= need:
             return float(upper)
     return float("inf")
