@@ -93,9 +93,15 @@ def stats_prefix(url: str, event: str) -> str:
     return f"{url} {event} "
 
 
+def split_stats_field(field: str) -> tuple[str, str, str]:
+    """(url, event, name) of a stats field; ValueError if it is not one."""
+    url, event, name = field.rsplit(" ", 2)
+    return url, event, name
+
+
 def stats_field(field: str) -> tuple[str, str, str] | None:
     """(url, event, name) of a stats field, or None if it is not one."""
-    parts = field.rsplit(" ", 2)
-    if len(parts) != 3:
+    try:
+        return split_stats_field(field)
+    except ValueError:
         return None
-    return parts[0], parts[1], parts[2]

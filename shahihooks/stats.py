@@ -94,10 +94,7 @@ def read_stats(
     totals: dict[tuple[str, str], dict[str, int]] = {}
     for hourly in pipe.execute():
         for raw_field, raw_value in hourly.items():
-            parsed = logline.stats_field(raw_field.decode())
-            if parsed is None:
-                continue
-            row_url, row_event, name = parsed
+            row_url, row_event, name = logline.split_stats_field(raw_field.decode())
             if (url and row_url != url) or (event and row_event != event):
                 continue
             cell = totals.setdefault((row_url, row_event), {})
