@@ -69,17 +69,17 @@ def _cut(sock: socket.socket) -> None:
 watchdog = Watchdog()
 
 
-class _InFlight(threading.local):
+class _CurrentPost(threading.local):
     """The attempt this thread is making."""
 
     id: int = 0  # the POST this thread is making, as the watchdog knows it (0: none)
     reused: bool = False  # its request went out on a kept-alive connection
 
 
-in_flight = _InFlight()
+current_post = _CurrentPost()
 
 
 def watch(sock: socket.socket | None) -> None:
     """Add `sock` to the attempt this thread is making: shut down at its deadline."""
-    if sock is not None and in_flight.id:
-        watchdog.watch(in_flight.id, sock)
+    if sock is not None and current_post.id:
+        watchdog.watch(current_post.id, sock)
