@@ -54,13 +54,13 @@ class Watchdog:
                 late = [k for k, (deadline, _) in self._watched.items() if deadline <= now]
                 for attempt in late:
                     for sock in self._watched.pop(attempt)[1]:
-                        _cut(sock)
+                        shut_down(sock)
                 soonest = min((d for d, _ in self._watched.values()), default=now + 60)
                 self._wakes_at = soonest
                 self._lock.wait(max(0.01, soonest - now))
 
 
-def _cut(sock: socket.socket) -> None:
+def shut_down(sock: socket.socket) -> None:
     """Shut the connection down under whatever reads or writes it (TLS included)."""
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
