@@ -224,11 +224,6 @@ def memory_text(facts: ServerFacts) -> str:
     return f"{used} of {facts.maxmemory / 1e6:.1f} MB ({facts.used_memory / facts.maxmemory:.0%})"
 
 
-def is_full(exc: BaseException) -> bool:
-    """Redis refused a write: its memory is at maxmemory (with noeviction)."""
-    return isinstance(exc, redis.exceptions.OutOfMemoryError)
-
-
 def full_message(url: str, what: str = "") -> str:
     """One line for a write refused by a full Redis; `what` says what was not done."""
     return (

@@ -24,7 +24,7 @@ import redis
 from shahihooks import tracing
 from shahihooks.app import publisher
 from shahihooks.connections import full_message
-from shahihooks.endpoints import Endpoint, endpoints_for, refusal, stored_endpoints
+from shahihooks.endpoints import Endpoint, endpoints_for, stored_endpoints, target_refusal
 from shahihooks.errors import OutcomeUnknown, PayloadError, RedisFull, UnavailableError
 from shahihooks.events import registry
 from shahihooks.hooks import hooks
@@ -235,7 +235,7 @@ def _targets(p: Prepared, state: State, msg_id: str) -> list[Target]:
             redact_url(e.url),
             settings.rate_limit if e.rate_limit is None else e.rate_limit,
             source.get(e.url, ""),
-            refusal(e, settings),
+            target_refusal(e, settings),
         )
         for e in endpoints
     ]

@@ -201,7 +201,7 @@ def endpoints_for(
     return targets + [Endpoint(t, rate_limit=0) for t in hooks.action_targets(event)]
 
 
-def refusal(endpoint: Endpoint, settings: Settings) -> str:
+def target_refusal(endpoint: Endpoint, settings: Settings) -> str:
     """Why `endpoint` may not be sent to (its scheme, its literal address), or ''. Its own
     delivery is dead-lettered with the reason; the emit goes on for the others."""
     if is_action(endpoint.url):

@@ -4,7 +4,7 @@
                                it not yet finished, and its dead letters: they share it);
                                deleted when refs reaches 0, never expires while a delivery
                                or a dead letter needs it
-{p}:dlv:{dlv}           hash   one live delivery: message id, url tag, event, attempt, state,
+{p}:dlv:{dlv}           hash   one live delivery: message id, url tag, event, attempt, stage,
                                the fencing token of its live message, times; deleted when it
                                is delivered or dead-lettered
 {p}:schedule            zset   every live delivery not in a backlog, scored by when it needs
@@ -21,7 +21,9 @@
 {p}:watermark:history   zset   when (member, ms) the watermark passed each value (score);
                                the last few grace periods
 {p}:done:{dlv}          string "ok" once delivered, "dead" once dead-lettered; idempotency TTL
-{p}:emit:{key}          string the delivery list of an `emit(key=...)`; idempotency TTL
+{p}:emit:{key}          string the delivery list of an `emit(key=...)` ({key}: its SHA-256);
+                               idempotency TTL. An emit stored in steps marks each step
+                               after the first as {p}:emit:{key}#{step}
 {p}:throttle:{ev}:{v}   string one `article.viewed` per article per window; the window. {v}
                                is the value's JSON (so 1 and "1" differ), hashed if long
 {p}:endpoints           hash   url -> JSON endpoint (events, secrets, limit, enabled)

@@ -32,6 +32,7 @@ from shahihooks.payload import MAX_BODY_BYTES
 from shahihooks.receiving import declared_too_large
 from shahihooks.signing import verify
 from shahihooks.terminal import printable
+from shahihooks.watchdog import shut_down
 
 CONNECTION_TIMEOUT_S = 10.0
 REQUEST_DEADLINE_S = 30.0
@@ -153,18 +154,13 @@ class Listener:
 def deadline(sock: socket.socket, seconds: float) -> Iterator[None]:
     """Shut `sock` down if the block has not ended within `seconds`: its reads time out
     one by one, and this bounds them all together."""
-    timer = threading.Timer(seconds, _cut, (sock,))
+    timer = threading.Timer(seconds, shut_down, (sock,))
     timer.daemon = True
     timer.start()
     try:
         yield
     finally:
         timer.cancel()
-
-
-def _cut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already closed
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP socket, under any TLS
 
 
 class _Server(http.server.ThreadingHTTPServer):

@@ -29,11 +29,16 @@ LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 OVER = "inf"  # the bucket past the last edge
 
 
+def bucket_name(upper: int) -> str:
+    """The histogram field of the bucket whose upper edge is `upper` ms."""
+    return f"le{upper}"
+
+
 def latency_bucket(ms: int) -> str:
     """The histogram field an attempt's duration falls in (for p95 from aggregates)."""
     for upper in LATENCY_BUCKETS_MS:
         if ms <= upper:
-            return f"le{upper}"
+            return bucket_name(upper)
     return OVER
 
 
@@ -88,9 +93,15 @@ def stats_prefix(url: str, event: str) -> str:
     return f"{url} {event} "
 
 
+def split_stats_field(field: str) -> tuple[str, str, str]:
+    """(url, event, name) of a stats field; ValueError if it is not one."""
+    url, event, name = field.rsplit(" ", 2)
+    return url, event, name
+
+
 def stats_field(field: str) -> tuple[str, str, str] | None:
     """(url, event, name) of a stats field, or None if it is not one."""
-    parts = field.rsplit(" ", 2)
-    if len(parts) != 3:
+    try:
+        return split_stats_field(field)
+    except ValueError:
         return None
-    return parts[0], parts[1], parts[2]

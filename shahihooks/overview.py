@@ -16,7 +16,16 @@ from typing import Any
 from shahihooks.connections import state_redis
 from shahihooks.endpoints import EndpointStore
 from shahihooks.keys import Keys
-from shahihooks.logline import LATENCY_BUCKETS_MS, stats_field
+from shahihooks.logline import (
+    COUNT,
+    LATENCY_BUCKETS_MS,
+    MS,
+    OK,
+    OVER,
+    bucket_name,
+    is_bucket,
+    stats_field,
+)
 from shahihooks.settings import Settings
 
 OTHER = "(other)"  # the label of the endpoints past the cap, summed
@@ -32,13 +41,13 @@ class Cell:
     buckets: dict[str, int] = field(default_factory=dict)
 
     def add(self, name: str, value: int) -> None:
-        if name == "n":
+        if name == COUNT:
             self.n += value
-        elif name == "ok":
+        elif name == OK:
             self.ok += value
-        elif name == "ms":
+        elif name == MS:
             self.ms += value
-        elif name.startswith("le") or name == "inf":
+        elif is_bucket(name):
             self.buckets[name] = self.buckets.get(name, 0) + value
 
     def merge(self, other: Cell) -> None:
@@ -55,9 +64,9 @@ class Cell:
         last edge is +Inf and holds every attempt."""
         out, seen = [], 0
         for upper in LATENCY_BUCKETS_MS:
-            seen += self.buckets.get(f"le{upper}", 0)
+            seen += self.buckets.get(bucket_name(upper), 0)
             out.append((upper / 1000, seen))
-        out.append((float("inf"), seen + self.buckets.get("inf", 0)))
+        out.append((float("inf"), seen + self.buckets.get(OVER, 0)))
         return out
 
     def quantile_ms(self, q: float) -> float | None:

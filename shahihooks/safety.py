@@ -109,14 +109,14 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Ad
     return None
 
 
-def refusal(address: IPAddress) -> str | None:
+def denied_range(address: IPAddress) -> str | None:
     """Why `address` is no webhook target (the range it is in), or None for a public one."""
     if isinstance(address, ipaddress.IPv4Address):
         return next((f"{why} {net}" for net, why in IPV4_DENY if address in net), None)
     carried = embedded_ipv4(address)
     if carried is not None:
         form, ipv4 = carried
-        inner = refusal(ipv4)
+        inner = denied_range(ipv4)
         return f"{form} form of {ipv4}, {inner}" if inner else None
     for net, why in IPV6_DENY:
         if address in net:
@@ -132,7 +132,7 @@ def check_address(address: str, allow_networks: Iterable[Network], host: str | N
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         raise UnsafeTargetError(f"{address!r} is not an IP address: refused") from None
-    why = refusal(ip)
+    why = denied_range(ip)
     if why is None or any(ip in net for net in allow_networks if net.version == ip.version):
         return
     named = f"{host!r} resolves to {address}" if host and host != address else address

@@ -70,7 +70,7 @@ def p95_from_histogram(buckets: dict[str, int]) -> float | None:
     need = 0.95 * total
     seen = 0
     for upper in logline.LATENCY_BUCKETS_MS:
-        seen += buckets.get(f"le{upper}", 0)
+        seen += buckets.get(logline.bucket_name(upper), 0)
         if seen >= need:
             return float(upper)
     return float("inf")
@@ -94,10 +94,7 @@ def read_stats(
     totals: dict[tuple[str, str], dict[str, int]] = {}
     for hourly in pipe.execute():
         for raw_field, raw_value in hourly.items():
-            parsed = logline.stats_field(raw_field.decode())
-            if parsed is None:
-                continue
-            row_url, row_event, name = parsed
+            row_url, row_event, name = logline.split_stats_field(raw_field.decode())
             if (url and row_url != url) or (event and row_event != event):
                 continue
             cell = totals.setdefault((row_url, row_event), {})

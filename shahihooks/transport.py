@@ -35,7 +35,7 @@ from shahihooks.errors import ConfigurationError, UnsafeTargetError
 from shahihooks.safety import Network, check_addresses, check_url, redact_text
 from shahihooks.settings import Settings
 from shahihooks.version import __version__
-from shahihooks.watchdog import in_flight, watch, watchdog
+from shahihooks.watchdog import current_post, watch, watchdog
 
 logmask.install()  # urllib3's DEBUG lines show each request's path and query
 
@@ -131,7 +131,7 @@ def lookup(host: str, port: int) -> list[Any]:
 def _guarded(base: type[HTTPConnection], allow: tuple[Network, ...]) -> type[HTTPConnection]:
     class Guarded(base):  # type: ignore[valid-type,misc]
         def request(self, *args: Any, **kwargs: Any) -> None:
-            in_flight.reused = self.sock is not None
+            current_post.reused = self.sock is not None
             watch(self.sock)  # a kept-alive connection: its socket joins this attempt
             super().request(*args, **kwargs)
 
@@ -260,7 +260,7 @@ def post(
     )
     start = time.monotonic()
     deadline = start + settings.timeout_s
-    in_flight.id = watchdog.begin(deadline)
+    current_post.id = watchdog.begin(deadline)
     try:
         check_url(url, settings)  # cached: a URL that cannot be sent is refused, not raised
         target = _target(url, settings)
@@ -280,7 +280,7 @@ def post(
         try:
             resp = send()
         except urllib3.exceptions.ProtocolError:
-            if not in_flight.reused or time.monotonic() >= deadline:  # not cut by the deadline
+            if not current_post.reused or time.monotonic() >= deadline:  # not cut by the deadline
                 raise
             # a kept-alive connection the receiver had closed meanwhile (idle servers do):
             # the request most likely never reached it: once more, on a new connection
@@ -306,8 +306,8 @@ def post(
             error = redact_text(describe_error(exc), url)
         return Response(None, elapsed, error=error)
     finally:
-        watchdog.end(in_flight.id)
-        in_flight.id = 0
+        watchdog.end(current_post.id)
+        current_post.id = 0
 
 
 def _release(resp: Any) -> None:

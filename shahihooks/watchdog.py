@@ -54,13 +54,13 @@ class Watchdog:
                 late = [k for k, (deadline, _) in self._watched.items() if deadline <= now]
                 for attempt in late:
                     for sock in self._watched.pop(attempt)[1]:
-                        _cut(sock)
+                        shut_down(sock)
                 soonest = min((d for d, _ in self._watched.values()), default=now + 60)
                 self._wakes_at = soonest
                 self._lock.wait(max(0.01, soonest - now))
 
 
-def _cut(sock: socket.socket) -> None:
+def shut_down(sock: socket.socket) -> None:
     """Shut the connection down under whatever reads or writes it (TLS included)."""
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
@@ -69,17 +69,17 @@ def _cut(sock: socket.socket) -> None:
 watchdog = Watchdog()
 
 
-class _InFlight(threading.local):
+class _CurrentPost(threading.local):
     """The attempt this thread is making."""
 
     id: int = 0  # the POST this thread is making, as the watchdog knows it (0: none)
     reused: bool = False  # its request went out on a kept-alive connection
 
 
-in_flight = _InFlight()
+current_post = _CurrentPost()
 
 
 def watch(sock: socket.socket | None) -> None:
     """Add `sock` to the attempt this thread is making: shut down at its deadline."""
-    if sock is not None and in_flight.id:
-        watchdog.watch(in_flight.id, sock)
+    if sock is not None and current_post.id:
+        watchdog.watch(current_post.id, sock)

@@ -16,7 +16,7 @@ import shahihooks
 from shahihooks import doctor, safety, transport
 from shahihooks.cli import main
 from shahihooks.endpoints import Endpoint
-from shahihooks.safety import check_address, check_url, refusal
+from shahihooks.safety import check_address, check_url, denied_range
 from shahihooks.transport import open_socket, post
 from tests.conftest import SECRET, wait_until
 from tests.receiver import Receiver, start_receiver
@@ -88,22 +88,22 @@ ALLOWED = [
 @pytest.mark.parametrize("address", REFUSED)
 def test_deny_list_refuses_every_special_range_and_embedding(address: str) -> None:
     ip = ipaddress.ip_address(address)
-    assert refusal(ip) is not None
+    assert denied_range(ip) is not None
     with pytest.raises(shahihooks.UnsafeTargetError, match=r"refused"):
         check_address(address, ())
 
 
 @pytest.mark.parametrize("address", ALLOWED)
 def test_public_addresses_pass(address: str) -> None:
-    assert refusal(ipaddress.ip_address(address)) is None
+    assert denied_range(ipaddress.ip_address(address)) is None
     check_address(address, ())
 
 
-def test_refusal_names_the_embedding_and_the_range() -> None:
-    why = refusal(ipaddress.ip_address("64:ff9b::a00:1"))
+def test_denied_range_names_the_embedding_and_the_range() -> None:
+    why = denied_range(ipaddress.ip_address("64:ff9b::a00:1"))
     assert why == "NAT64 form of 10.0.0.1, private-use 10.0.0.0/8"
     assert "6to4 form of 127.0.0.1, loopback" in (
-        refusal(ipaddress.ip_address("2002:7f00:1::")) or ""
+        denied_range(ipaddress.ip_address("2002:7f00:1::")) or ""
     )
 
 

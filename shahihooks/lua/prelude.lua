@@ -5,9 +5,10 @@
 --
 -- ARGV[1..A-1] are the same for every call (contract.Common, in this order; `setup` names
 -- them C.<name>, the prefix P):
---   prefix, lease_ms, grace_ms, default_limit, window_ms, backlog_max, done_ttl_s,
---   log_max_len, stats_ttl_s, concurrency ceiling, circuit threshold, cooldown_ms,
---   cooldown_max_ms, disable_after_ms (0: never), dead_ttl_ms (dead letters' retention)
+--   prefix, lease_ms, grace_ms, limit (the default rate limit), window_ms, backlog_max,
+--   done_ttl (s), log_max, stats_ttl (s), ceiling (attempts in flight to one endpoint),
+--   threshold (failures in a row that open a circuit), cooldown_ms, cooldown_max_ms,
+--   disable_ms (0: never), dead_ttl_ms (dead letters' retention)
 -- A call's own arguments start at ARGV[A]: each script reads them as the locals that
 -- contract.py declares for it (its layout), its variable part from ARGV[REST].
 --
