@@ -4,8 +4,8 @@ One process drives the State of this checkout against the bench's private redis-
 script at a time, with `INFO commandstats` reset before each: `n` emits (one endpoint each,
 with an idempotency key, the rate limit on: as the throughput bench), mover steps (`claim`)
 and watermark calls with those deliveries queued, then `n` begins and `n` finishes (a 200 in
-2 ms, the outcome, log line and stats built by delivery.py as a worker builds them; the
-endpoint's limit of attempts in flight raised to n, so that all n can begin first). The
+2 ms, its outcome built by delivery.py, its log line and stats by logline.py, as a worker
+does; the endpoint's limit of attempts in flight raised to n, so that all n can begin first). The
 broker is elsewhere, as with RabbitMQ (SR): emit pushes no message, finish acknowledges
 none. Per script: the FCALL's µs per call, the µs of the Redis commands it ran (Redis counts
 them under their own names), so the Lua's own time (the FCALL's less its commands', the
@@ -151,7 +151,7 @@ def _emit_args(state: Any, url: str, key: str) -> tuple[Any, ...]:
 
 
 def _outcome(state: Any, delivery_id: str, begun: Any) -> Any:
-    """What a worker's finish records for a 200 answered in 2 ms (delivery.py builds it)."""
+    """What a worker's finish records for a 200 answered in 2 ms (delivery.py and logline.py build it)."""
     from shahihooks import health
     from shahihooks.delivery import Job, recorded
     from shahihooks.outcome import classify
