@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -47,6 +48,15 @@ def browser() -> Iterator[webdriver.Chrome]:
         yield chrome
     finally:
         chrome.quit()
+
+
+def note(browser: webdriver.Chrome) -> str:
+    """The page's note, or "" while the form's POST and its redirect are still loading (the
+    old page has no note, and its elements go stale as the new one replaces it)."""
+    try:
+        return " ".join(e.text for e in browser.find_elements(By.ID, "note"))
+    except StaleElementReferenceException:
+        return ""
 
 
 def load(browser: webdriver.Chrome, url: str) -> dict[str, Any]:
@@ -103,10 +113,7 @@ def test_the_dashboard_in_a_browser_replays_a_dead_letter(
             r for r in browser.find_elements(By.CSS_SELECTOR, "#dead tr") if dead_id in r.text
         )
         row.find_element(By.CSS_SELECTOR, "button.replay").click()
-        wait_until(
-            lambda: "replayed " + dead_id in browser.find_element(By.ID, "note").text,
-            what="the replay's note",
-        )
+        wait_until(lambda: "replayed " + dead_id in note(browser), what="the replay's note")
         replayed = receiver.wait_for(flaky, 5)[-1]
         assert replayed.header("webhook-id") == dead_id
         assert replayed.header("x-shahi-assist-attempt") == "1"
