@@ -43,6 +43,8 @@
                                failing, whether (and why) it is disabled; never expires
 {p}:fly:{tag}           zset   the attempts in flight to one endpoint (and slots reserved by
                                its backlog's releases), scored by when they lapse (ms)
+{p}:held:{tag}          zset   of those, the slots reserved by releases whose messages have not
+                               begun: a delivery that begins first takes one (prelude.lua)
 {p}:signers             hash   fingerprint of a secret the workers sign with -> when a worker
                                last said so (ms): doctor checks an app's against it
 {p}:schema              string the state's schema version (schema.py): written by the first

@@ -51,6 +51,9 @@ class ScriptKeys(Keys):
     def done(self, delivery_id: str) -> str:
         return self._key("done", delivery_id)
 
+    def held(self, tag: str) -> str:
+        return self._key("held", tag)
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""

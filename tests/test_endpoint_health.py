@@ -20,7 +20,7 @@ from shahihooks import dead, health
 from shahihooks.cli import main
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.keys import Keys, url_tag
-from tests.conftest import SECRET, wait_until
+from tests.conftest import SECRET, ScriptKeys, wait_until
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -430,5 +430,46 @@ def test_a_delivery_released_from_the_backlog_begins_however_long_its_message_wa
         redis_client.zrem(fly, second.id)
         redis_client.zadd(fly, {"another": time.time() * 1000 + 60_000})
         assert state.begin(MessageRef(second.id, released.token)).verdict is Verdict.GO
+    finally:
+        redis_client.delete(queue)
+
+
+def test_a_slot_reserved_for_a_release_goes_to_the_delivery_that_begins_first(
+    settings, redis_client: redis.Redis
+) -> None:
+    """With a deep queue, a released delivery's message waits behind every message ahead of
+    it: the slot it was given serves the queue's head meanwhile, and the released delivery,
+    its grant taken, waits at the head of the backlog for the next free slot."""
+    from shahihooks.state import Finished, MessageRef, Outcome, Verdict, state_for
+
+    queue = f"shtest-idle-{uuid.uuid4().hex[:8]}"  # no worker reads it: the test begins each
+    url = "https://127.0.0.1:9/deep-queue"
+    s = settings(urls=(url,), rate_limit=0, queue=queue, endpoint_concurrency=1)
+    try:
+        first, second, third = (shahihooks.emit("ticket.created", {"n": i})[0] for i in range(3))
+        state = state_for(s)
+        assert state.begin(MessageRef(first.id, 1)).verdict is Verdict.GO
+        assert state.begin(MessageRef(second.id, 1)).verdict is Verdict.DEFERRED  # the limit is 1
+        done = state.finish(MessageRef(first.id, 1), Outcome(Finished.DELIVERED, signal="ok"))
+        (released,) = done.released
+        assert released.delivery_id == second.id
+        held = ScriptKeys(s.prefix).held(url_tag(url))
+        assert redis_client.zrange(held, 0, -1) == [second.id.encode()]
+
+        # the third's message was ahead of the release's in the queue: it takes the slot
+        assert state.begin(MessageRef(third.id, 1)).verdict is Verdict.GO
+        assert redis_client.zcard(held) == 0
+        # the released delivery's message comes: no slot now, so back to the backlog's head
+        again = state.begin(MessageRef(second.id, released.token))
+        assert again.verdict is Verdict.DEFERRED, again
+        backlog = Keys(s.prefix).backlog(url_tag(url))
+        assert redis_client.zrange(backlog, 0, -1) == [second.id.encode()]
+
+        done = state.finish(MessageRef(third.id, 1), Outcome(Finished.DELIVERED, signal="ok"))
+        (released,) = done.released
+        assert released.delivery_id == second.id
+        assert state.begin(MessageRef(second.id, released.token)).verdict is Verdict.GO
+        fly = Keys(s.prefix).in_flight(url_tag(url))
+        assert redis_client.zrange(fly, 0, -1) == [second.id.encode()]
     finally:
         redis_client.delete(queue)

@@ -20,7 +20,7 @@ return {key('dlv', 'evt_1-abc'), key('body', 'evt_1'), key('rate', 'abc', window
         key('backlog', 'abc'), key('done', 'evt_1-abc'), key('dead', 'evt_1-abc'),
         key('stats', '12'), K.schedule, K.releases, K.urls, K.endpoints, K.watermark, K.log,
         K.dead_index, K.retrying, K.seq, K.wmhist, K.totals, K.ops, key('ep', 'abc'),
-        key('fly', 'abc'), K.unknown}
+        key('fly', 'abc'), K.unknown, key('held', 'abc')}
 """
 
 
@@ -55,6 +55,7 @@ def test_lua_builds_the_same_key_names_as_keys_py(redis_client: redis.Redis) -> 
         k.health("abc"),
         k.in_flight("abc"),
         k.unknown,
+        k.held("abc"),
     ]
 
 

@@ -311,10 +311,32 @@ local function disable_if_failing_too_long(tag, h, now, last)
   return true
 end
 
+-- A slot reserved for a delivery released from the backlog, whose message has not begun (it
+-- waits behind the queue), goes to the delivery beginning now: the endpoint's slots serve the
+-- head of the queue instead of idling until the released messages reach it (with a deep
+-- queue, every message ahead of them was deferred, and the limit, which grows only with
+-- successes, stayed where it was). The released delivery loses its grant: when its message
+-- begins it takes a free slot, or waits again at its place in the backlog. True if taken.
+local function take_reserved(tag, now)
+  local held, fly = key('held', tag), key('fly', tag)
+  for _ = 1, 8 do  -- an entry that began or went is skipped (they are few: one per release)
+    local head = redis.call('ZPOPMIN', held)
+    if #head == 0 then return false end
+    local id, lapse = head[1], tonumber(head[2])
+    if lapse > now and redis.call('HGET', key('dlv', id), F.slot) == '1'
+        and redis.call('ZREM', fly, id) == 1 then
+      redis.call('HSET', key('dlv', id), F.slot, '')
+      return true
+    end
+  end
+  return false
+end
+
 -- May an attempt of `id` to its endpoint start now? nil if so (it holds a slot), else what
 -- holds it back: 'disabled', 'open' (the circuit) or 'limit' (attempts in flight). A
 -- delivery released from the backlog was given its slot (`slot`: '1', or 'probe'): it goes,
--- however long its message waited in the queue (its reservation may have lapsed meanwhile).
+-- however long its message waited in the queue (its reservation may have lapsed meanwhile),
+-- unless a delivery that began before it took its reserved slot (take_reserved).
 local function gate(id, d, h, now)
   if h.disabled_since then return 'disabled' end
   local granted = d.slot
@@ -326,9 +348,11 @@ local function gate(id, d, h, now)
   elseif held_by_circuit(h, id, now) then
     return 'open'
   elseif granted == '' and not redis.call('ZSCORE', fly, id)
-      and in_flight(d.url_tag, now) >= math.floor(h.limit) then
+      and in_flight(d.url_tag, now) >= math.floor(h.limit)
+      and not take_reserved(d.url_tag, now) then
     return 'limit'
   end
+  if granted == '1' then redis.call('ZREM', key('held', d.url_tag), id) end
   redis.call('ZADD', fly, lapse, id)
   return nil
 end
@@ -511,6 +535,10 @@ local function release(tag, now, budget, out)
           redis.call('HSET', key('ep', tag), HF.probe, id, HF.probe_until, lapse)
         end
         redis.call('ZADD', key('fly', tag), lapse, id)
+        if not probe then  -- a reservation a delivery beginning first may take
+          redis.call('ZADD', key('held', tag), lapse, id)
+          redis.call('PEXPIRE', key('held', tag), C.grace_ms + C.lease_ms)
+        end
         redis.call('HSET', key('dlv', id), F.slot, probe and 'probe' or '1')
         message(out, id, d, to_queue(id, d, now))
       end
