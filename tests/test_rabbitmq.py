@@ -99,7 +99,9 @@ def test_rabbitmq_worker_outage_then_sigkill_loses_nothing_and_doubles_no_messag
 
 def test_rabbitmq_sigterm_leaves_waiting_retries_in_redis(world: World, receiver: Receiver) -> None:
     path = f"/amqp-term-{uuid.uuid4().hex[:6]}"
-    world.settings["SHAHIHOOKS_RETRY_SCHEDULE"] = "5"
+    # 500s halve the endpoint's limit to 1 attempt in flight: the 20 first attempts go one
+    # after another, and all must have failed before the first one's retry is due
+    world.settings["SHAHIHOOKS_RETRY_SCHEDULE"] = "20"
     world.settings["SHAHIHOOKS_CIRCUIT_THRESHOLD"] = "1000"  # all 20 wait for their retry
     receiver.rule(path, lambda n: 500 if n <= 20 else 200)
     ids = world.emit(20, path)
@@ -109,7 +111,7 @@ def test_rabbitmq_sigterm_leaves_waiting_retries_in_redis(world: World, receiver
     assert queue_depth(world.settings["SHAHIHOOKS_QUEUE"]) == 0
     assert world.client.zcard(world.keys.schedule) == 20
     world.worker()
-    ledger = world.wait_ledger(ids, path, timeout=40)
+    ledger = world.wait_ledger(ids, path, timeout=75)
     assert ledger.missing == []
     assert ledger.received_distinct == 20
 
