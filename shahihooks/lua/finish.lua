@@ -58,8 +58,7 @@ elseif kind == 'delivered' then
 elseif kind == 'dead' then
   dead_letter(id, d, now, reason, status, response)
 elseif kind == 'retry' then
-  redis.call('HSET', key('dlv', id), F.attempt, tonumber(d.attempt) + 1, F.bugs, '0')
-  set_stage(id, d, STAGE.waiting, now)
+  set_stage(id, d, STAGE.waiting, now, F.attempt, tonumber(d.attempt) + 1, F.bugs, '0')
   redis.call('ZADD', K.schedule, num(now + delay), id)
 else  -- a bug in this process: tried again a few times, then dead-lettered, never forever
   local bugs = redis.call('HINCRBY', key('dlv', id), F.bugs, 1)

@@ -21,10 +21,17 @@
 -- "ops" (an operational event), "" (a webhook_urls filter, an action).
 local A = 16
 local P, C, K  -- this call's prefix, settings and keys (Redis runs one at a time)
-local function key(...) return table.concat({P, ...}, ':') end
+-- A key's name: the prefix and up to three parts, joined by ':' (no table built per key).
+local function key(a, b, c)
+  if c then return P .. ':' .. a .. ':' .. b .. ':' .. c end
+  if b then return P .. ':' .. a .. ':' .. b end
+  return P .. ':' .. a
+end
 local SETUP = ''
+local unwritten  -- the id of the record emit is making (set_stage writes it whole)
 
 local function setup(argv)
+  unwritten = nil
   local common = table.concat(argv, '\0', 1, A - 1)
   if common == SETUP then return end  -- the same settings as the call before: kept
   SETUP, P = common, argv[1]
@@ -77,11 +84,22 @@ local function record(id)
 end
 
 -- Every stage change goes through here, so the per-URL count of waiting retries stays true.
-local function set_stage(id, d, stage, now)
+-- It writes the token with the stage (to_queue's new one goes with `queued`), and the
+-- fields given after `now` (field, value, ...): one HSET. The record emit is making
+-- (`unwritten`) is written whole with its first stage, so a new delivery costs one HSET.
+local function set_stage(id, d, stage, now, ...)
   local waited, waits = d.stage == STAGE.waiting, stage == STAGE.waiting
   if waits ~= waited then redis.call('HINCRBY', K.retrying, d.url_tag, waits and 1 or -1) end
-  redis.call('HSET', key('dlv', id), F.stage, stage, F.since, num(now))
-  d.stage, d.since = stage, num(now)
+  local since = num(now)
+  if id == unwritten then
+    unwritten = nil
+    redis.call('HSET', key('dlv', id), F.message, d.message, F.url_tag, d.url_tag,
+      F.event, d.event, F.attempt, d.attempt, F.order, d.order, F.source, d.source,
+      F.bugs, d.bugs, F.stage, stage, F.since, since, F.token, d.token, ...)
+  else
+    redis.call('HSET', key('dlv', id), F.stage, stage, F.since, since, F.token, d.token, ...)
+  end
+  d.stage, d.since = stage, since
 end
 
 -- The stats fields the Lua adds to "<url as shown> <event> " (logline.py names them).
@@ -98,10 +116,17 @@ local function log_event(id, d, now, outcome, err, next_ms)
 end
 
 -- A body's `refs` counts what needs it: its live deliveries and its dead letters. The
--- last one to let go deletes it.
-local function release_body(msg, count)
+-- last one to let go deletes it. `with`: a key that goes too (in the same DEL).
+local function release_body(msg, count, with)
   local body = key('body', msg)
-  if redis.call('HINCRBY', body, 'refs', -(count or 1)) <= 0 then redis.call('DEL', body) end
+  local last = redis.call('HINCRBY', body, 'refs', -(count or 1)) <= 0
+  if last and with then
+    redis.call('DEL', with, body)
+  elseif last then
+    redis.call('DEL', body)
+  elseif with then
+    redis.call('DEL', with)
+  end
 end
 
 -- Delivered or dead: the record goes (a dead letter took its body reference first).
@@ -110,10 +135,9 @@ local function retire(id, d, mark, freed)
   if d.stage == STAGE.waiting then redis.call('HINCRBY', K.retrying, d.url_tag, -1) end
   if d.stage == STAGE.backlog then redis.call('ZREM', key('backlog', d.url_tag), id) end
   redis.call('SET', key('done', id), mark, 'EX', C.done_ttl)
-  redis.call('DEL', key('dlv', id))
   redis.call('ZREM', K.schedule, id)
   if not freed then redis.call('ZREM', key('fly', d.url_tag), id) end  -- its slot, if any
-  release_body(d.message)
+  release_body(d.message, 1, key('dlv', id))
 end
 
 -- A dead letter goes (expired): with its reference on the body. A letter without `ref`
@@ -182,15 +206,20 @@ local function admit(tag, limit, now)
   if limit <= 0 then return '' end
   local win = window_of(now)
   local rate = key('rate', tag, win)
-  local full = (tonumber(redis.call('GET', rate)) or 0) >= limit
   if redis.call('EXISTS', key('backlog', tag)) == 1 then
     -- others wait first; if the window has room (a raised limit), release them now
-    if not full then redis.call('ZADD', K.releases, 'LT', num(now), tag) end
+    if (tonumber(redis.call('GET', rate)) or 0) < limit then
+      redis.call('ZADD', K.releases, 'LT', num(now), tag)
+    end
     return nil
   end
-  if full then return nil end
-  redis.call('INCR', rate)
-  redis.call('PEXPIRE', rate, 2 * C.window_ms)
+  local used = redis.call('INCR', rate)
+  if used > limit then  -- full: the slot given back
+    redis.call('DECR', rate)
+    return nil
+  end
+  -- it outlives its window by one at least (begin gives back a slot of the window before)
+  if used == 1 then redis.call('PEXPIRE', rate, 2 * C.window_ms) end
   return win
 end
 
@@ -223,12 +252,12 @@ local function rate_wait(id, d, now, limit)
 end
 
 -- A new message for the delivery: a new fencing token, and a check that it is not lost.
-local function to_queue(id, d, now)
-  local token = redis.call('HINCRBY', key('dlv', id), F.token, 1)
-  redis.call('HSET', key('dlv', id), F.checks, '0')
-  set_stage(id, d, STAGE.queued, now)
+-- `...`: more fields to write with them (field, value, ...). `d` is the record as it is.
+local function to_queue(id, d, now, ...)
+  d.token = tostring(tonumber(d.token) + 1)
+  set_stage(id, d, STAGE.queued, now, F.checks, '0', ...)
   redis.call('ZADD', K.schedule, num(now + C.grace_ms), id)
-  return token
+  return d.token
 end
 
 local BACKLOG_FULL = 'backlog full: SHAHIHOOKS_BACKLOG_MAX deliveries already wait for this URL'
@@ -347,10 +376,16 @@ local function gate(id, d, h, now)
     redis.call('HSET', key('ep', d.url_tag), HF.probe, id, HF.probe_until, lapse)  -- the probe
   elseif held_by_circuit(h, id, now) then
     return 'open'
-  elseif granted == '' and not redis.call('ZSCORE', fly, id)
-      and in_flight(d.url_tag, now) >= math.floor(h.limit)
-      and not take_reserved(d.url_tag, now) then
-    return 'limit'
+  elseif granted == '' then
+    -- its slot taken at once (one call when it held one already); with it counted, is it
+    -- within the limit?
+    if redis.call('ZADD', fly, lapse, id) == 1
+        and in_flight(d.url_tag, now) > math.floor(h.limit)
+        and not take_reserved(d.url_tag, now) then
+      redis.call('ZREM', fly, id)
+      return 'limit'
+    end
+    return nil
   end
   if granted == '1' then redis.call('ZREM', key('held', d.url_tag), id) end
   redis.call('ZADD', fly, lapse, id)
@@ -460,10 +495,7 @@ local function admit_or_wait(id, d, now, limit)
   if h.disabled_since then return (hold(id, d, now, h, 'disabled')) end
   if held_by_circuit(h, id, now) then return (hold(id, d, now, h, 'open')) end
   local win = admit(d.url_tag, limit, now)
-  if win then
-    redis.call('HSET', key('dlv', id), F.window, win)
-    return 'queued', to_queue(id, d, now)
-  end
+  if win then return 'queued', to_queue(id, d, now, F.window, win) end
   if rate_wait(id, d, now, limit) then return 'deferred' end
   return dead_now(id, d, now, BACKLOG_FULL)
 end
@@ -525,11 +557,9 @@ local function release(tag, now, budget, out)
       if h.disabled_since then
         dead_now(id, d, now, disabled_reason(h), true)
       else
-        if limit > 0 then
-          redis.call('INCR', rate)
+        if limit > 0 and redis.call('INCR', rate) == 1 then
           redis.call('PEXPIRE', rate, 2 * C.window_ms)
         end
-        redis.call('HSET', key('dlv', id), F.window, limit > 0 and window_of(now) or '')
         local lapse = num(now + C.grace_ms + C.lease_ms)
         if probe then
           redis.call('HSET', key('ep', tag), HF.probe, id, HF.probe_until, lapse)
@@ -539,8 +569,8 @@ local function release(tag, now, budget, out)
           redis.call('ZADD', key('held', tag), lapse, id)
           redis.call('PEXPIRE', key('held', tag), C.grace_ms + C.lease_ms)
         end
-        redis.call('HSET', key('dlv', id), F.slot, probe and 'probe' or '1')
-        message(out, id, d, to_queue(id, d, now))
+        message(out, id, d, to_queue(id, d, now, F.window, limit > 0 and window_of(now) or '',
+                                      F.slot, probe and 'probe' or '1'))
       end
       released = released + 1
     end
