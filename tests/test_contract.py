@@ -38,6 +38,10 @@ def test_the_lua_names_the_record_fields_as_contract_field_does() -> None:
     assert _lua_table("F") == _named(Field)
     (read,) = re.findall(r"^local NAMES = \{(.*?)\}$", PRELUDE, re.MULTILINE | re.DOTALL)
     assert re.findall(r"'(\w+)'", read) == [f.name.lower() for f in Field]  # all, in order
+    built = PRELUDE.split("local function record(id)", 1)[1].split("\nend\n", 1)[0]
+    assert re.findall(r"(\w+) = v\[(\d+)\]", built) == [
+        (f.name.lower(), str(i)) for i, f in enumerate(Field, start=1)
+    ]  # record() reads the reply by NAMES' order
 
 
 def test_the_lua_names_the_stages_as_contract_stage_does() -> None:
