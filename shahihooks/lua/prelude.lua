@@ -3,8 +3,9 @@
 -- the settings every call shares, Redis's clock, and the steps several scripts take. It runs
 -- once, when the library is loaded; each call begins with `setup(ARGV)`.
 --
--- ARGV[1..A-1] are the same for every call (contract.Common, in this order; `setup` names
--- them C.<name>, the prefix P):
+-- ARGV[1] holds the settings every call shares (contract.Common, in this order, joined by NUL:
+-- one argument, not 15 to pass and compare on every call; `setup` names them C.<name>, the
+-- prefix P):
 --   prefix, lease_ms, grace_ms, limit (the default rate limit), window_ms, backlog_max,
 --   done_ttl (s), log_max, stats_ttl (s), ceiling (attempts in flight to one endpoint),
 --   threshold (failures in a row that open a circuit), cooldown_ms, cooldown_max_ms,
@@ -19,7 +20,7 @@
 -- waiting for a retry, due for admission, admitted (due for a message), backlog (in its
 -- URL's backlog). Its source is where its URL came from: "store", "urls" (SHAHIHOOKS_URLS),
 -- "ops" (an operational event), "" (a webhook_urls filter, an action).
-local A = 16
+local A = 2
 local P, C, K  -- this call's prefix, settings and keys (Redis runs one at a time)
 -- A key's name: the prefix and up to three parts, joined by ':' (no table built per key).
 local function key(a, b, c)
@@ -32,16 +33,18 @@ local unwritten  -- the id of the record emit is making (set_stage writes it who
 
 local function setup(argv)
   unwritten = nil
-  local common = table.concat(argv, '\0', 1, A - 1)
-  if common == SETUP then return end  -- the same settings as the call before: kept
-  SETUP, P = common, argv[1]
+  if argv[1] == SETUP then return end  -- the same settings as the call before: kept
+  SETUP = argv[1]
+  local common = {}
+  for part in string.gmatch(SETUP .. '\0', '(%Z*)%z') do common[#common + 1] = part end
+  P = common[1]
   C = {
-    lease_ms = tonumber(argv[2]), grace_ms = tonumber(argv[3]), limit = tonumber(argv[4]),
-    window_ms = tonumber(argv[5]), backlog_max = tonumber(argv[6]), done_ttl = argv[7],
-    log_max = argv[8], stats_ttl = argv[9], ceiling = tonumber(argv[10]),
-    threshold = tonumber(argv[11]), cooldown_ms = tonumber(argv[12]),
-    cooldown_max_ms = tonumber(argv[13]), disable_ms = tonumber(argv[14]),
-    dead_ttl_ms = tonumber(argv[15]),
+    lease_ms = tonumber(common[2]), grace_ms = tonumber(common[3]),
+    limit = tonumber(common[4]), window_ms = tonumber(common[5]),
+    backlog_max = tonumber(common[6]), done_ttl = common[7], log_max = common[8],
+    stats_ttl = common[9], ceiling = tonumber(common[10]), threshold = tonumber(common[11]),
+    cooldown_ms = tonumber(common[12]), cooldown_max_ms = tonumber(common[13]),
+    disable_ms = tonumber(common[14]), dead_ttl_ms = tonumber(common[15]),
   }
   K = {
     schedule = key('schedule'), releases = key('releases'), urls = key('urls'),
