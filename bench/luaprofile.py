@@ -77,7 +77,12 @@ def summary(phases: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the driver: a subprocess with the bench's environment ------------------------------------
-def drive(n: int, url: str) -> dict[str, Any]:
+Phase = Callable[[Any, list[Callable[[], Any]]], dict[str, Any]]
+
+
+def drive(n: int, url: str, around: Phase | None = None) -> dict[str, Any]:
+    """The phases' readings; `around(state, calls)` runs each phase (bench/instructions.py
+    counts the server's instructions around it)."""
     from shahihooks.contract import HealthField, load_library
     from shahihooks.settings import current
     from shahihooks.state import MessageRef, State
@@ -87,6 +92,7 @@ def drive(n: int, url: str) -> dict[str, Any]:
     ids = [f"bench-{uuid.uuid4().hex[:8]}-{i}" for i in range(n)]
     emits = [_emit_args(state, url, key) for key in ids]
     phases: dict[str, Any] = {}
+    _phase = around or _read_around
     phases["emit"] = _phase(state, [lambda a=a: state.emit(*a) for a in emits])
     phases["claim"] = _phase(state, [lambda: state.claim(500)] * STEPS)
     seen = state.now_ms()
@@ -113,7 +119,7 @@ def drive(n: int, url: str) -> dict[str, Any]:
     return phases
 
 
-def _phase(state: Any, calls: list[Callable[[], Any]]) -> dict[str, Any]:
+def _read_around(state: Any, calls: list[Callable[[], Any]]) -> dict[str, Any]:
     state.client.config_resetstat()
     before = redisstats.read(state.client)
     for call in calls:

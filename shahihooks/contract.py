@@ -81,7 +81,7 @@ class HealthField(StrEnum):
 
 
 class Common(NamedTuple):
-    """The arguments every call begins with (ARGV[1..A-1]; prelude.lua `setup` reads them)."""
+    """The settings every call begins with (ARGV[1], `packed`; prelude.lua `setup` reads them)."""
 
     prefix: str
     lease_ms: int
@@ -118,6 +118,11 @@ class Common(NamedTuple):
             settings.disable_after_s * 1000,
             settings.dead_ttl_s * 1000,
         )
+
+    def packed(self) -> str:
+        """The one argument they travel in, joined by NUL: the Lua compares it with the call
+        before's and reads it again only when it differs."""
+        return "\0".join(str(value) for value in self)
 
 
 class EmitArgs(NamedTuple):

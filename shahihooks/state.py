@@ -136,13 +136,13 @@ class State:
         self.keys = Keys(settings.prefix)
         self.replicated = is_sentinel(settings.redis_url)
         self._lonely_until = 0.0
-        self._common = Common.of(settings)
+        self._common = Common.of(settings).packed()
 
     def _command(
         self, name: str, args: tuple[Any, ...], keys: Sequence[str], rest: Sequence[Any] = ()
     ) -> tuple[Any, ...]:
         function = f"{library()[0]}_{name}"
-        return ("FCALL", function, len(keys), *keys, *self._common, *args, *rest)
+        return ("FCALL", function, len(keys), *keys, self._common, *args, *rest)
 
     def _call(
         self, name: str, args: tuple[Any, ...], keys: Sequence[str] = (), rest: Sequence[Any] = ()

@@ -38,6 +38,10 @@ def test_the_lua_names_the_record_fields_as_contract_field_does() -> None:
     assert _lua_table("F") == _named(Field)
     (read,) = re.findall(r"^local NAMES = \{(.*?)\}$", PRELUDE, re.MULTILINE | re.DOTALL)
     assert re.findall(r"'(\w+)'", read) == [f.name.lower() for f in Field]  # all, in order
+    built = PRELUDE.split("local function record(id)", 1)[1].split("\nend\n", 1)[0]
+    assert re.findall(r"(\w+) = v\[(\d+)\]", built) == [
+        (f.name.lower(), str(i)) for i, f in enumerate(Field, start=1)
+    ]  # record() reads the reply by NAMES' order
 
 
 def test_the_lua_names_the_stages_as_contract_stage_does() -> None:
@@ -74,12 +78,13 @@ def test_the_initial_limit_is_the_same_on_both_sides() -> None:
 
 def test_the_common_arguments_are_read_by_setup_in_their_order() -> None:
     (a,) = re.findall(r"^local A = (\d+)$", PRELUDE, re.MULTILINE)
-    assert int(a) == len(Common._fields) + 1
-    read = dict(re.findall(r"(\w+) = (?:tonumber\()?argv\[(\d+)\]", PRELUDE))
+    assert int(a) == 2  # ARGV[1]: Common.packed()
+    read = dict(re.findall(r"(\w+) = (?:tonumber\()?common\[(\d+)\]", PRELUDE))
+    assert read.pop("P") == "1"
     assert {int(i): name for name, i in read.items()} == {
         i: name for i, name in enumerate(Common._fields[1:], start=2)
     }
-    assert "P = argv[1]" in PRELUDE.replace("SETUP, P = common, argv[1]", "P = argv[1]")
+    assert Common("p", *range(1, 15)).packed().split("\0") == ["p", *map(str, range(1, 15))]
 
 
 def test_scripts_read_their_arguments_by_name_only() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from shahihooks.contract import Common
 from shahihooks.emit import delivery_id
 from shahihooks.keys import url_tag
 from shahihooks.state import SCRIPTS, library
@@ -30,7 +31,8 @@ def test_lua_builds_the_same_key_names_as_keys_py(redis_client: redis.Redis) -> 
     # concurrency ceiling, circuit threshold, cool-downs, disable after, dead letters' ttl
     args = ["pfx", 25000, 65000, 10, 3_600_000, 10000, 604800, 100000, 691200]
     args += [50, 5, 30000, 600000, 432000000, 2_592_000_000]
-    names = [n.decode() for n in redis_client.eval(prelude + PROBE, 0, *args)]  # type: ignore[union-attr]
+    packed = Common(*args).packed()  # type: ignore[arg-type]
+    names = [n.decode() for n in redis_client.eval(prelude + PROBE, 0, packed)]  # type: ignore[union-attr]
     k = ScriptKeys("pfx")
     assert names == [
         k.delivery("evt_1-abc"),

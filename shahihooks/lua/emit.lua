@@ -12,7 +12,8 @@
 --       | {'again', state per delivery...} (this emit had run: q x w n r b, '' if finished)
 local msg = msg_id
 n = tonumber(n)
-if redis.call('HGET', key('body', msg), 'nonce') == nonce then
+local seen = redis.call('HMGET', key('body', msg), 'nonce', 'event')  -- every body has its event
+if seen[1] == nonce then
   local states = {'again'}
   for i = 0, n - 1 do
     states[#states + 1] = redis.call('HGET', key('dlv', target(i).delivery_id), F.stage) or ''
@@ -23,7 +24,7 @@ if KEYS[1] ~= '' then
   local previous = redis.call('GET', KEYS[1])
   if previous then return {'duplicate', previous} end
   -- the key's marker expired, but deliveries of that event still live: the same event
-  if redis.call('EXISTS', key('body', msg)) == 1 then return {'duplicate', listed_json} end
+  if seen[2] then return {'duplicate', listed_json} end
 end
 if KEYS[2] ~= '' then
   if redis.call('EXISTS', KEYS[2]) == 1 then return {'throttled'} end
@@ -51,16 +52,19 @@ for i = 0, n - 1 do
     made_before = made_before + 1
   else
     redis.call('HSET', K.urls, tag, t.url, tag .. ':shown', t.shown_url)
-    redis.call('HSET', key('dlv', id), F.message, msg, F.url_tag, tag, F.event, event,
-               F.attempt, '1', F.token, '0', F.order, order, F.source, t.src, F.bugs, '0',
-               F.stage, '', F.since, num(now))
-    local d = record(id)
+    -- the record as record() would read it: written with its first stage (set_stage), or
+    -- never, if it dies at once
+    local d = {message = msg, url_tag = tag, event = event, attempt = '1', token = '0',
+               order = order, source = t.src, bugs = '0', stage = '', since = num(now),
+               window = '', checks = '', slot = '', lost = ''}
+    unwritten = id
     local verdict
     if t.refused ~= '' then
       verdict = dead_now(id, d, now, t.refused)
     else
       verdict = admit_or_wait(id, d, now, tonumber(t.limit))
     end
+    unwritten = nil
     verdicts[#verdicts + 1] = verdict
     if verdict == 'queued' and queue ~= '' then push[#push + 1] = ARGV[first_message + i] end
   end

@@ -30,17 +30,17 @@ if n_log > 0 then
   redis.call('XADD', K.log, 'MAXLEN', '~', C.log_max, '*',
              unpack(ARGV, REST, REST - 1 + 2 * n_log))
   local stats, p = key('stats', num(math.floor(now / 3600000))), stats_prefix
-  if redis.call('HINCRBY', stats, p .. STAT.count, 1) == 1 then  -- the hour's first for it
+  if redis.call('HINCRBY', stats, p .. STAT.count, '1') == 1 then  -- the hour's first for it
     redis.call('EXPIRE', stats, C.stats_ttl)
   end
-  if kind == 'delivered' then redis.call('HINCRBY', stats, p .. STAT.ok, 1) end
+  if kind == 'delivered' then redis.call('HINCRBY', stats, p .. STAT.ok, '1') end
   redis.call('HINCRBY', stats, p .. STAT.ms, duration_ms)
-  redis.call('HINCRBY', stats, p .. bucket, 1)
+  redis.call('HINCRBY', stats, p .. bucket, '1')
   -- the same, for ever (Prometheus counters must never go down): {p}:totals
-  if kind == 'delivered' then redis.call('HINCRBY', K.totals, p .. STAT.ok, 1) end
-  redis.call('HINCRBY', K.totals, p .. STAT.count, 1)
+  if kind == 'delivered' then redis.call('HINCRBY', K.totals, p .. STAT.ok, '1') end
+  redis.call('HINCRBY', K.totals, p .. STAT.count, '1')
   redis.call('HINCRBY', K.totals, p .. STAT.ms, duration_ms)
-  redis.call('HINCRBY', K.totals, p .. bucket, 1)
+  redis.call('HINCRBY', K.totals, p .. bucket, '1')
 end
 
 if not holds then return {'stale', ops_added and '1' or ''} end
@@ -58,8 +58,7 @@ elseif kind == 'delivered' then
 elseif kind == 'dead' then
   dead_letter(id, d, now, reason, status, response)
 elseif kind == 'retry' then
-  redis.call('HSET', key('dlv', id), F.attempt, tonumber(d.attempt) + 1, F.bugs, '0')
-  set_stage(id, d, STAGE.waiting, now)
+  set_stage(id, d, STAGE.waiting, now, F.attempt, tonumber(d.attempt) + 1, F.bugs, '0')
   redis.call('ZADD', K.schedule, num(now + delay), id)
 else  -- a bug in this process: tried again a few times, then dead-lettered, never forever
   local bugs = redis.call('HINCRBY', key('dlv', id), F.bugs, 1)

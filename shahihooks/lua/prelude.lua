@@ -3,8 +3,9 @@
 -- the settings every call shares, Redis's clock, and the steps several scripts take. It runs
 -- once, when the library is loaded; each call begins with `setup(ARGV)`.
 --
--- ARGV[1..A-1] are the same for every call (contract.Common, in this order; `setup` names
--- them C.<name>, the prefix P):
+-- ARGV[1] holds the settings every call shares (contract.Common, in this order, joined by NUL:
+-- one argument, not 15 to pass and compare on every call; `setup` names them C.<name>, the
+-- prefix P):
 --   prefix, lease_ms, grace_ms, limit (the default rate limit), window_ms, backlog_max,
 --   done_ttl (s), log_max, stats_ttl (s), ceiling (attempts in flight to one endpoint),
 --   threshold (failures in a row that open a circuit), cooldown_ms, cooldown_max_ms,
@@ -19,22 +20,31 @@
 -- waiting for a retry, due for admission, admitted (due for a message), backlog (in its
 -- URL's backlog). Its source is where its URL came from: "store", "urls" (SHAHIHOOKS_URLS),
 -- "ops" (an operational event), "" (a webhook_urls filter, an action).
-local A = 16
+local A = 2
 local P, C, K  -- this call's prefix, settings and keys (Redis runs one at a time)
-local function key(...) return table.concat({P, ...}, ':') end
+-- A key's name: the prefix and up to three parts, joined by ':' (no table built per key).
+local function key(a, b, c)
+  if c then return P .. ':' .. a .. ':' .. b .. ':' .. c end
+  if b then return P .. ':' .. a .. ':' .. b end
+  return P .. ':' .. a
+end
 local SETUP = ''
+local unwritten  -- the id of the record emit is making (set_stage writes it whole)
 
 local function setup(argv)
-  local common = table.concat(argv, '\0', 1, A - 1)
-  if common == SETUP then return end  -- the same settings as the call before: kept
-  SETUP, P = common, argv[1]
+  unwritten = nil
+  if argv[1] == SETUP then return end  -- the same settings as the call before: kept
+  SETUP = argv[1]
+  local common = {}
+  for part in string.gmatch(SETUP .. '\0', '(%Z*)%z') do common[#common + 1] = part end
+  P = common[1]
   C = {
-    lease_ms = tonumber(argv[2]), grace_ms = tonumber(argv[3]), limit = tonumber(argv[4]),
-    window_ms = tonumber(argv[5]), backlog_max = tonumber(argv[6]), done_ttl = argv[7],
-    log_max = argv[8], stats_ttl = argv[9], ceiling = tonumber(argv[10]),
-    threshold = tonumber(argv[11]), cooldown_ms = tonumber(argv[12]),
-    cooldown_max_ms = tonumber(argv[13]), disable_ms = tonumber(argv[14]),
-    dead_ttl_ms = tonumber(argv[15]),
+    lease_ms = tonumber(common[2]), grace_ms = tonumber(common[3]),
+    limit = tonumber(common[4]), window_ms = tonumber(common[5]),
+    backlog_max = tonumber(common[6]), done_ttl = common[7], log_max = common[8],
+    stats_ttl = common[9], ceiling = tonumber(common[10]), threshold = tonumber(common[11]),
+    cooldown_ms = tonumber(common[12]), cooldown_max_ms = tonumber(common[13]),
+    disable_ms = tonumber(common[14]), dead_ttl_ms = tonumber(common[15]),
   }
   K = {
     schedule = key('schedule'), releases = key('releases'), urls = key('urls'),
@@ -45,8 +55,13 @@ local function setup(argv)
   }
 end
 
--- Lua's tostring() writes large numbers in exponent form: integers go through this.
-local function num(x) return string.format('%.0f', x) end
+-- Lua's tostring() writes large numbers in exponent form: integers go through this (as
+-- '%d', far cheaper in C than '%.0f'; a fraction is rounded). A number given to redis.call
+-- is written by Redis with '%.17g' (as dear): the hot paths give text ('1', num(x)).
+local function num(x)
+  if x % 1 == 0 and x > -1e15 and x < 1e15 then return string.format('%d', x) end
+  return string.format('%.0f', x)
+end
 local function secs(ms) return string.format('%.3f', ms / 1000) end
 
 local function now_ms()
@@ -71,17 +86,30 @@ for i = 1, #NAMES do FIELDS[i] = F[NAMES[i]] end
 local function record(id)
   local v = redis.call('HMGET', key('dlv', id), unpack(FIELDS))
   if not v[1] then return nil end
-  local d = {}
-  for i, name in ipairs(NAMES) do d[name] = v[i] or '' end
-  return d
+  -- NAMES in order, in one constructor: the table is sized once (no rehash per field)
+  return {message = v[1], url_tag = v[2] or '', event = v[3] or '', attempt = v[4] or '',
+          stage = v[5] or '', token = v[6] or '', since = v[7] or '', order = v[8] or '',
+          window = v[9] or '', checks = v[10] or '', source = v[11] or '', bugs = v[12] or '',
+          slot = v[13] or '', lost = v[14] or ''}
 end
 
 -- Every stage change goes through here, so the per-URL count of waiting retries stays true.
-local function set_stage(id, d, stage, now)
+-- It writes the token with the stage (to_queue's new one goes with `queued`), and the
+-- fields given after `now` (field, value, ...): one HSET. The record emit is making
+-- (`unwritten`) is written whole with its first stage, so a new delivery costs one HSET.
+local function set_stage(id, d, stage, now, ...)
   local waited, waits = d.stage == STAGE.waiting, stage == STAGE.waiting
-  if waits ~= waited then redis.call('HINCRBY', K.retrying, d.url_tag, waits and 1 or -1) end
-  redis.call('HSET', key('dlv', id), F.stage, stage, F.since, num(now))
-  d.stage, d.since = stage, num(now)
+  if waits ~= waited then redis.call('HINCRBY', K.retrying, d.url_tag, waits and '1' or '-1') end
+  local since = num(now)
+  if id == unwritten then
+    unwritten = nil
+    redis.call('HSET', key('dlv', id), F.message, d.message, F.url_tag, d.url_tag,
+      F.event, d.event, F.attempt, d.attempt, F.order, d.order, F.source, d.source,
+      F.bugs, d.bugs, F.stage, stage, F.since, since, F.token, d.token, ...)
+  else
+    redis.call('HSET', key('dlv', id), F.stage, stage, F.since, since, F.token, d.token, ...)
+  end
+  d.stage, d.since = stage, since
 end
 
 -- The stats fields the Lua adds to "<url as shown> <event> " (logline.py names them).
@@ -98,22 +126,28 @@ local function log_event(id, d, now, outcome, err, next_ms)
 end
 
 -- A body's `refs` counts what needs it: its live deliveries and its dead letters. The
--- last one to let go deletes it.
-local function release_body(msg, count)
+-- last one to let go deletes it. `with`: a key that goes too (in the same DEL).
+local function release_body(msg, count, with)
   local body = key('body', msg)
-  if redis.call('HINCRBY', body, 'refs', -(count or 1)) <= 0 then redis.call('DEL', body) end
+  local last = redis.call('HINCRBY', body, 'refs', count and -count or '-1') <= 0
+  if last and with then
+    redis.call('DEL', with, body)
+  elseif last then
+    redis.call('DEL', body)
+  elseif with then
+    redis.call('DEL', with)
+  end
 end
 
 -- Delivered or dead: the record goes (a dead letter took its body reference first).
 -- `freed`: its slot was given back already (finish does it first).
 local function retire(id, d, mark, freed)
-  if d.stage == STAGE.waiting then redis.call('HINCRBY', K.retrying, d.url_tag, -1) end
+  if d.stage == STAGE.waiting then redis.call('HINCRBY', K.retrying, d.url_tag, '-1') end
   if d.stage == STAGE.backlog then redis.call('ZREM', key('backlog', d.url_tag), id) end
   redis.call('SET', key('done', id), mark, 'EX', C.done_ttl)
-  redis.call('DEL', key('dlv', id))
   redis.call('ZREM', K.schedule, id)
   if not freed then redis.call('ZREM', key('fly', d.url_tag), id) end  -- its slot, if any
-  release_body(d.message)
+  release_body(d.message, 1, key('dlv', id))
 end
 
 -- A dead letter goes (expired): with its reference on the body. A letter without `ref`
@@ -182,15 +216,20 @@ local function admit(tag, limit, now)
   if limit <= 0 then return '' end
   local win = window_of(now)
   local rate = key('rate', tag, win)
-  local full = (tonumber(redis.call('GET', rate)) or 0) >= limit
   if redis.call('EXISTS', key('backlog', tag)) == 1 then
     -- others wait first; if the window has room (a raised limit), release them now
-    if not full then redis.call('ZADD', K.releases, 'LT', num(now), tag) end
+    if (tonumber(redis.call('GET', rate)) or 0) < limit then
+      redis.call('ZADD', K.releases, 'LT', num(now), tag)
+    end
     return nil
   end
-  if full then return nil end
-  redis.call('INCR', rate)
-  redis.call('PEXPIRE', rate, 2 * C.window_ms)
+  local used = redis.call('INCR', rate)
+  if used > limit then  -- full: the slot given back
+    redis.call('DECR', rate)
+    return nil
+  end
+  -- it outlives its window by one at least (begin gives back a slot of the window before)
+  if used == 1 then redis.call('PEXPIRE', rate, 2 * C.window_ms) end
   return win
 end
 
@@ -223,12 +262,12 @@ local function rate_wait(id, d, now, limit)
 end
 
 -- A new message for the delivery: a new fencing token, and a check that it is not lost.
-local function to_queue(id, d, now)
-  local token = redis.call('HINCRBY', key('dlv', id), F.token, 1)
-  redis.call('HSET', key('dlv', id), F.checks, '0')
-  set_stage(id, d, STAGE.queued, now)
+-- `...`: more fields to write with them (field, value, ...). `d` is the record as it is.
+local function to_queue(id, d, now, ...)
+  d.token = num(tonumber(d.token) + 1)
+  set_stage(id, d, STAGE.queued, now, F.checks, '0', ...)
   redis.call('ZADD', K.schedule, num(now + C.grace_ms), id)
-  return token
+  return d.token
 end
 
 local BACKLOG_FULL = 'backlog full: SHAHIHOOKS_BACKLOG_MAX deliveries already wait for this URL'
@@ -347,10 +386,16 @@ local function gate(id, d, h, now)
     redis.call('HSET', key('ep', d.url_tag), HF.probe, id, HF.probe_until, lapse)  -- the probe
   elseif held_by_circuit(h, id, now) then
     return 'open'
-  elseif granted == '' and not redis.call('ZSCORE', fly, id)
-      and in_flight(d.url_tag, now) >= math.floor(h.limit)
-      and not take_reserved(d.url_tag, now) then
-    return 'limit'
+  elseif granted == '' then
+    -- its slot taken at once (one call when it held one already); with it counted, is it
+    -- within the limit?
+    if redis.call('ZADD', fly, lapse, id) == 1
+        and in_flight(d.url_tag, now) > math.floor(h.limit)
+        and not take_reserved(d.url_tag, now) then
+      redis.call('ZREM', fly, id)
+      return 'limit'
+    end
+    return nil
   end
   if granted == '1' then redis.call('ZREM', key('held', d.url_tag), id) end
   redis.call('ZADD', fly, lapse, id)
@@ -411,8 +456,9 @@ local function learn(id, d, now, signal, reason)
   if h.disabled_since then return true end
   if signal == 'ok' then
     local limit = h.limit < h.slow_start and h.limit + 1 or h.limit + 1 / h.limit
-    redis.call('HSET', ep, HF.limit, tostring(math.min(limit, h.ceiling)), HF.failures, 0,
-      HF.last_success, num(now), HF.last_attempt, num(now))
+    local at = num(now)
+    redis.call('HSET', ep, HF.limit, tostring(math.min(limit, h.ceiling)), HF.failures, '0',
+      HF.last_success, at, HF.last_attempt, at)
     if h.failing_since then redis.call('HDEL', ep, HF.failing_since) end
     if h.open_until > 0 then
       redis.call('HSET', ep, HF.open_until, 0, HF.openings, 0, HF.probe, '', HF.probe_until, 0)
@@ -460,10 +506,7 @@ local function admit_or_wait(id, d, now, limit)
   if h.disabled_since then return (hold(id, d, now, h, 'disabled')) end
   if held_by_circuit(h, id, now) then return (hold(id, d, now, h, 'open')) end
   local win = admit(d.url_tag, limit, now)
-  if win then
-    redis.call('HSET', key('dlv', id), F.window, win)
-    return 'queued', to_queue(id, d, now)
-  end
+  if win then return 'queued', to_queue(id, d, now, F.window, win) end
   if rate_wait(id, d, now, limit) then return 'deferred' end
   return dead_now(id, d, now, BACKLOG_FULL)
 end
@@ -525,11 +568,9 @@ local function release(tag, now, budget, out)
       if h.disabled_since then
         dead_now(id, d, now, disabled_reason(h), true)
       else
-        if limit > 0 then
-          redis.call('INCR', rate)
+        if limit > 0 and redis.call('INCR', rate) == 1 then
           redis.call('PEXPIRE', rate, 2 * C.window_ms)
         end
-        redis.call('HSET', key('dlv', id), F.window, limit > 0 and window_of(now) or '')
         local lapse = num(now + C.grace_ms + C.lease_ms)
         if probe then
           redis.call('HSET', key('ep', tag), HF.probe, id, HF.probe_until, lapse)
@@ -539,8 +580,8 @@ local function release(tag, now, budget, out)
           redis.call('ZADD', key('held', tag), lapse, id)
           redis.call('PEXPIRE', key('held', tag), C.grace_ms + C.lease_ms)
         end
-        redis.call('HSET', key('dlv', id), F.slot, probe and 'probe' or '1')
-        message(out, id, d, to_queue(id, d, now))
+        message(out, id, d, to_queue(id, d, now, F.window, limit > 0 and window_of(now) or '',
+                                      F.slot, probe and 'probe' or '1'))
       end
       released = released + 1
     end
