@@ -16,13 +16,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from shahihooks import ops, signers
+from shahihooks import ops, shards, signers
 from shahihooks.connections import OUTAGES
 from shahihooks.epoch import Epoch
 from shahihooks.hooks import hooks
 from shahihooks.publish import Message, Publisher
 from shahihooks.settings import Settings
-from shahihooks.state import Claimed, Due, State, state_for
+from shahihooks.state import Claimed, Due, State
 
 logger = logging.getLogger("shahihooks.mover")
 
@@ -57,29 +57,37 @@ class Mover:
         self.settings = settings
         self._watched = 0.0
         self._random = random.Random()  # its own: the global one belongs to the application
-        self.epoch = Epoch()  # the state's marker, looked at with the queue: was it lost?
+        # each shard's marker, looked at with the queue: was its state lost?
+        self.epochs: dict[str, Epoch] = {}
 
     def step(self) -> float:
-        """Publish what is due now; return the seconds until more may be due."""
-        state = state_for(self.settings())
-        claimed: Claimed = state.claim(BUDGET)
-        publish_due(self.publisher, state, claimed.due)
+        """Publish what is due now, in every shard; return the seconds until more may be due."""
+        settings = self.settings()
+        wait = MAX_SLEEP_S
+        ops_waiting = False
+        for state in shards.shards(settings):
+            claimed: Claimed = state.claim(BUDGET)
+            publish_due(self.publisher, state, claimed.due)
+            ops_waiting = ops_waiting or bool(claimed.ops_waiting)
+            wait = min(wait, 0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s)
         if time.monotonic() - self._watched >= WATCH_S:
             self.watch_queue()
-        if claimed.ops_waiting:
+        if ops_waiting:
             try:
-                ops.drain(state.settings, hooks)
+                ops.drain(settings, hooks)
             except Exception as exc:  # they stay in Redis: the next step tries again
                 logger.warning("operational events not sent yet (%s: %s)", type(exc).__name__, exc)
-        return 0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s
+        return wait
 
     def watch_queue(self) -> None:
         signers.register(self.settings())  # doctor tells an app no worker signs like it
-        state = state_for(self.settings())
-        self.epoch.check(state.client, state.keys)
-        seen_at = state.now_ms()
+        states = shards.shards(self.settings())
+        for state in states:
+            self.epochs.setdefault(state.keys.prefix, Epoch()).check(state.client, state.keys)
+        seen_at = [state.now_ms() for state in states]
         if self.publisher.queue_size() == 0:
-            state.queue_seen_empty(seen_at)
+            for state, at in zip(states, seen_at, strict=True):
+                state.queue_seen_empty(at)
         self._watched = time.monotonic()
 
     def run(self, stop: threading.Event) -> None:
