@@ -26,8 +26,9 @@ import redis
 from kombu import Connection
 from redis.crc import key_slot
 
-from shahihooks import dead, shards
+from shahihooks import checks, dead, health, shards, stats
 from shahihooks.connections import OUTAGES
+from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.errors import ConfigurationError
 from shahihooks.keys import url_tag
 from shahihooks.settings import Settings
@@ -270,6 +271,36 @@ def test_cluster_delivers_every_event_with_every_primary_working(
     assert {r.header("webhook-id") for r in got} == set(ids)
     assert all(signed(r) for r in got)
     assert all(fcalls(cluster, port) > 0 for port in cluster.masters())
+
+
+def test_cluster_readers_and_endpoint_store_cover_every_shard(
+    world: World, receiver: Receiver, cluster: Cluster
+) -> None:
+    settings = settings_of(world)
+    paths = [f"/cl-read-{uuid.uuid4().hex[:6]}-{n}" for n in range(20)]
+    urls = [receiver.url(p) for p in paths]
+    store = EndpointStore(shards.shards(settings)[0].client, settings)
+    for url in urls:  # the store is written to every shard (emit reads the first)
+        store.add(Endpoint(url))
+    assert {e.url for e in store.all()} == set(urls)
+    assert len({shards.shard_of_tag(url_tag(u)) for u in urls}) > 8
+    worker(world, 8)
+    ids = emit(world, 3, [])
+    assert len(ids) == 60
+    assert set(wait_delivered(settings, ids, timeout=60).values()) == {"ok"}
+    logged = stats.read_log(settings, limit=1000)
+    assert {row["id"] for row in logged} >= set(ids)
+    assert [row["entry"] for row in logged] == sorted(
+        (row["entry"] for row in logged), key=lambda e: tuple(map(int, e.split("-")))
+    )
+    rows = stats.read_stats(settings)
+    assert sum(r.count for r in rows if r.url in urls) == 60
+    assert {h.state for h in health.endpoint_health(settings, urls)} == {"ok"}
+    primaries = [c.what for c in checks.server_checks(settings) if "primary" in c.what]
+    assert len({t.split("primary ")[1].split()[0].removesuffix("'s") for t in primaries}) == 3
+    assert not any("is a Redis Cluster" in c.what for c in checks.server_checks(settings))
+    assert store.remove(urls[0])
+    assert urls[0] not in {e.url for e in store.all()}
 
 
 def test_cluster_retry_then_delivery(world: World, receiver: Receiver) -> None:
