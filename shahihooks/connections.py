@@ -96,8 +96,22 @@ def cluster_client(url: str) -> RedisCluster:
                 raise ConfigurationError(
                     f"SHAHIHOOKS_REDIS_URL {redact_url(url)!r}: {exc}"
                 ) from None
+            except redis.exceptions.RedisClusterException as exc:
+                raise _cluster_refusal(url, exc) from exc
             _clusters[key] = client
     return client
+
+
+def _cluster_refusal(url: str, exc: Exception) -> Exception:
+    """Why a Cluster client could not be made: no node answers (an outage), or the URL."""
+    if "not enabled" in str(exc):
+        return ConfigurationError(
+            f"SHAHIHOOKS_REDIS_CLUSTER is set, but SHAHIHOOKS_REDIS_URL {redact_url(url)} is "
+            "not a node of a Redis Cluster"
+        )
+    if "cannot be connected" in str(exc):
+        return redis.ConnectionError(str(exc))
+    return ConfigurationError(f"SHAHIHOOKS_REDIS_URL {redact_url(url)!r}: {exc}")
 
 
 def state_redis(settings: Settings) -> redis.Redis:

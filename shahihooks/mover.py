@@ -63,13 +63,13 @@ class Mover:
     def step(self) -> float:
         """Publish what is due now, in every shard; return the seconds until more may be due."""
         settings = self.settings()
-        wait = MAX_SLEEP_S
+        waits = []
         ops_waiting = False
         for state in shards.shards(settings):
             claimed: Claimed = state.claim(BUDGET)
             publish_due(self.publisher, state, claimed.due)
             ops_waiting = ops_waiting or bool(claimed.ops_waiting)
-            wait = min(wait, 0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s)
+            waits.append(0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s)
         if time.monotonic() - self._watched >= WATCH_S:
             self.watch_queue()
         if ops_waiting:
@@ -77,7 +77,7 @@ class Mover:
                 ops.drain(settings, hooks)
             except Exception as exc:  # they stay in Redis: the next step tries again
                 logger.warning("operational events not sent yet (%s: %s)", type(exc).__name__, exc)
-        return wait
+        return min(waits)
 
     def watch_queue(self) -> None:
         signers.register(self.settings())  # doctor tells an app no worker signs like it

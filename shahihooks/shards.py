@@ -24,7 +24,7 @@ from redis.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from shahihooks import steps
-from shahihooks.connections import cluster_client, refuse_cluster, server_facts
+from shahihooks.connections import cluster_client
 from shahihooks.settings import Settings
 from shahihooks.state import State, state_for
 from shahihooks.statetypes import Emitted, StoredEvent, Target
@@ -97,13 +97,10 @@ def _shards(pid: int, settings: Settings) -> tuple[State, ...]:
     if not settings.redis_cluster:
         return (state_for(settings),)
     cluster = cluster_client(settings.redis_url)
-    states = tuple(
+    return tuple(
         State(settings, route=ClusterRoute(cluster, shard_prefix(settings.prefix, k)))
         for k in range(N_SHARDS)
     )
-    facts = server_facts(states[0].client)
-    refuse_cluster(facts, "SHAHIHOOKS_REDIS_URL", settings.redis_url, allowed=True)
-    return states
 
 
 def shards(settings: Settings) -> tuple[State, ...]:

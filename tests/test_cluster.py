@@ -32,7 +32,7 @@ from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.errors import ConfigurationError
 from shahihooks.keys import url_tag
 from shahihooks.settings import Settings
-from tests.conftest import SECRET, ScriptKeys, connects, free_port, wait_until
+from tests.conftest import REDIS_URL, SECRET, ScriptKeys, connects, free_port, wait_until
 from tests.faults import World, halt, wait_requests
 from tests.receiver import Receiver
 
@@ -76,6 +76,12 @@ def test_cluster_setting_refuses_a_redis_broker() -> None:
     with pytest.raises(ConfigurationError, match="must be RabbitMQ"):
         Settings(redis_cluster=True, broker_url="sentinel://127.0.0.1:26379")
     assert Settings(redis_cluster=True, broker_url=AMQP).redis_cluster
+
+
+def test_cluster_setting_refuses_a_redis_that_is_not_a_cluster() -> None:
+    settings = Settings(redis_cluster=True, broker_url=AMQP, redis_url=REDIS_URL.rsplit("/", 1)[0])
+    with pytest.raises(ConfigurationError, match="is not a node of a Redis Cluster"):
+        shards.shards(settings)
 
 
 # --- a real cluster ---
