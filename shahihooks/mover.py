@@ -1,11 +1,12 @@
 """The mover: publishes each waiting delivery's message when its time comes.
 
 Every worker runs one, in a thread. Each step claims what is due in one Lua call (so two
-movers never publish the same entry: claim.lua) and publishes it; it sleeps until the next
-entry is due, at most `MAX_SLEEP_S`, so a due retry leaves within about a second. Every
-`WATCH_S` it also looks at the queue: seen empty, every message published before that
-moment has been taken by a worker, which is how a message lost inside a killed worker is
-told from one still waiting its turn (the watermark, claim.lua).
+movers never publish the same entry: claim.lua), per shard in a Redis Cluster (shards.py),
+and publishes it; it sleeps until the next entry is due, at most `MAX_SLEEP_S`, so a due
+retry leaves within about a second. Every `WATCH_S` it also looks at the queue: seen empty,
+every message published before that moment has been taken by a worker, which is how a
+message lost inside a killed worker is told from one still waiting its turn (the
+watermark, claim.lua).
 """
 
 from __future__ import annotations
@@ -65,11 +66,18 @@ class Mover:
         settings = self.settings()
         waits = []
         ops_waiting = False
+        outage: Exception | None = None
         for state in shards.shards(settings):
-            claimed: Claimed = state.claim(BUDGET)
-            publish_due(self.publisher, state, claimed.due)
+            try:
+                claimed: Claimed = state.claim(BUDGET)
+                publish_due(self.publisher, state, claimed.due)
+            except OUTAGES as exc:  # a Cluster's primary away: the other shards still move
+                outage = outage or exc
+                continue
             ops_waiting = ops_waiting or bool(claimed.ops_waiting)
             waits.append(0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s)
+        if outage is not None:
+            raise outage
         if time.monotonic() - self._watched >= WATCH_S:
             self.watch_queue()
         if ops_waiting:

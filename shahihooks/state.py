@@ -96,7 +96,7 @@ logger = logging.getLogger("shahihooks.state")
 
 BUG_TRIES = 3  # an attempt that hits a bug is tried this often, then dead-lettered
 BUG_PAUSE_S = 10.0
-REPLICA_WAIT_MS = 1000  # under Sentinel, how long an emit waits for a replica to have it
+REPLICA_WAIT_MS = 1000  # under Sentinel or in a Cluster, an emit waits this for a replica
 LONELY_S = 10.0  # then, without a replica, how long before waiting for one again
 _REFUSED = (
     redis.ReadOnlyError,

@@ -269,14 +269,18 @@ def test_cluster_delivers_every_event_with_every_primary_working(
         cluster.node(port).config_resetstat()
     paths = [f"/cl-{uuid.uuid4().hex[:6]}-{n}" for n in range(30)]
     worker(world, 16)
+    started = time.monotonic()
     ids = emit(world, 10, [receiver.url(p) for p in paths])
     assert len(ids) == len(set(ids)) == 300
     settings = settings_of(world)
     assert set(wait_delivered(settings, ids, timeout=90).values()) == {"ok"}
+    took = time.monotonic() - started
     got = [r for p in paths for r in receiver.requests_to(p) if r.status == 200]
     assert {r.header("webhook-id") for r in got} == set(ids)
     assert all(signed(r) for r in got)
-    assert all(fcalls(cluster, port) > 0 for port in cluster.masters())
+    calls = [fcalls(cluster, port) for port in cluster.masters()]
+    print(f"\ncluster: 10 emits x 30 endpoints delivered in {took:.1f} s; FCALLs {calls}")
+    assert all(n > 0 for n in calls)
 
 
 def test_cluster_readers_and_endpoint_store_cover_every_shard(
