@@ -41,9 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 EMITTER = r"""
 import json, sys
 import shahihooks
+key = sys.argv[2] if len(sys.argv) > 2 else None
 for i in range(int(sys.argv[1])):
-    found = shahihooks.emit("ticket.created", {"ticket_id": i, "n": i})
-    print(json.dumps([d.id for d in found]), flush=True)
+    found = shahihooks.emit("ticket.created", {"ticket_id": i, "n": i}, key=key)
+    print(json.dumps([[d.id, d.status] for d in found]), flush=True)
 """
 
 
@@ -215,9 +216,14 @@ def settings_of(world: World) -> Settings:
 
 
 def emit(world: World, count: int, urls: list[str]) -> list[str]:
+    return [i for i, _ in emit_rows(world, count, urls)]
+
+
+def emit_rows(world: World, count: int, urls: list[str], *key: str) -> list[tuple[str, str]]:
+    """(delivery id, status) of each delivery of `count` emits to `urls` (with `key`)."""
     env = {**world.env(), "SHAHIHOOKS_URLS": " ".join(urls)}
     done = subprocess.run(
-        [sys.executable, "-c", EMITTER, str(count)],
+        [sys.executable, "-c", EMITTER, str(count), *key],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -225,7 +231,7 @@ def emit(world: World, count: int, urls: list[str]) -> list[str]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    return [i for line in done.stdout.splitlines() for i in json.loads(line)]
+    return [(i, status) for line in done.stdout.splitlines() for i, status in json.loads(line)]
 
 
 def marks(settings: Settings, ids: list[str]) -> dict[str, str]:
@@ -311,6 +317,23 @@ def test_cluster_readers_and_endpoint_store_cover_every_shard(
     assert not any("is a Redis Cluster" in c.what for c in checks.server_checks(settings))
     assert store.remove(urls[0])
     assert urls[0] not in {e.url for e in store.all()}
+
+
+def test_cluster_emit_with_a_key_is_stored_once_over_every_shard(
+    world: World, receiver: Receiver
+) -> None:
+    paths = [f"/cl-key-{uuid.uuid4().hex[:6]}-{n}" for n in range(30)]
+    urls = [receiver.url(p) for p in paths]
+    first = emit_rows(world, 1, urls, "order-1")
+    assert [i for i, _ in first] == [f"{first[0][0].split('-')[0]}-{url_tag(u)}" for u in urls]
+    assert {status for _, status in first} == {"queued"}
+    again = emit_rows(world, 1, urls, "order-1")
+    assert sorted(again) == sorted((i, "duplicate") for i, _ in first)
+    worker(world, 8)
+    ids = [i for i, _ in first]
+    assert set(wait_delivered(settings_of(world), ids, timeout=60).values()) == {"ok"}
+    got = [r.header("webhook-id") for p in paths for r in receiver.requests_to(p)]
+    assert sorted(got) == sorted(ids)
 
 
 def test_cluster_retry_then_delivery(world: World, receiver: Receiver) -> None:
