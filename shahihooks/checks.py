@@ -7,7 +7,6 @@ and a recorded loss of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
@@ -18,9 +17,10 @@ from shahihooks.connections import (
     OUTAGES,
     ServerFacts,
     clock_warning,
-    cluster_client,
+    cluster_primaries,
     eviction_warning,
     memory_text,
+    node_address,
     persistence_warning,
     redis_client,
     refuse_cluster,
@@ -70,24 +70,15 @@ def server_checks(settings: Settings) -> list[Check]:
     for what, url in redis_servers(settings, settings.broker_url):
         cluster = settings.redis_cluster and url == settings.redis_url
         try:
-            clients = _primaries(url) if cluster else [redis_client(url, settings.sentinel_master)]
+            clients = (
+                cluster_primaries(url) if cluster else [redis_client(url, settings.sentinel_master)]
+            )
             for client in clients:
-                where = f"{what} primary {_address(client)}" if cluster else what
+                where = f"{what} primary {node_address(client)}" if cluster else what
                 out += facts_checks(server_facts(client), where, url, cluster)
         except OUTAGES as exc:
             out.append(Check(False, f"{what} does not answer: {exc}", "start it"))
     return out
-
-
-def _primaries(url: str) -> list[redis.Redis]:
-    """Every primary of the Redis Cluster that `url` names a node of."""
-    nodes: Any = cluster_client(url).get_primaries()  # type: ignore[no-untyped-call]
-    return [node.redis_connection for node in nodes]
-
-
-def _address(client: redis.Redis) -> str:
-    kwargs = client.connection_pool.connection_kwargs
-    return f"{kwargs.get('host')}:{kwargs.get('port')}"
 
 
 def facts_checks(

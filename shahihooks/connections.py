@@ -102,6 +102,18 @@ def cluster_client(url: str) -> RedisCluster:
     return client
 
 
+def cluster_primaries(url: str) -> list[redis.Redis]:
+    """A client of every primary of the Redis Cluster that `url` names a node of."""
+    nodes: Any = cluster_client(url).get_primaries()  # type: ignore[no-untyped-call]
+    return [node.redis_connection for node in nodes]
+
+
+def node_address(client: redis.Redis) -> str:
+    """host:port of a client's server (a Cluster primary, in messages)."""
+    kwargs = client.connection_pool.connection_kwargs
+    return f"{kwargs.get('host')}:{kwargs.get('port')}"
+
+
 def _cluster_refusal(url: str, exc: Exception) -> Exception:
     """Why a Cluster client could not be made: no node answers (an outage), or the URL."""
     if "not enabled" in str(exc):

@@ -18,12 +18,16 @@ from shahihooks.app import app, publisher
 from shahihooks.celeryconf import check_celery_config, redis_servers
 from shahihooks.connections import (
     OUTAGES,
+    ServerFacts,
+    cluster_primaries,
+    node_address,
     redis_client,
     refuse_cluster,
     refuse_eviction,
     server_facts,
     server_warnings,
 )
+from shahihooks.contract import load_library
 from shahihooks.endpoints import is_action, stored_endpoints
 from shahihooks.errors import ConfigurationError, ShahihooksError
 from shahihooks.mover import Mover
@@ -49,22 +53,29 @@ def check_worker(settings: Settings) -> None:
     if not settings.secret:
         _check_secrets(settings)
     for what, url in redis_servers(settings, publisher.broker_url):
+        cluster = settings.redis_cluster and url == settings.redis_url
         try:
-            facts = server_facts(redis_client(url, settings.sentinel_master))
+            if not cluster:
+                _check_server(server_facts(redis_client(url, settings.sentinel_master)), what, url)
+                continue
+            for client in cluster_primaries(url):  # each primary, its functions loaded
+                where = f"{what} primary {node_address(client)}"
+                _check_server(server_facts(client), where, url, cluster=True)
+                load_library(client)
         except OUTAGES as exc:  # the worker waits for it like for the broker
             logger.warning("could not check the %s yet (%s)", what, type(exc).__name__)
-            continue
-        refuse_cluster(
-            facts, what, url, allowed=settings.redis_cluster and url == settings.redis_url
-        )
-        refuse_eviction(facts, what, url)
-        for warning in server_warnings(facts, what, url):
-            logger.warning("%s", warning)
     try:
         for state in shards.shards(settings):  # written by another version?
             check_state(state.client, state.keys)
     except OUTAGES as exc:
         logger.warning("could not check the state's schema yet (%s)", type(exc).__name__)
+
+
+def _check_server(facts: ServerFacts, what: str, url: str, cluster: bool = False) -> None:
+    refuse_cluster(facts, what, url, allowed=cluster)
+    refuse_eviction(facts, what, url)
+    for warning in server_warnings(facts, what, url):
+        logger.warning("%s", warning)
 
 
 def _check_secrets(settings: Settings) -> None:
