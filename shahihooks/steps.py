@@ -5,7 +5,9 @@ own copy of the body and, with a key, its own marker (`{p}:emit:{key}#{step}` af
 first). In a Redis Cluster (shards.py) each shard's endpoints are steps of their own, stored
 by that shard's State. Steps are numbered in a stable order (by shard, then by the emit's
 order), so an emit made again with the same key, after its process died between two steps,
-runs exactly the steps that had not run, and none is lost.
+runs exactly the steps that had not run, and none is lost. The key's first marker and the
+throttle go with the first step: in a Cluster, in the lowest shard among the emit's
+endpoints (the same for the same endpoints).
 """
 
 from __future__ import annotations
