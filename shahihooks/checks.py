@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
+
+from shahihooks import shards
 from shahihooks.celeryconf import redis_servers
 from shahihooks.connections import (
     CLOCK_SKEW_WARN_S,
     OUTAGES,
     ServerFacts,
     clock_warning,
+    cluster_primaries,
     eviction_warning,
     memory_text,
+    node_address,
     persistence_warning,
     redis_client,
     refuse_cluster,
@@ -63,18 +68,24 @@ def server_checks(settings: Settings) -> list[Check]:
     it holds, with room left, on a clock in step with this machine's."""
     out = []
     for what, url in redis_servers(settings, settings.broker_url):
+        cluster = settings.redis_cluster and url == settings.redis_url
         try:
-            facts = server_facts(redis_client(url, settings.sentinel_master))
+            clients = (
+                cluster_primaries(url) if cluster else [redis_client(url, settings.sentinel_master)]
+            )
+            for client in clients:
+                where = f"{what} primary {node_address(client)}" if cluster else what
+                out += facts_checks(server_facts(client), where, url, cluster)
         except OUTAGES as exc:
             out.append(Check(False, f"{what} does not answer: {exc}", "start it"))
-            continue
-        out += facts_checks(facts, what, url)
     return out
 
 
-def facts_checks(facts: ServerFacts, what: str, url: str) -> list[Check]:
+def facts_checks(
+    facts: ServerFacts, what: str, url: str, cluster_allowed: bool = False
+) -> list[Check]:
     try:
-        refuse_cluster(facts, what, url)
+        refuse_cluster(facts, what, url, cluster_allowed)
     except ShahihooksError as exc:
         return [Check(False, str(exc), "use one Redis (with Sentinel for failover)")]
     try:
@@ -114,7 +125,8 @@ def _memory_check(facts: ServerFacts, what: str) -> Check:
 
 
 def lost_check(settings: Settings) -> Check:
-    loss = lost(state_redis(settings), Keys(settings.prefix))
+    found = (lost(state.client, state.keys) for state in shards.shards(settings))
+    loss = next((loss for loss in found if loss is not None), None)
     if loss is None:
         return Check(True, "no loss of the state recorded")
     return Check(
@@ -127,13 +139,20 @@ def lost_check(settings: Settings) -> Check:
 def state_checks(settings: Settings) -> list[Check]:
     """The state's schema (written by a compatible version?), and the delivery messages
     this version could not read (schema.py), if any."""
-    keys = Keys(settings.prefix)
-    client = state_redis(settings)
+    states = shards.shards(settings)
     try:
-        check_state(client, keys, write=False)
+        for state in states:
+            check_state(state.client, state.keys, write=False)
         out = [Check(True, f"state schema {STATE_SCHEMA} (this version's)")]
     except ShahihooksError as exc:
         out = [Check(False, str(exc), "see docs/upgrading.md")]
+    for state in states:
+        out += _unknown_check(state.client, state.keys)
+    return out
+
+
+def _unknown_check(client: redis.Redis, keys: Keys) -> list[Check]:
+    out = []
     unknown = int(client.llen(keys.unknown))
     if unknown:
         out.append(

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import kombu.exceptions
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -28,6 +29,10 @@ OUTAGES = (
     redis.ReadOnlyError,
     redis.exceptions.OutOfMemoryError,
     kombu.exceptions.OperationalError,
+    # a Redis Cluster moving a shard's slot (a failover): the call did not run there
+    redis.exceptions.MovedError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
 )
 
 _lock = threading.Lock()
@@ -72,6 +77,53 @@ def redis_client(url: str, sentinel_master: str = "mymaster") -> redis.Redis:
                     ) from None
                 _clients[key] = client
     return client
+
+
+_clusters: dict[tuple[int, str], RedisCluster] = {}
+
+
+def cluster_client(url: str) -> RedisCluster:
+    """A shared client of the Redis Cluster that `url` names a node of (SHAHIHOOKS_REDIS_CLUSTER):
+    it knows which primary serves each slot (shards.py sends the scripts there itself)."""
+    key = (os.getpid(), url)
+    with _lock:
+        client = _clusters.get(key)
+        if client is None:
+            options = {k: v for k, v in _OPTIONS.items() if k != "retry"}
+            try:
+                client = RedisCluster.from_url(url, **options)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"SHAHIHOOKS_REDIS_URL {redact_url(url)!r}: {exc}"
+                ) from None
+            except redis.exceptions.RedisClusterException as exc:
+                raise _cluster_refusal(url, exc) from exc
+            _clusters[key] = client
+    return client
+
+
+def cluster_primaries(url: str) -> list[redis.Redis]:
+    """A client of every primary of the Redis Cluster that `url` names a node of."""
+    nodes: Any = cluster_client(url).get_primaries()  # type: ignore[no-untyped-call]
+    return [node.redis_connection for node in nodes]
+
+
+def node_address(client: redis.Redis) -> str:
+    """host:port of a client's server (a Cluster primary, in messages)."""
+    kwargs = client.connection_pool.connection_kwargs
+    return f"{kwargs.get('host')}:{kwargs.get('port')}"
+
+
+def _cluster_refusal(url: str, exc: Exception) -> Exception:
+    """Why a Cluster client could not be made: no node answers (an outage), or the URL."""
+    if "not enabled" in str(exc):
+        return ConfigurationError(
+            f"SHAHIHOOKS_REDIS_CLUSTER is set, but SHAHIHOOKS_REDIS_URL {redact_url(url)} is "
+            "not a node of a Redis Cluster"
+        )
+    if "cannot be connected" in str(exc):
+        return redis.ConnectionError(str(exc))
+    return ConfigurationError(f"SHAHIHOOKS_REDIS_URL {redact_url(url)!r}: {exc}")
 
 
 def state_redis(settings: Settings) -> redis.Redis:
@@ -137,13 +189,16 @@ def server_facts(client: redis.Redis) -> ServerFacts:
     return replace(facts, appendonly=appendonly, appendfsync=config.get("appendfsync", ""))
 
 
-def refuse_cluster(facts: ServerFacts, what: str, url: str) -> None:
-    if facts.cluster:
+def refuse_cluster(facts: ServerFacts, what: str, url: str, allowed: bool = False) -> None:
+    """A Cluster is refused as the broker, and as the state without SHAHIHOOKS_REDIS_CLUSTER
+    (`allowed`): its keys are then spread over shards (shards.py)."""
+    if facts.cluster and not allowed:
         raise ConfigurationError(
             f"{what} {redact_url(url)} is a Redis Cluster, which shahihooks does not support: "
             "each of its atomic steps touches keys in several hash slots (CROSSSLOT). Use one "
-            "Redis for the state (with Sentinel for failover: sentinel:// URLs) and scale "
-            "deliveries out with more workers, or RabbitMQ as the broker"
+            "Redis for the state (with Sentinel for failover: sentinel:// URLs), or set "
+            "SHAHIHOOKS_REDIS_CLUSTER=1 for a Cluster as the state (with RabbitMQ as the "
+            "broker)"
         )
 
 

@@ -8,15 +8,14 @@ letter written before that (no `ref` field) still holds its own copy of the body
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shahihooks.connections import state_redis
-from shahihooks.keys import Keys
+from shahihooks import shards
 from shahihooks.payload import envelope
 from shahihooks.settings import Settings, current
-from shahihooks.state import state_for
 
 
 @dataclass(frozen=True)
@@ -64,19 +63,22 @@ def _text(value: Any) -> str:
 
 
 def fetch(ids: Sequence[str], settings: Settings) -> list[DeadLetter]:
-    """The dead letters of `ids` that exist, in order, with their bodies (two round trips)."""
-    client, keys = state_redis(settings), Keys(settings.prefix)
-    pipe = client.pipeline(transaction=False)
-    for delivery_id in ids:
-        pipe.hgetall(keys.dead(delivery_id))
-    letters = [raw for raw in pipe.execute() if raw]
-    pipe = client.pipeline(transaction=False)
-    for raw in letters:
-        pipe.hmget(keys.body(_text(raw.get(b"msg", b""))), BODY_PARTS)
-    return [
-        DeadLetter.from_redis(raw, parts)
-        for raw, parts in zip(letters, pipe.execute(), strict=True)
-    ]
+    """The dead letters of `ids` that exist, in order, with their bodies (two round trips
+    per shard)."""
+    found: dict[str, DeadLetter] = {}
+    for state, mine in shards.by_shard(settings, ids):
+        client, keys = state.client, state.keys
+        pipe = client.pipeline(transaction=False)
+        for delivery_id in mine:
+            pipe.hgetall(keys.dead(delivery_id))
+        letters = [raw for raw in pipe.execute() if raw]
+        pipe = client.pipeline(transaction=False)
+        for raw in letters:
+            pipe.hmget(keys.body(_text(raw.get(b"msg", b""))), BODY_PARTS)
+        for raw, parts in zip(letters, pipe.execute(), strict=True):
+            letter = DeadLetter.from_redis(raw, parts)
+            found[letter.id] = letter
+    return [found[i] for i in ids if i in found]
 
 
 def get(delivery_id: str, settings: Settings | None = None) -> DeadLetter | None:
@@ -91,16 +93,21 @@ def expires_at(letter: DeadLetter, settings: Settings) -> float:
 
 def get_raw(delivery_id: str, settings: Settings) -> dict[str, str] | None:
     """A dead letter's stored fields, as text (its tag, emit order, why it died...)."""
-    raw = state_redis(settings).hgetall(Keys(settings.prefix).dead(delivery_id))
+    state = shards.of_delivery(settings, delivery_id)
+    raw = state.client.hgetall(state.keys.dead(delivery_id))
     return {_text(k): _text(v) for k, v in raw.items()} if raw else None
 
 
 def list_ids(settings: Settings | None = None, since: float = 0, limit: int = 1000) -> list[str]:
     settings = settings or current()
-    raw = state_redis(settings).zrangebyscore(
-        Keys(settings.prefix).dead_index, since, "+inf", start=0, num=limit
-    )
-    return [_text(k) for k in raw]
+    per_shard = [
+        state.client.zrangebyscore(
+            state.keys.dead_index, since, "+inf", start=0, num=limit, withscores=True
+        )
+        for state in shards.shards(settings)
+    ]
+    merged: list[Any] = list(heapq.merge(*per_shard, key=lambda pair: pair[1]))  # by death
+    return [_text(pair[0]) for pair in merged[:limit]]
 
 
 def replay(delivery_id: str, settings: Settings | None = None) -> bool:
@@ -111,4 +118,4 @@ def replay(delivery_id: str, settings: Settings | None = None) -> bool:
     its body was lost.
     """
     settings = settings or current()
-    return state_for(settings).replay(delivery_id) == "ok"
+    return shards.of_delivery(settings, delivery_id).replay(delivery_id) == "ok"

@@ -12,7 +12,7 @@ import socket
 import ssl
 from urllib.parse import urlsplit
 
-from shahihooks import signers
+from shahihooks import shards, signers
 from shahihooks.checks import Check, lost_check, redis_check, server_checks, state_checks
 from shahihooks.connections import state_redis
 from shahihooks.endpoints import Endpoint, EndpointStore
@@ -22,7 +22,7 @@ from shahihooks.keys import url_tag
 from shahihooks.safety import check_target, redact_url
 from shahihooks.settings import Settings
 from shahihooks.signing import fingerprint
-from shahihooks.state import Waiting, state_for
+from shahihooks.state import Waiting
 from shahihooks.stats import read_log
 from shahihooks.transport import open_socket
 
@@ -80,7 +80,8 @@ def run(settings: Settings, ping_workers: bool = True) -> list[Check]:
     if shared is not None:
         checks.append(shared)
     recent = read_log(settings, limit=1000) if redis_ok.ok else []
-    waiting = {w.tag: w for w in state_for(settings).waiting()} if redis_ok.ok else {}
+    states = shards.shards(settings) if redis_ok.ok else ()
+    waiting = {w.tag: w for state in states for w in state.waiting()}
     healths = endpoint_health(settings, [e.url for e in endpoints]) if redis_ok.ok else []
     for i, endpoint in enumerate(endpoints):
         if healths:

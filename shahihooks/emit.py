@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from shahihooks import tracing
+from shahihooks import shards, tracing
 from shahihooks.app import publisher
 from shahihooks.connections import full_message
 from shahihooks.endpoints import Endpoint, endpoints_for, stored_endpoints, target_refusal
@@ -34,7 +34,7 @@ from shahihooks.publish import Message
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, Throttle, current
 from shahihooks.signing import fingerprint
-from shahihooks.state import MaybeSent, NotSent, State, StoredEvent, Target, state_for
+from shahihooks.state import MaybeSent, NotSent, State, StoredEvent, Target
 
 logger = logging.getLogger("shahihooks.emit")
 
@@ -177,7 +177,7 @@ def _enqueue(p: Prepared, nonce: str, msg_id: str) -> list[Delivery]:
     if not settings.enabled:
         logger.info("webhooks are disabled (SHAHIHOOKS_ENABLED=0): %s not sent", event)
         return []
-    state = state_for(settings)
+    state = shards.shards(settings)[0]  # the endpoint store is in every shard
     targets = _targets(p, state, msg_id)
     if not targets:
         logger.debug("no endpoint subscribes to %s", event)
@@ -196,7 +196,8 @@ def _enqueue(p: Prepared, nonce: str, msg_id: str) -> list[Delivery]:
         fingerprint=fingerprint(settings.ops_secrets if p.operational else settings.secrets),
         traceparent=tracing.current_traceparent() or "",
     )
-    emitted = state.emit(new, targets, publisher.encode(messages, queue) if queue else [])
+    encoded = publisher.encode(messages, queue) if queue else []
+    emitted = shards.emit(settings, new, targets, encoded)
     if emitted.duplicate_of is not None:
         logger.info("%s with key %r was emitted before: nothing enqueued", event, key)
         return [Delivery(i, u, event, "duplicate") for i, u in emitted.duplicate_of]
@@ -205,7 +206,7 @@ def _enqueue(p: Prepared, nonce: str, msg_id: str) -> list[Delivery]:
         return []
     queued = [m for m, placed in zip(messages, emitted.placed, strict=True) if placed == "queued"]
     if not queue and queued:
-        _publish(state, queued, event)
+        _publish(settings, queued, event)
     for t in targets:
         if t.refused:
             logger.warning("%s -> %s dead-lettered at emit: %s", event, t.shown_url, t.refused)
@@ -223,7 +224,7 @@ def _targets(p: Prepared, state: State, msg_id: str) -> list[Target]:
         endpoints = [Endpoint(url, rate_limit=0) for url in settings.ops_urls]
         source = {url: "ops" for url in settings.ops_urls}
     else:
-        stored = stored_endpoints(state.client, settings)
+        stored = stored_endpoints(state.client, settings, state.keys)
         endpoints = endpoints_for(p.event, settings, stored, hooks)
         # a URL of SHAHIHOOKS_URLS is checked at every attempt against the worker's list
         source = {**{url: "urls" for url in settings.urls}, **{e.url: "store" for e in stored}}
@@ -241,7 +242,7 @@ def _targets(p: Prepared, state: State, msg_id: str) -> list[Target]:
     ]
 
 
-def _publish(state: State, messages: list[Message], event: str) -> None:
+def _publish(settings: Settings, messages: list[Message], event: str) -> None:
     """Publish to a broker that is not the state Redis; its failure loses nothing."""
     try:
         publisher.publish(messages)
@@ -256,8 +257,10 @@ def _publish(state: State, messages: list[Message], event: str) -> None:
             exc,
         )
         # if Redis is away too, a worker finds them unpublished later (the lost-message check)
-        with contextlib.suppress(*_UNREACHABLE):
-            state.unpublished([(m.delivery_id, m.token) for m in messages])
+        tokens = {m.delivery_id: m.token for m in messages}
+        for state, ids in shards.by_shard(settings, list(tokens)):
+            with contextlib.suppress(*_UNREACHABLE):
+                state.unpublished([(i, tokens[i]) for i in ids])
 
 
 def _throttle_for(event: str, settings: Settings) -> Throttle | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from shahihooks import health
+from shahihooks import health, shards
 from shahihooks.bodystyle import BodyStyle, body_style
 from shahihooks.errors import ConfigurationError, ShahihooksError
 from shahihooks.events import check_name
@@ -83,13 +83,15 @@ CACHE_S = 1.0
 _cache: dict[tuple[int, str], tuple[float, list[Endpoint]]] = {}
 
 
-def stored_endpoints(client: redis.Redis, settings: Settings) -> list[Endpoint]:
+def stored_endpoints(
+    client: redis.Redis, settings: Settings, keys: Keys | None = None
+) -> list[Endpoint]:
     """The runtime endpoints, read at most once a second per process (emit's hot path).
 
     Changes made in this process are seen at once; changes from another process (the CLI)
-    within `CACHE_S`.
+    within `CACHE_S`. `keys`: a shard's (shards.py) rather than the settings' prefix.
     """
-    key = (id(client), Keys(settings.prefix).endpoints)
+    key = (id(client), (keys or Keys(settings.prefix)).endpoints)
     now = time.monotonic()
     hit = _cache.get(key)
     if hit is not None and now - hit[0] < CACHE_S:
@@ -104,20 +106,44 @@ def forget_cached() -> None:
 
 
 class EndpointStore:
-    """The runtime endpoints, one Redis hash: url -> JSON."""
+    """The runtime endpoints, one Redis hash: url -> JSON. In a Redis Cluster, one in every
+    shard (begin.lua reads its own shard's), written to all, read from the first."""
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.client = client
         self.settings = settings
         self.key = Keys(settings.prefix).endpoints
 
+    def _places(self) -> list[tuple[redis.Redis, Keys]]:
+        if not self.settings.redis_cluster:
+            return [(self.client, Keys(self.settings.prefix))]
+        return [(state.client, state.keys) for state in shards.shards(self.settings)]
+
     def all(self) -> list[Endpoint]:
-        raw = self.client.hgetall(self.key)
+        client, keys = self._places()[0]
+        raw = client.hgetall(keys.endpoints)
         return sorted((Endpoint.from_json(v) for v in raw.values()), key=lambda e: e.url)
 
     def get(self, url: str) -> Endpoint | None:
-        raw = self.client.hget(self.key, url)
+        client, keys = self._places()[0]
+        raw = client.hget(keys.endpoints, url)
         return Endpoint.from_json(raw) if raw else None
+
+    def _write(self, url: str, endpoint: Endpoint | None, release: bool = False) -> int:
+        """`url` set to `endpoint` (None: removed) in every place; how many had it. With
+        `release`, its backlog is looked at now (a changed limit applies at once)."""
+        found = 0
+        for client, keys in self._places():
+            pipe = client.pipeline(transaction=True)
+            if endpoint is None:
+                pipe.hdel(keys.endpoints, url)
+            else:
+                pipe.hset(keys.endpoints, url, endpoint.to_json())
+            if endpoint is not None and release:
+                pipe.zadd(keys.releases, {url_tag(url): 0}, xx=True, lt=True)
+            found += int(pipe.execute()[0])
+        forget_cached()
+        return found
 
     def add(self, endpoint: Endpoint) -> Endpoint:
         check_target(endpoint.url, self.settings)
@@ -130,20 +156,12 @@ class EndpointStore:
                 f"concurrency {endpoint.concurrency} must be at least 1 (attempts in flight)"
             )
         check_secrets(endpoint, self.settings)
-        keys = Keys(self.settings.prefix)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.key, endpoint.url, endpoint.to_json())
-        # a changed limit applies at once: a waiting backlog is looked at now
-        pipe.zadd(keys.releases, {url_tag(endpoint.url): 0}, xx=True, lt=True)
-        pipe.execute()
+        self._write(endpoint.url, endpoint, release=True)
         health.set_limit(self.settings, endpoint.url, endpoint.concurrency)
-        forget_cached()
         return endpoint
 
     def remove(self, url: str) -> bool:
-        removed = bool(self.client.hdel(self.key, url))
-        forget_cached()
-        return removed
+        return bool(self._write(url, None))
 
     def set_enabled(self, url: str, enabled: bool, recover: bool = False) -> int:
         """Enable or disable `url` (of the store or of the settings: its health lives in
@@ -156,9 +174,7 @@ class EndpointStore:
                 "(see: endpoints list)"
             )
         if found is not None and found.enabled != enabled:
-            changed = Endpoint(**{**asdict(found), "enabled": enabled})
-            self.client.hset(self.key, url, changed.to_json())
-            forget_cached()
+            self._write(url, Endpoint(**{**asdict(found), "enabled": enabled}))
         if not enabled:
             health.disable(self.settings, url)
             return 0

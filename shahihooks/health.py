@@ -29,12 +29,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shahihooks import dead
+from shahihooks import dead, shards
 from shahihooks.contract import HealthField
-from shahihooks.keys import Keys, url_tag
+from shahihooks.keys import url_tag
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings
-from shahihooks.state import state_for
+from shahihooks.state import State
 
 INITIAL_LIMIT = 2  # as lua/prelude.lua's
 STATES = ("ok", "limited", "open", "disabled")
@@ -128,21 +128,24 @@ _READ = (
 
 
 def endpoint_health(settings: Settings, urls: Iterable[str]) -> list[EndpointHealth]:
-    """The health of each of `urls`, read in one pipelined round trip."""
+    """The health of each of `urls`, read in one pipelined round trip (per shard)."""
     urls = list(urls)
-    state = state_for(settings)
-    keys = Keys(settings.prefix)
-    now_ms = state.now_ms()
-    pipe = state.client.pipeline(transaction=False)
+    groups: dict[int, tuple[State, list[str]]] = {}
     for url in urls:
-        tag = url_tag(url)
-        pipe.hmget(keys.health(tag), _READ)
-        pipe.zcount(keys.in_flight(tag), now_ms, "+inf")
-    found = pipe.execute()
-    return [
-        _health(url, found[2 * i], int(found[2 * i + 1]), now_ms, settings)
-        for i, url in enumerate(urls)
-    ]
+        state = shards.of_tag(settings, url_tag(url))
+        groups.setdefault(id(state), (state, []))[1].append(url)
+    read: dict[str, EndpointHealth] = {}
+    for state, mine in groups.values():
+        now_ms = state.now_ms()
+        pipe = state.client.pipeline(transaction=False)
+        for url in mine:
+            tag = url_tag(url)
+            pipe.hmget(state.keys.health(tag), _READ)
+            pipe.zcount(state.keys.in_flight(tag), now_ms, "+inf")
+        found = pipe.execute()
+        for i, url in enumerate(mine):
+            read[url] = _health(url, found[2 * i], int(found[2 * i + 1]), now_ms, settings)
+    return [read[url] for url in urls]
 
 
 def _health(
@@ -197,14 +200,14 @@ def _seconds(text: str) -> float | None:
 def disable(settings: Settings, url: str, reason: str = "disabled by an operator") -> None:
     """Nothing more is sent to `url`: its deliveries are dead-lettered as they come up (its
     backlog at once), and so are events emitted while it is disabled."""
-    state_for(settings).endpoint("disable", url, redact_url(url), reason, _is_ops(settings, url))
+    _of(settings, url).endpoint("disable", url, redact_url(url), reason, _is_ops(settings, url))
 
 
 def enable(settings: Settings, url: str, recover: bool = False) -> int:
     """Enable `url` again with a fresh start (circuit closed, failures forgotten); with
     `recover`, replay in emit order the dead letters it collected while it was failing or
     disabled. Returns how many were replayed."""
-    state = state_for(settings)
+    state = _of(settings, url)
     failing_since, disabled_since = state.endpoint(
         "enable", url, redact_url(url), "", _is_ops(settings, url)
     )
@@ -225,14 +228,19 @@ def recover_dead_letters(settings: Settings, url: str, since: float | None) -> i
         if f is not None and f.get("tag") == tag and (since is not None or f.get("off") == "1")
     ]
     chosen.sort(key=lambda f: int(f.get("o") or 0))
-    state = state_for(settings)
+    state = _of(settings, url)
     return sum(state.replay(f["id"], in_order=True) == "ok" for f in chosen)
 
 
 def set_limit(settings: Settings, url: str, ceiling: int | None) -> None:
     """`url`'s own ceiling on attempts in flight (None: SHAHIHOOKS_ENDPOINT_CONCURRENCY)."""
     arg = "" if ceiling is None else str(ceiling)
-    state_for(settings).endpoint("limit", url, redact_url(url), arg, _is_ops(settings, url))
+    _of(settings, url).endpoint("limit", url, redact_url(url), arg, _is_ops(settings, url))
+
+
+def _of(settings: Settings, url: str) -> State:
+    """The State of `url`'s shard: its health lives there."""
+    return shards.of_tag(settings, url_tag(url))
 
 
 def _is_ops(settings: Settings, url: str) -> bool:

@@ -1,5 +1,10 @@
 """Every Redis key shahihooks uses, built here (and, with the same patterns, in lua/prelude.lua).
 
+{p} is SHAHIHOOKS_PREFIX. In a Redis Cluster (SHAHIHOOKS_REDIS_CLUSTER) each of the 16 shards
+has its own {p}, `{prefix}:{{tag}}` (shards.py): a hash tag that puts every key below in one
+slot per shard; an endpoint's keys and its deliveries' are in its shard, and the endpoint
+store, schema, epoch and signers in every shard (or the first).
+
 {p}:body:{msg}          hash   one emitted event: event, ts, site, data, refs (deliveries of
                                it not yet finished, and its dead letters: they share it);
                                deleted when refs reaches 0, never expires while a delivery

@@ -1,11 +1,12 @@
 """The mover: publishes each waiting delivery's message when its time comes.
 
 Every worker runs one, in a thread. Each step claims what is due in one Lua call (so two
-movers never publish the same entry: claim.lua) and publishes it; it sleeps until the next
-entry is due, at most `MAX_SLEEP_S`, so a due retry leaves within about a second. Every
-`WATCH_S` it also looks at the queue: seen empty, every message published before that
-moment has been taken by a worker, which is how a message lost inside a killed worker is
-told from one still waiting its turn (the watermark, claim.lua).
+movers never publish the same entry: claim.lua), per shard in a Redis Cluster (shards.py),
+and publishes it; it sleeps until the next entry is due, at most `MAX_SLEEP_S`, so a due
+retry leaves within about a second. Every `WATCH_S` it also looks at the queue: seen empty,
+every message published before that moment has been taken by a worker, which is how a
+message lost inside a killed worker is told from one still waiting its turn (the
+watermark, claim.lua).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from shahihooks import ops, signers
+from shahihooks import ops, shards, signers
 from shahihooks.connections import OUTAGES
 from shahihooks.epoch import Epoch
 from shahihooks.hooks import hooks
 from shahihooks.publish import Message, Publisher
 from shahihooks.settings import Settings
-from shahihooks.state import Claimed, Due, State, state_for
+from shahihooks.state import Claimed, Due, State
 
 logger = logging.getLogger("shahihooks.mover")
 
@@ -57,29 +58,44 @@ class Mover:
         self.settings = settings
         self._watched = 0.0
         self._random = random.Random()  # its own: the global one belongs to the application
-        self.epoch = Epoch()  # the state's marker, looked at with the queue: was it lost?
+        # each shard's marker, looked at with the queue: was its state lost?
+        self.epochs: dict[str, Epoch] = {}
 
     def step(self) -> float:
-        """Publish what is due now; return the seconds until more may be due."""
-        state = state_for(self.settings())
-        claimed: Claimed = state.claim(BUDGET)
-        publish_due(self.publisher, state, claimed.due)
+        """Publish what is due now, in every shard; return the seconds until more may be due."""
+        settings = self.settings()
+        waits = []
+        ops_waiting = False
+        outage: Exception | None = None
+        for state in shards.shards(settings):
+            try:
+                claimed: Claimed = state.claim(BUDGET)
+                publish_due(self.publisher, state, claimed.due)
+            except OUTAGES as exc:  # a Cluster's primary away: the other shards still move
+                outage = outage or exc
+                continue
+            ops_waiting = ops_waiting or bool(claimed.ops_waiting)
+            waits.append(0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s)
+        if outage is not None:
+            raise outage
         if time.monotonic() - self._watched >= WATCH_S:
             self.watch_queue()
-        if claimed.ops_waiting:
+        if ops_waiting:
             try:
-                ops.drain(state.settings, hooks)
+                ops.drain(settings, hooks)
             except Exception as exc:  # they stay in Redis: the next step tries again
                 logger.warning("operational events not sent yet (%s: %s)", type(exc).__name__, exc)
-        return 0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s
+        return min(waits)
 
     def watch_queue(self) -> None:
         signers.register(self.settings())  # doctor tells an app no worker signs like it
-        state = state_for(self.settings())
-        self.epoch.check(state.client, state.keys)
-        seen_at = state.now_ms()
+        states = shards.shards(self.settings())
+        for state in states:
+            self.epochs.setdefault(state.keys.prefix, Epoch()).check(state.client, state.keys)
+        seen_at = [state.now_ms() for state in states]
         if self.publisher.queue_size() == 0:
-            state.queue_seen_empty(seen_at)
+            for state, at in zip(states, seen_at, strict=True):
+                state.queue_seen_empty(at)
         self._watched = time.monotonic()
 
     def run(self, stop: threading.Event) -> None:

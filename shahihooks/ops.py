@@ -26,10 +26,10 @@ import logging
 import sys
 from typing import Any
 
+from shahihooks import shards
 from shahihooks.hooks import Hooks
-from shahihooks.keys import Keys
 from shahihooks.settings import Settings
-from shahihooks.state import state_for
+from shahihooks.state import State
 
 logger = logging.getLogger("shahihooks.ops")
 
@@ -59,10 +59,14 @@ def _event(raw: bytes | str) -> tuple[str, dict[str, Any], int]:
 
 def drain(settings: Settings, hooks: Hooks) -> int:
     """Send the operational events waiting in Redis (oldest first); returns how many."""
+    return sum(_drain(state, settings, hooks) for state in shards.shards(settings))
+
+
+def _drain(state: State, settings: Settings, hooks: Hooks) -> int:
+    """The operational events of one shard (an endpoint's are in its shard)."""
     from shahihooks.emit import emit_operational
 
-    client = state_for(settings).client
-    key = Keys(settings.prefix).ops
+    client, key = state.client, state.keys.ops
     found: Any = client.hscan(key, 0, count=DRAIN_BATCH)[1]
     items = sorted(
         ((_text(k), *_event(v)) for k, v in found.items()), key=lambda item: (item[3], item[0])

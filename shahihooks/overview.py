@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shahihooks import shards
 from shahihooks.connections import state_redis
 from shahihooks.endpoints import EndpointStore
 from shahihooks.keys import Keys
@@ -105,18 +106,24 @@ def by_url(cells: Cells) -> dict[str, Cell]:
 
 def read_totals(settings: Settings) -> Cells:
     """Every attempt since the start, per URL (as shown) and event."""
-    return cells_from_hash(state_redis(settings).hgetall(Keys(settings.prefix).totals))
+    out: Cells = {}
+    for state in shards.shards(settings):
+        cells_from_hash(state.client.hgetall(state.keys.totals), out)
+    return out
 
 
 def read_hours(settings: Settings, hours: int, now: float | None = None) -> list[Cells]:
     """The last `hours` hourly aggregates (the current one last), one round trip."""
     now = time.time() if now is None else now
     last = int(now // 3600)
-    keys = Keys(settings.prefix)
-    pipe = state_redis(settings).pipeline(transaction=False)
-    for hour in range(last - hours + 1, last + 1):
-        pipe.hgetall(keys.stats(hour))
-    return [cells_from_hash(raw) for raw in pipe.execute()]
+    out: list[Cells] = [{} for _ in range(hours)]
+    for state in shards.shards(settings):  # one round trip per shard
+        pipe = state.client.pipeline(transaction=False)
+        for hour in range(last - hours + 1, last + 1):
+            pipe.hgetall(state.keys.stats(hour))
+        for cells, raw in zip(out, pipe.execute(), strict=True):
+            cells_from_hash(raw, cells)
+    return out
 
 
 def busiest(counts: Mapping[str, int], cap: int) -> set[str]:
@@ -150,8 +157,19 @@ class Queues:
 
 
 def read_queues(settings: Settings) -> Queues:
-    """Dead letters, retries, backlogs and the schedule's lag, in two round trips."""
-    client, keys = state_redis(settings), Keys(settings.prefix)
+    """Dead letters, retries, backlogs and the schedule's lag, in two round trips (per
+    shard)."""
+    found = [_queues(state.client, state.keys) for state in shards.shards(settings)]
+    return Queues(
+        dead_letters=sum(q.dead_letters for q in found),
+        waiting_retries=sum(q.waiting_retries for q in found),
+        backlog={url: n for q in found for url, n in q.backlog.items()},
+        retrying={url: n for q in found for url, n in q.retrying.items()},
+        lag_s=max(q.lag_s for q in found),
+    )
+
+
+def _queues(client: Any, keys: Keys) -> Queues:
     pipe = client.pipeline(transaction=False)
     pipe.zcard(keys.dead_index)
     pipe.hgetall(keys.retrying)

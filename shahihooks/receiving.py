@@ -19,6 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import redis
+
+from shahihooks import shards
 from shahihooks.connections import state_redis
 from shahihooks.errors import ConfigurationError, VerificationError
 from shahihooks.keys import Keys
@@ -43,17 +46,25 @@ class Seen:
         return self.add(delivery_id)
 
 
+def _received(settings: Settings, delivery_id: str) -> tuple[redis.Redis, str]:
+    """Where a delivery's record is kept: in a Redis Cluster, in the delivery's shard."""
+    if not settings.redis_cluster:
+        return state_redis(settings), Keys(settings.prefix).received(delivery_id)
+    state = shards.of_delivery(settings, delivery_id)
+    return state.client, state.keys.received(delivery_id)
+
+
 def redis_seen(settings: Settings | None = None, ttl_s: int = DEDUPE_TTL_S) -> Seen:
     """Delivery ids remembered in Redis (shared by every process of the receiving app)."""
-    settings = settings or current()
-    client = state_redis(settings)
-    keys = Keys(settings.prefix)
+    chosen = settings or current()
 
     def add(delivery_id: str) -> bool:
-        return bool(client.set(keys.received(delivery_id), b"1", nx=True, ex=ttl_s))
+        client, key = _received(chosen, delivery_id)
+        return bool(client.set(key, b"1", nx=True, ex=ttl_s))
 
     def forget(delivery_id: str) -> None:
-        client.delete(keys.received(delivery_id))
+        client, key = _received(chosen, delivery_id)
+        client.delete(key)
 
     return Seen(add, forget)
 

@@ -42,6 +42,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = ""
     sentinel_master: str = "mymaster"  # the primary's name, for sentinel:// URLs
+    redis_cluster: bool = False  # redis_url names a node of a Redis Cluster (shards.py)
     enabled: bool = True
     urls: tuple[str, ...] = ()
     events: tuple[str, ...] | None = None  # None: every registered event
@@ -91,6 +92,8 @@ class Settings:
         if not self.broker_url:
             object.__setattr__(self, "broker_url", self.redis_url)
         object.__setattr__(self, "body_style", body_style(self.body_style))
+        if self.redis_cluster:
+            _check_cluster_broker(self)
         for name, urls in (("SHAHIHOOKS_URLS", self.urls), ("SHAHIHOOKS_OPS_URLS", self.ops_urls)):
             for url in urls:
                 try:
@@ -201,6 +204,20 @@ class Settings:
         return cls(**kwargs, source=source)
 
 
+_REDIS_BROKERS = ("redis://", "rediss://", "unix://", "sentinel://")
+
+
+def _check_cluster_broker(settings: Settings) -> None:
+    """With the state in a Redis Cluster, the broker is RabbitMQ: kombu's Redis transport
+    cannot use a Cluster, and the messages must not share the state's shards."""
+    if settings.broker_url.startswith(_REDIS_BROKERS) or settings.broker_url == settings.redis_url:
+        raise ConfigurationError(
+            f"{settings.setting_name('REDIS_CLUSTER')} is set, so the broker must be RabbitMQ "
+            f"({settings.setting_name('BROKER_URL')}=amqp://...), got "
+            f"{redact_url(settings.broker_url)!r}"
+        )
+
+
 def _check_secrets(value: str | tuple[str, ...] | None, where: str) -> None:
     """Refuse a weak secret, naming the setting `where` (never the value)."""
     for secret in (value,) if isinstance(value, str) else value or ():
@@ -233,6 +250,7 @@ _READERS: dict[str, tuple[str, Any]] = {
     "REDIS_URL": ("redis_url", read.text),
     "BROKER_URL": ("broker_url", read.text),
     "SENTINEL_MASTER": ("sentinel_master", read.text),
+    "REDIS_CLUSTER": ("redis_cluster", read.boolean),
     "ENABLED": ("enabled", read.boolean),
     "URLS": ("urls", read.urls),
     "EVENTS": ("events", read.events),

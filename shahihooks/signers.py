@@ -10,10 +10,9 @@ different secrets sharing one worker, a worker started without the app's setting
 
 from __future__ import annotations
 
-from shahihooks.keys import Keys
+from shahihooks import shards
 from shahihooks.settings import Settings
 from shahihooks.signing import fingerprint
-from shahihooks.state import state_for
 
 ALIVE_S = 60  # a worker that wrote within this long counts as running
 
@@ -28,9 +27,9 @@ def fingerprints(settings: Settings) -> set[str]:
 
 def register(settings: Settings) -> None:
     """This worker signs with these settings' secrets (called every few seconds)."""
-    state = state_for(settings)
+    state = shards.shards(settings)[0]  # the first shard holds settings-wide records
     now_ms = state.now_ms()
-    key = Keys(settings.prefix).signers
+    key = state.keys.signers
     pipe = state.client.pipeline(transaction=False)
     for fp in fingerprints(settings):
         pipe.hset(key, fp, now_ms)
@@ -39,9 +38,9 @@ def register(settings: Settings) -> None:
 
 def alive(settings: Settings) -> set[str]:
     """The fingerprints some worker signed with in the last ALIVE_S seconds."""
-    state = state_for(settings)
+    state = shards.shards(settings)[0]
     since = state.now_ms() - ALIVE_S * 1000
-    raw = state.client.hgetall(Keys(settings.prefix).signers)
+    raw = state.client.hgetall(state.keys.signers)
     return {_text(fp) for fp, at in raw.items() if int(at) >= since}
 
 

@@ -16,13 +16,18 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
-from shahihooks import roundtrip, waiting
-from shahihooks.connections import is_sentinel, refuse_cluster, server_facts, state_redis
+from shahihooks import roundtrip, steps, waiting
+from shahihooks.connections import (
+    OUTAGES,
+    is_sentinel,
+    refuse_cluster,
+    server_facts,
+    state_redis,
+)
 from shahihooks.contract import (
     SCRIPTS,
     BeginArgs,
@@ -59,6 +64,7 @@ from shahihooks.statetypes import (
     dues,
     emitted,
 )
+from shahihooks.steps import EMIT_CHUNK
 
 # the values of contract.py that callers of State meet, importable from here too
 __all__ = [
@@ -90,33 +96,14 @@ logger = logging.getLogger("shahihooks.state")
 
 BUG_TRIES = 3  # an attempt that hits a bug is tried this often, then dead-lettered
 BUG_PAUSE_S = 10.0
-REPLICA_WAIT_MS = 1000  # under Sentinel, how long an emit waits for a replica to have it
+REPLICA_WAIT_MS = 1000  # under Sentinel or in a Cluster, an emit waits this for a replica
 LONELY_S = 10.0  # then, without a replica, how long before waiting for one again
-
-
-EMIT_CHUNK = 500  # endpoints one emit step stores at most (a step holds Redis ~0.1 s)
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    """One step of an emit: its body's id, its targets and their messages, its key marker."""
-
-    msg_id: str
-    targets: Sequence[Target]
-    messages: Sequence[str]
-    emitted_key: str  # its key's marker, or ''
-    listed: str  # every target of the emit (the first step's marker lists them all)
-
-    def only(self, delivery_ids: set[str]) -> _Chunk:
-        """This step with the targets (and their messages) of `delivery_ids` only."""
-        keep = [i for i, t in enumerate(self.targets) if t.delivery_id in delivery_ids]
-        return _Chunk(
-            self.msg_id,
-            [self.targets[i] for i in keep],
-            [self.messages[i] for i in keep] if self.messages else [],
-            self.emitted_key,
-            self.listed,
-        )
+_REFUSED = (
+    redis.ReadOnlyError,
+    redis.exceptions.MovedError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
 
 
 class NotSent(Exception):
@@ -127,16 +114,47 @@ class MaybeSent(Exception):
     """Redis stopped answering after the step was sent: it may have run."""
 
 
-class State:
-    """The delivery state of one Redis under one settings value."""
+class Route(Protocol):
+    """Where one shard of a Redis Cluster lives (shards.py): its prefix, and the client of
+    the primary serving its slot now."""
 
-    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+    prefix: str
+
+    def client(self) -> redis.Redis: ...
+
+    def lost(self) -> None:
+        """A call met an outage or a moved slot: look the primary up again."""
+
+
+class State:
+    """The delivery state of one Redis (or one shard of a Cluster: `route`) under one
+    settings value."""
+
+    def __init__(
+        self, settings: Settings, client: redis.Redis | None = None, route: Route | None = None
+    ) -> None:
         self.settings = settings
-        self.client = client or state_redis(settings)
-        self.keys = Keys(settings.prefix)
-        self.replicated = is_sentinel(settings.redis_url)
+        self.route = route
+        self._client = client or (None if route else state_redis(settings))
+        prefix = route.prefix if route else settings.prefix
+        self.keys = Keys(prefix)
+        self.replicated = route is not None or is_sentinel(settings.redis_url)
         self._lonely_until = 0.0
-        self._common = Common.of(settings).packed()
+        self._common = Common.of(settings)._replace(prefix=prefix).packed()
+        # a script's key left out: '' on one Redis; in a Cluster every key a call names must
+        # lie in its shard's slot, and the prefix itself is never a key (emit.lua)
+        self._no_key = prefix if route else ""
+
+    @property
+    def client(self) -> redis.Redis:
+        if self.route is not None:
+            return self.route.client()
+        assert self._client is not None
+        return self._client
+
+    def _lost(self) -> None:
+        if self.route is not None:
+            self.route.lost()
 
     def _command(
         self, name: str, args: tuple[Any, ...], keys: Sequence[str], rest: Sequence[Any] = ()
@@ -150,83 +168,39 @@ class State:
         """Call `lua/<name>.lua` (a function of the library): the common arguments, its own
         (`args`, a NamedTuple of contract.py), then its variable part (`rest`)."""
         command = self._command(name, args, keys, rest)
-        pool = self.client.connection_pool
+        client = self.client
         try:
-            found: list[Any] = roundtrip.call(pool, *command)
-        except redis.exceptions.ResponseError as exc:
-            if not is_missing(exc):  # a script's own error: a bug, said as it is
-                raise
-            load_library(self.client)  # not run: loaded now, and called again
-            found = roundtrip.call(pool, *command)
+            try:
+                found: list[Any] = roundtrip.call(client.connection_pool, *command)
+            except redis.exceptions.ResponseError as exc:
+                if _cluster_down(exc):
+                    raise redis.exceptions.ClusterDownError(str(exc)) from exc
+                if not is_missing(exc):  # a script's own error: a bug, said as it is
+                    raise
+                load_library(client)  # not run: loaded now, and called again
+                found = roundtrip.call(client.connection_pool, *command)
+        except OUTAGES:
+            self._lost()
+            raise
         return found
 
     def emit(self, new: StoredEvent, targets: Sequence[Target], messages: Sequence[str]) -> Emitted:
         """Store the event and its deliveries; raises NotSent or MaybeSent on an outage.
 
         `messages`: one per target, when the broker is the state Redis (`new.queue`). `nonce`
-        is the same for every try of one emit: a try whose
-        first run had happened changes nothing and answers `again`. An event for more than
-        EMIT_CHUNK endpoints is stored in steps of EMIT_CHUNK (each its own copy of the body
-        and, with a key, its own marker), so that no step holds Redis long; emitted again
-        with the same key, a step that had not run (the process died between two) runs
-        then, and none is lost.
+        is the same for every try of one emit: a try whose first run had happened changes
+        nothing and answers `again`. Stored in steps (steps.py).
         """
-        listed = json.dumps([[t.delivery_id, t.url] for t in targets])
-        throttle = new.throttle
-        throttle_key = self.keys.throttle(new.event, throttle[0]) if throttle else ""
-        base = EmitArgs(
-            listed_json="",
-            throttle_s=throttle[1] if throttle else 0,
-            msg_id=new.msg_id,
-            event=new.event,
-            ts=new.timestamp,
-            site=self.settings.site_url,
-            data=new.data_json,
-            queue=new.queue,
-            n=0,
-            fingerprint=new.fingerprint,
-            traceparent=new.traceparent,
-            nonce=new.nonce,
-        )
-        first: Emitted | None = None
-        placed: list[Placed] = []
-        for start in range(0, max(1, len(targets)), EMIT_CHUNK):
-            step = start // EMIT_CHUNK
-            chunk = _Chunk(
-                new.msg_id if not step else f"{new.msg_id}.{step}",
-                targets[start : start + EMIT_CHUNK],
-                messages[start : start + EMIT_CHUNK],
-                self.keys.emitted(new.key, step) if new.key is not None else "",
-                listed if not step else "",
-            )
-            if first is not None and first.duplicate_of is not None:
-                # the same key again: a later step completes only the first emit's own
-                made = {i for i, _ in first.duplicate_of}
-                chunk = chunk.only(made)
-                if not chunk.targets:
-                    continue
-            found = self._emit_step(chunk, base, throttle_key if not step else "")
-            if first is None:
-                first = found
-                if found.throttled:
-                    return found
-            if found.duplicate_of is not None:  # a later step made before: its own marker
-                placed += [Placed.DUPLICATE] * len(chunk.targets)
-            else:
-                placed += found.placed
-        assert first is not None
-        if first.duplicate_of is not None:
-            return first
-        return Emitted(placed=tuple(placed))
+        return steps.run(new, [steps.Group(self, targets, messages)])
 
-    def _emit_step(self, chunk: _Chunk, base: EmitArgs, throttle_key: str) -> Emitted:
+    def emit_step(self, step: steps.Step, base: EmitArgs, throttle_key: str) -> Emitted:
         args = base._replace(
-            listed_json=chunk.listed or json.dumps([[t.delivery_id, t.url] for t in chunk.targets]),
-            msg_id=chunk.msg_id,
-            n=len(chunk.targets),
+            listed_json=step.listed or json.dumps([[t.delivery_id, t.url] for t in step.targets]),
+            msg_id=step.msg_id,
+            n=len(step.targets),
         )
-        rest = [*(x for t in chunk.targets for x in t.args()), *chunk.messages]
-        keys = [chunk.emitted_key, throttle_key]
+        rest = [*(x for t in step.targets for x in t.args()), *step.messages]
+        keys = [step.emitted_key or self._no_key, throttle_key or self._no_key]
         return emitted([_text(v) for v in self._tracked("emit", args, keys, rest)])
 
     def _tracked(
@@ -234,7 +208,14 @@ class State:
     ) -> list[Any]:
         """`_call`, telling a step that never reached Redis from one that may have run."""
         command = self._command(name, args, keys, rest)
-        pool = self.client.connection_pool
+        try:
+            return self._tracked_on(self.client, name, command)
+        except (NotSent, MaybeSent):
+            self._lost()
+            raise
+
+    def _tracked_on(self, client: redis.Redis, name: str, command: tuple[Any, ...]) -> list[Any]:
+        pool = client.connection_pool
         try:
             conn: Any = pool.get_connection()
         except redis.RedisError as exc:
@@ -250,12 +231,14 @@ class State:
                     if self.replicated and time.monotonic() >= self._lonely_until:
                         self._wait_for_a_replica(conn, name)
                     return result
-                except redis.ReadOnlyError as exc:  # a replica refused it (a failover)
+                except _REFUSED as exc:  # a replica refused it, or its slot moved (a failover)
                     raise NotSent(exc) from exc
                 except redis.exceptions.ResponseError as exc:
+                    if _cluster_down(exc):
+                        raise MaybeSent(exc) from exc
                     if not is_missing(exc):
                         raise
-                    load_library(self.client)  # not run: loaded now, and sent again
+                    load_library(client)  # not run: loaded now, and sent again
                 except redis.RedisError as exc:
                     raise MaybeSent(exc) from exc
             raise NotSent(RuntimeError(f"the {name} script could not be loaded"))
@@ -263,9 +246,10 @@ class State:
             pool.release(conn)
 
     def _wait_for_a_replica(self, conn: Any, name: str) -> None:
-        """Under Sentinel, an emit returns once a replica has it too: a failover right after
-        does not lose it. Without a replica answering in time, it says so and goes on, and
-        stops waiting for `LONELY_S` (a primary without replicas must not slow every emit)."""
+        """Under Sentinel or in a Cluster, an emit returns once a replica has it too: a
+        failover right after does not lose it. Without a replica answering in time, it says
+        so and goes on, and stops waiting for `LONELY_S` (a primary without replicas must not
+        slow every emit)."""
         try:
             roundtrip.send(conn, "WAIT", 1, REPLICA_WAIT_MS)
             replicas = int(roundtrip.read(conn))
@@ -369,6 +353,8 @@ class State:
 
 @functools.lru_cache(maxsize=64)
 def _state(pid: int, settings: Settings) -> State:
+    if settings.redis_cluster:  # a State per shard: shards.py
+        raise TypeError("state_for: the state is a Redis Cluster; use shards.py")
     state = State(settings)
     refuse_cluster(server_facts(state.client), "SHAHIHOOKS_REDIS_URL", settings.redis_url)
     return state
@@ -377,6 +363,11 @@ def _state(pid: int, settings: Settings) -> State:
 def state_for(settings: Settings) -> State:
     """This process's State for `settings` (one per process and settings value)."""
     return _state(os.getpid(), settings)
+
+
+def _cluster_down(exc: redis.exceptions.ResponseError) -> bool:
+    """A script stopped by a Redis Cluster that lost a primary (a failover): an outage."""
+    return "cluster is down" in str(exc).lower()
 
 
 def _text(value: Any) -> str:

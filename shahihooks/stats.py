@@ -13,11 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shahihooks import logline
-from shahihooks.connections import state_redis
-from shahihooks.keys import Keys
+from shahihooks import logline, shards
 from shahihooks.settings import Settings
-from shahihooks.state import state_for
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -85,14 +82,16 @@ def read_stats(
 ) -> list[Row]:
     """Per URL and event over the last `since_s` seconds (whole hours, the current included)."""
     now = time.time() if now is None else now
-    keys = Keys(settings.prefix)
     last = int(now // 3600)
     first = int((now - since_s) // 3600) + 1 if since_s >= 3600 else last
-    pipe = state_redis(settings).pipeline(transaction=False)
-    for hour in range(first, last + 1):
-        pipe.hgetall(keys.stats(hour))
+    hours: list[Any] = []
+    for state in shards.shards(settings):  # an endpoint's stats are in its shard
+        pipe = state.client.pipeline(transaction=False)
+        for hour in range(first, last + 1):
+            pipe.hgetall(state.keys.stats(hour))
+        hours += pipe.execute()
     totals: dict[tuple[str, str], dict[str, int]] = {}
-    for hourly in pipe.execute():
+    for hourly in hours:
         for raw_field, raw_value in hourly.items():
             row_url, row_event, name = logline.split_stats_field(raw_field.decode())
             if (url and row_url != url) or (event and row_event != event):
@@ -127,7 +126,8 @@ def waiting_by_url(settings: Settings) -> dict[str, dict[str, Any]]:
                 None if w.next_release_in_s is None else round(w.next_release_in_s, 1)
             ),
         }
-        for w in state_for(settings).waiting()
+        for state in shards.shards(settings)
+        for w in state.waiting()
     }
 
 
@@ -166,9 +166,23 @@ def read_log(
     event: str | None = None,
     failed: bool = False,
 ) -> list[dict[str, str]]:
-    """The most recent attempts that match, oldest first."""
-    client = state_redis(settings)
-    log_key = Keys(settings.prefix).log
+    """The most recent attempts that match, oldest first (the shards' logs merged by time)."""
+    found: list[dict[str, str]] = []
+    for state in shards.shards(settings):
+        found += _read_log(state.client, state.keys.log, limit, url, event, failed)
+    found.sort(key=lambda row: _entry_time(row["entry"]))
+    return found[-limit:] if limit else []
+
+
+def _entry_time(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _read_log(
+    client: Any, log_key: str, limit: int, url: str | None, event: str | None, failed: bool
+) -> list[dict[str, str]]:
+    """One log's `limit` most recent attempts that match, oldest first."""
     found: list[dict[str, str]] = []
     end = "+"
     while len(found) < limit:
@@ -193,16 +207,22 @@ def follow_log(
     block_ms: int = 1000,
     stop_after_s: float | None = None,
 ) -> Iterator[dict[str, str]]:
-    """New attempts as they are logged (the `log --follow` tail)."""
-    client = state_redis(settings)
-    log_key = Keys(settings.prefix).log
-    last = "$"
+    """New attempts as they are logged (the `log --follow` tail); in a Cluster, each
+    shard's log in turn, every `block_ms` (one read cannot span their slots)."""
+    states = shards.shards(settings)
+    last = ["$"] * len(states)
+    block = block_ms if len(states) == 1 else None
     deadline = None if stop_after_s is None else time.monotonic() + stop_after_s
     while deadline is None or time.monotonic() < deadline:
-        streams: Any = client.xread({log_key: last}, block=block_ms, count=100)
-        for _, entries in streams or []:
-            for entry_id, fields in entries:
-                last = entry_id.decode()
-                row = logline.read_entry(entry_id, fields)
-                if _matches(row, url, event, failed):
-                    yield row
+        rows: list[dict[str, str]] = []
+        for k, state in enumerate(states):
+            streams: Any = state.client.xread({state.keys.log: last[k]}, block=block, count=100)
+            for _, entries in streams or []:
+                for entry_id, fields in entries:
+                    last[k] = entry_id.decode()
+                    row = logline.read_entry(entry_id, fields)
+                    if _matches(row, url, event, failed):
+                        rows.append(row)
+        yield from sorted(rows, key=lambda row: _entry_time(row["entry"]))
+        if block is None and not rows:
+            time.sleep(block_ms / 1000)

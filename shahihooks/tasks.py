@@ -20,7 +20,7 @@ from typing import Any, NoReturn, assert_never
 
 from celery.exceptions import Ignore, Reject, Retry
 
-from shahihooks import broker
+from shahihooks import broker, shards
 from shahihooks.app import app, publisher
 from shahihooks.connections import OUTAGES
 from shahihooks.delivery import Result, run_attempt
@@ -31,7 +31,7 @@ from shahihooks.outcome import Kind
 from shahihooks.publish import TASK_NAME
 from shahihooks.schema import UNKNOWN_MAX, message_args, raw_message
 from shahihooks.settings import current
-from shahihooks.state import MessageRef, Verdict, state_for
+from shahihooks.state import MessageRef, Verdict
 
 logger = logging.getLogger("shahihooks.tasks")
 OUTAGE_PAUSE_S = 1.0
@@ -56,8 +56,9 @@ def deliver(self: Any, *args: Any, **kwargs: Any) -> str:
     ref = MessageRef(*found)
     settings = current()
     ack = broker.ack_for(self.request, settings)
+    state = shards.of_delivery(settings, ref.delivery_id)
     try:
-        result = run_attempt(ref, hooks, state_for(settings), ack)
+        result = run_attempt(ref, hooks, state, ack)
     except OUTAGES as exc:  # the outcome is unknown: the message goes back to the queue
         logger.warning("requeued %s: %s: %s", ref.delivery_id, type(exc).__name__, exc)
         time.sleep(OUTAGE_PAUSE_S)
@@ -65,7 +66,7 @@ def deliver(self: Any, *args: Any, **kwargs: Any) -> str:
     broker.after_attempt(ack, result.acked)
     if result.released:  # the slot this attempt freed, handed on to its endpoint's backlog
         try:
-            publish_due(publisher, state_for(settings), result.released)
+            publish_due(publisher, state, result.released)  # of its endpoint: its shard
         except Exception as exc:  # left for the mover (unpublished, or the lost-message check)
             logger.warning("released deliveries not published yet: %s: %s", type(exc).__name__, exc)
     return reported(result)
@@ -97,9 +98,8 @@ def unreadable(args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> No
     settings = current()
     named = args[0] if args and isinstance(args[0], str) else ""
     try:
-        done = state_for(settings).unknown(
-            named, raw_message(args, kwargs, reason), reason, UNKNOWN_MAX
-        )
+        state = shards.of_delivery(settings, named) if named else shards.shards(settings)[0]
+        done = state.unknown(named, raw_message(args, kwargs, reason), reason, UNKNOWN_MAX)
     except OUTAGES as exc:
         logger.warning("requeued an unreadable message: %s: %s", type(exc).__name__, exc)
         time.sleep(OUTAGE_PAUSE_S)

@@ -13,25 +13,27 @@ from typing import Any
 
 from celery import bootsteps
 
+from shahihooks import shards
 from shahihooks.app import app, publisher
 from shahihooks.celeryconf import check_celery_config, redis_servers
 from shahihooks.connections import (
     OUTAGES,
+    ServerFacts,
+    cluster_primaries,
+    node_address,
     redis_client,
     refuse_cluster,
     refuse_eviction,
     server_facts,
     server_warnings,
-    state_redis,
 )
-from shahihooks.endpoints import EndpointStore, is_action
+from shahihooks.contract import load_library
+from shahihooks.endpoints import is_action, stored_endpoints
 from shahihooks.errors import ConfigurationError, ShahihooksError
-from shahihooks.keys import Keys
 from shahihooks.mover import Mover
 from shahihooks.safety import redact_url
 from shahihooks.schema import check_state
 from shahihooks.settings import Settings, current
-from shahihooks.state import state_for
 
 logger = logging.getLogger("shahihooks.worker")
 
@@ -51,27 +53,39 @@ def check_worker(settings: Settings) -> None:
     if not settings.secret:
         _check_secrets(settings)
     for what, url in redis_servers(settings, publisher.broker_url):
+        cluster = settings.redis_cluster and url == settings.redis_url
         try:
-            facts = server_facts(redis_client(url, settings.sentinel_master))
+            if not cluster:
+                _check_server(server_facts(redis_client(url, settings.sentinel_master)), what, url)
+                continue
+            for client in cluster_primaries(url):  # each primary, its functions loaded
+                where = f"{what} primary {node_address(client)}"
+                _check_server(server_facts(client), where, url, cluster=True)
+                load_library(client)
         except OUTAGES as exc:  # the worker waits for it like for the broker
             logger.warning("could not check the %s yet (%s)", what, type(exc).__name__)
-            continue
-        refuse_cluster(facts, what, url)
-        refuse_eviction(facts, what, url)
-        for warning in server_warnings(facts, what, url):
-            logger.warning("%s", warning)
     try:
-        check_state(state_redis(settings), Keys(settings.prefix))  # written by another version?
+        for state in shards.shards(settings):  # written by another version?
+            check_state(state.client, state.keys)
     except OUTAGES as exc:
         logger.warning("could not check the state's schema yet (%s)", type(exc).__name__)
 
 
+def _check_server(facts: ServerFacts, what: str, url: str, cluster: bool = False) -> None:
+    refuse_cluster(facts, what, url, allowed=cluster)
+    refuse_eviction(facts, what, url)
+    for warning in server_warnings(facts, what, url):
+        logger.warning("%s", warning)
+
+
 def _check_secrets(settings: Settings) -> None:
     try:
-        client = state_redis(settings)
-        stored = {e.url: e for e in EndpointStore(client, settings).all()}
+        states = shards.shards(settings)
+        first = states[0]  # the endpoint store is in every shard
+        stored = {e.url: e for e in stored_endpoints(first.client, settings, first.keys)}
         needed = {u for u, e in stored.items() if e.enabled}
-        needed |= state_for(settings).live_urls()
+        for state in states:
+            needed |= state.live_urls()
     except OUTAGES:
         return  # Redis is away: the worker waits for it, and checks nothing it cannot read
     unsigned = sorted(

@@ -35,21 +35,20 @@ def doctor(no_worker_check: bool, ack_lost: bool, as_json: bool) -> None:
 
 
 def _acknowledge_loss() -> None:
-    from shahihooks.connections import state_redis
+    from shahihooks import shards
     from shahihooks.epoch import acknowledge
-    from shahihooks.keys import Keys
 
-    settings = current()
-    found = acknowledge(state_redis(settings), Keys(settings.prefix))
+    states = shards.shards(current())
+    found = sum(bool(acknowledge(state.client, state.keys)) for state in states)
     click.echo("loss of the state acknowledged" if found else "no loss was reported", err=True)
 
 
 def warn_if_lost(settings: Settings) -> None:
     """A loss of the state, on stderr (stdout stays exact for --json)."""
-    from shahihooks.connections import state_redis
+    from shahihooks import shards
     from shahihooks.epoch import lost
-    from shahihooks.keys import Keys
 
-    loss = lost(state_redis(settings), Keys(settings.prefix))
+    found = (lost(state.client, state.keys) for state in shards.shards(settings))
+    loss = next((loss for loss in found if loss is not None), None)
     if loss is not None:
         click.echo(paint(f"✗ {loss.text()} (shahihooks doctor)"), err=True)

@@ -10,10 +10,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shahihooks import dead
-from shahihooks.connections import state_redis
+from shahihooks import dead, shards
 from shahihooks.health import EndpointHealth, endpoint_health
-from shahihooks.keys import Keys, url_tag
+from shahihooks.keys import url_tag
 from shahihooks.overview import Cell, Queues, by_url, endpoint_urls, read_hours, read_queues
 from shahihooks.settings import Settings
 
@@ -99,22 +98,31 @@ def url_of_tag(settings: Settings, tag: str) -> str | None:
     for url in endpoint_urls(settings):
         if url_tag(url) == tag:
             return url
-    found: Any = state_redis(settings).hget(Keys(settings.prefix).urls, tag)
+    state = shards.of_tag(settings, tag)
+    found: Any = state.client.hget(state.keys.urls, tag)
     return found.decode() if found else None
 
 
 def dead_letters(settings: Settings) -> tuple[int, list[dead.DeadLetter]]:
     """How many dead letters there are, and the newest DEAD_SHOWN of them, newest first."""
-    client, keys = state_redis(settings), Keys(settings.prefix)
-    ids: Any = client.zrevrange(keys.dead_index, 0, DEAD_SHOWN - 1)
-    total = int(client.zcard(keys.dead_index))
-    return total, dead.fetch([i.decode() for i in ids], settings)
+    newest: list[Any] = []
+    total = 0
+    for state in shards.shards(settings):
+        client, keys = state.client, state.keys
+        newest += client.zrevrange(keys.dead_index, 0, DEAD_SHOWN - 1, withscores=True)
+        total += int(client.zcard(keys.dead_index))
+    newest.sort(key=lambda pair: -pair[1])  # stable: one shard's order stays as it is
+    return total, dead.fetch([i.decode() for i, _ in newest[:DEAD_SHOWN]], settings)
 
 
 def dead_tags(settings: Settings, ids: list[str]) -> dict[str, str]:
     """delivery id -> the url tag of its dead letter."""
-    client, keys = state_redis(settings), Keys(settings.prefix)
-    pipe = client.pipeline(transaction=False)
-    for delivery_id in ids:
-        pipe.hget(keys.dead(delivery_id), "tag")
-    return {i: (t.decode() if t else "") for i, t in zip(ids, pipe.execute(), strict=True)}
+    found: dict[str, str] = {}
+    for state, mine in shards.by_shard(settings, ids):
+        pipe = state.client.pipeline(transaction=False)
+        for delivery_id in mine:
+            pipe.hget(state.keys.dead(delivery_id), "tag")
+        found.update(
+            {i: (t.decode() if t else "") for i, t in zip(mine, pipe.execute(), strict=True)}
+        )
+    return {i: found[i] for i in ids}

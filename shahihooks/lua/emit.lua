@@ -3,7 +3,8 @@
 -- this Redis), deferred to its URL's backlog (its rate limit, or its endpoint's open
 -- circuit), or dead-lettered (that backlog is full, the endpoint is disabled, or the target
 -- was refused: `refused` says why; one endpoint's refusal never fails the others).
--- KEYS: emitted (or ''), throttle (or '')
+-- KEYS: emitted, throttle; each may be left out: '' (or the prefix P, in a Redis Cluster,
+-- where every key a call names lies in its shard's slot)
 -- Run twice by one emit (its answer was lost, and emit tried again), it changes nothing.
 -- Arguments (contract.EmitArgs): listed_json, throttle_s, msg_id, event, ts, site, data,
 -- queue (or ''), n, fingerprint, traceparent (or ''), nonce; from REST on, n targets (read
@@ -20,17 +21,18 @@ if seen[1] == nonce then
   end
   return states
 end
-if KEYS[1] ~= '' then
+local marker = KEYS[1] ~= '' and KEYS[1] ~= P
+if marker then
   local previous = redis.call('GET', KEYS[1])
   if previous then return {'duplicate', previous} end
   -- the key's marker expired, but deliveries of that event still live: the same event
   if seen[2] then return {'duplicate', listed_json} end
 end
-if KEYS[2] ~= '' then
+if KEYS[2] ~= '' and KEYS[2] ~= P then
   if redis.call('EXISTS', KEYS[2]) == 1 then return {'throttled'} end
   redis.call('SET', KEYS[2], '1', 'EX', throttle_s)
 end
-if KEYS[1] ~= '' then redis.call('SET', KEYS[1], listed_json, 'EX', C.done_ttl) end
+if marker then redis.call('SET', KEYS[1], listed_json, 'EX', C.done_ttl) end
 
 local now = now_ms()
 local order = num(redis.call('INCR', K.seq))
