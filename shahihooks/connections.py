@@ -30,7 +30,7 @@ OUTAGES = (
     redis.exceptions.OutOfMemoryError,
     kombu.exceptions.OperationalError,
     # a Redis Cluster moving a shard's slot (a failover): the call did not run there
-    redis.exceptions.MovedError,
+    redis.exceptions.AskError,  # MovedError's parent: a slot migrating
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
 )

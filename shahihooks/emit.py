@@ -134,7 +134,14 @@ def emit_operational(
 
 
 EMIT_TRIES = 3
-_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
+_UNREACHABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ReadOnlyError,
+    redis.exceptions.AskError,  # a Redis Cluster's slot moved or migrating (MovedError too)
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
 
 
 def _send(p: Prepared) -> list[Delivery]:

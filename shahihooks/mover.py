@@ -57,6 +57,7 @@ class Mover:
         self.publisher = publisher
         self.settings = settings
         self._watched = 0.0
+        self._told = 0.0  # when a primary away was last said
         self._random = random.Random()  # its own: the global one belongs to the application
         # each shard's marker, looked at with the queue: was its state lost?
         self.epochs: dict[str, Epoch] = {}
@@ -76,8 +77,15 @@ class Mover:
                 continue
             ops_waiting = ops_waiting or bool(claimed.ops_waiting)
             waits.append(0.0 if len(claimed.due) >= BUDGET else claimed.next_in_s)
-        if outage is not None:
+        if outage is not None and not waits:  # every shard away: an outage, backed off
             raise outage
+        if outage is not None and time.monotonic() - self._told >= WATCH_S:
+            self._told = time.monotonic()
+            logger.warning(
+                "a Redis Cluster primary is away (%s: %s): its shards wait, the others move",
+                type(outage).__name__,
+                outage,
+            )
         if time.monotonic() - self._watched >= WATCH_S:
             self.watch_queue()
         if ops_waiting:
@@ -88,13 +96,23 @@ class Mover:
         return min(waits)
 
     def watch_queue(self) -> None:
-        signers.register(self.settings())  # doctor tells an app no worker signs like it
-        states = shards.shards(self.settings())
+        settings = self.settings()
+        states = shards.shards(settings)
+        seen_at: list[tuple[State, int]] = []
+        try:
+            signers.register(settings)  # doctor tells an app no worker signs like it
+        except OUTAGES:  # a Cluster's first primary away: said again next time
+            if len(states) == 1:
+                raise
         for state in states:
-            self.epochs.setdefault(state.keys.prefix, Epoch()).check(state.client, state.keys)
-        seen_at = [state.now_ms() for state in states]
+            try:
+                self.epochs.setdefault(state.keys.prefix, Epoch()).check(state.client, state.keys)
+                seen_at.append((state, state.now_ms()))
+            except OUTAGES:  # a Cluster's primary away: its shards are watched next time
+                if len(states) == 1:
+                    raise
         if self.publisher.queue_size() == 0:
-            for state, at in zip(states, seen_at, strict=True):
+            for state, at in seen_at:
                 state.queue_seen_empty(at)
         self._watched = time.monotonic()
 

@@ -57,6 +57,7 @@ def _received(settings: Settings, delivery_id: str) -> tuple[redis.Redis, str]:
 def redis_seen(settings: Settings | None = None, ttl_s: int = DEDUPE_TTL_S) -> Seen:
     """Delivery ids remembered in Redis (shared by every process of the receiving app)."""
     chosen = settings or current()
+    _received(chosen, "")  # a bad Redis URL is said here, not at the first delivery received
 
     def add(delivery_id: str) -> bool:
         client, key = _received(chosen, delivery_id)

@@ -24,7 +24,7 @@ from redis.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from shahihooks import steps
-from shahihooks.connections import cluster_client
+from shahihooks.connections import OUTAGES, cluster_client
 from shahihooks.settings import Settings
 from shahihooks.state import State, state_for
 from shahihooks.statetypes import Emitted, StoredEvent, Target
@@ -56,26 +56,51 @@ def shard_of_tag(url_tag: str) -> int:
 
 
 def shard_of_delivery(delivery_id: str) -> int:
-    """A delivery's shard: its endpoint's (a delivery id is `{msg_id}-{url_tag}`)."""
-    return shard_of_tag(delivery_id.rsplit("-", 1)[-1])
+    """A delivery's shard: its endpoint's (a delivery id is `{msg_id}-{url_tag}`); the first
+    for an id that is not one (an unreadable message's, a mistyped one: found nowhere else)."""
+    tail = delivery_id.rsplit("-", 1)[-1]
+    if len(tail) < 8 or any(c not in "0123456789abcdef" for c in tail[:8]):
+        return 0
+    return shard_of_tag(tail)
 
 
 class ClusterRoute:
     """One shard of a Redis Cluster: the primary serving its slot, looked up again after an
-    outage or a moved slot (a failover promotes a replica, which has the functions already:
-    they replicate)."""
+    outage or a moved slot, met by a script call or by a plain command (a failover promotes a
+    replica, which has the functions already: they replicate)."""
 
     def __init__(self, cluster: RedisCluster, prefix: str) -> None:
         self.cluster = cluster
         self.prefix = prefix
+        self._client: _Rerouting | None = None
 
     def client(self) -> redis.Redis:
         node: Any = self.cluster.get_node_from_key(self.prefix)  # type: ignore[no-untyped-call]
-        connection: redis.Redis = node.redis_connection
-        return connection
+        pool = node.redis_connection.connection_pool
+        client = self._client
+        if client is None or client.connection_pool is not pool:  # built once per primary
+            client = self._client = _Rerouting(self, pool)
+        return client
 
     def lost(self) -> None:
         _reroute(self.cluster)
+
+
+class _Rerouting(redis.Redis):
+    """A shard primary's client whose commands, on an outage or a moved slot, have the
+    cluster asked again which primary serves the shard (then raise as they would): the
+    next command goes to the promoted replica, in an app that keeps running too."""
+
+    def __init__(self, route: ClusterRoute, pool: redis.ConnectionPool) -> None:
+        super().__init__(connection_pool=pool)
+        self.route = route
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except OUTAGES:
+            self.route.lost()
+            raise
 
 
 _reroute_lock = threading.Lock()
@@ -88,7 +113,8 @@ def _reroute(cluster: RedisCluster) -> None:
         if time.monotonic() - _rerouted.get(id(cluster), 0.0) < REROUTE_MIN_S:
             return
         _rerouted[id(cluster)] = time.monotonic()
-    with contextlib.suppress(redis.RedisError, OSError):  # none answers: the next outage asks
+    # none answers (or not every slot is served yet): the next outage asks again
+    with contextlib.suppress(redis.RedisError, redis.exceptions.RedisClusterException, OSError):
         cluster.nodes_manager.initialize(disconnect_startup_nodes_pools=False)
 
 

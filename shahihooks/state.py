@@ -100,7 +100,7 @@ REPLICA_WAIT_MS = 1000  # under Sentinel or in a Cluster, an emit waits this for
 LONELY_S = 10.0  # then, without a replica, how long before waiting for one again
 _REFUSED = (
     redis.ReadOnlyError,
-    redis.exceptions.MovedError,
+    redis.exceptions.AskError,  # MovedError's parent: a slot moved or migrating
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
 )
@@ -160,6 +160,10 @@ class State:
         self, name: str, args: tuple[Any, ...], keys: Sequence[str], rest: Sequence[Any] = ()
     ) -> tuple[Any, ...]:
         function = f"{library()[0]}_{name}"
+        if not keys and self.route is not None:
+            # a Cluster routes and checks only the keys a call names: one of the shard's, so
+            # that a primary no longer serving it answers MOVED instead of running the call
+            keys = (self._no_key,)
         return ("FCALL", function, len(keys), *keys, self._common, *args, *rest)
 
     def _call(

@@ -15,6 +15,7 @@ from typing import Any
 
 from shahihooks import logline, shards
 from shahihooks.settings import Settings
+from shahihooks.state import State
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -199,6 +200,11 @@ def _read_log(
     return list(reversed(found))
 
 
+def _newest_id(state: State) -> str:
+    newest: Any = state.client.xrevrange(state.keys.log, count=1)
+    return newest[0][0].decode() if newest else "0-0"
+
+
 def follow_log(
     settings: Settings,
     url: str | None = None,
@@ -210,8 +216,10 @@ def follow_log(
     """New attempts as they are logged (the `log --follow` tail); in a Cluster, each
     shard's log in turn, every `block_ms` (one read cannot span their slots)."""
     states = shards.shards(settings)
-    last = ["$"] * len(states)
     block = block_ms if len(states) == 1 else None
+    # "$" means "after the newest" only in a read that blocks: the shards' are not blocking,
+    # so each starts after its newest entry by id
+    last = ["$"] if block else [_newest_id(state) for state in states]
     deadline = None if stop_after_s is None else time.monotonic() + stop_after_s
     while deadline is None or time.monotonic() < deadline:
         rows: list[dict[str, str]] = []

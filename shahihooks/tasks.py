@@ -56,8 +56,8 @@ def deliver(self: Any, *args: Any, **kwargs: Any) -> str:
     ref = MessageRef(*found)
     settings = current()
     ack = broker.ack_for(self.request, settings)
-    state = shards.of_delivery(settings, ref.delivery_id)
-    try:
+    try:  # a process's first State looks at its Redis: an outage there too is requeued
+        state = shards.of_delivery(settings, ref.delivery_id)
         result = run_attempt(ref, hooks, state, ack)
     except OUTAGES as exc:  # the outcome is unknown: the message goes back to the queue
         logger.warning("requeued %s: %s: %s", ref.delivery_id, type(exc).__name__, exc)
