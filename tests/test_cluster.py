@@ -32,6 +32,7 @@ from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.errors import ConfigurationError
 from shahihooks.keys import Keys, url_tag
 from shahihooks.settings import Settings
+from shahihooks.statetypes import Placed, StoredEvent, Target
 from tests.conftest import REDIS_URL, SECRET, ScriptKeys, connects, free_port, wait_until
 from tests.faults import World, halt, wait_requests
 from tests.receiver import Receiver
@@ -380,6 +381,22 @@ def test_cluster_throttled_event_is_throttled_with_other_endpoints(
     assert [s for _, s in first] == ["queued"]
     assert emit_rows(world, 1, urls_in(receiver, "t2", other, 2), "view-2") == []
     assert emit_rows(world, 1, urls_in(receiver, "t3", lead) + urls_in(receiver, "t4", one)) == []
+
+
+def test_cluster_emit_tried_again_after_a_lost_answer_is_no_duplicate(
+    world: World, receiver: Receiver
+) -> None:
+    """A try of the same emit (its nonce) whose lead step of no delivery had run answers
+    'again' there, and the emit completes as placed, not as a duplicate of itself."""
+    settings = settings_of(world)
+    lead = shards.shard_of_name(Keys(settings.prefix).emitted("order-4"))
+    (url,) = urls_in(receiver, "a1", (lead + 1) % shards.N_SHARDS)
+    msg = f"evt_{uuid.uuid4().hex}"
+    target = Target(f"{msg}-{url_tag(url)}", url_tag(url), url, url, 0, "urls")
+    new = StoredEvent(msg, "ticket.created", int(time.time()), "{}", "n1", key="order-4")
+    first = shards.emit(settings, new, [target], [])
+    assert first.placed == (Placed.QUEUED,)
+    assert shards.emit(settings, new, [target], []) == first
 
 
 def test_cluster_emit_again_after_a_crash_between_steps_runs_the_missing_step(
