@@ -8,7 +8,9 @@ store, schema, epoch and signers in every shard (or the first).
 {p}:body:{msg}          hash   one emitted event: event, ts, site, data, refs (deliveries of
                                it not yet finished, and its dead letters: they share it);
                                deleted when refs reaches 0, never expires while a delivery
-                               or a dead letter needs it
+                               or a dead letter needs it; a Cluster emit's step of no
+                               delivery (shards.lead_shard) keeps only refs 0 and its
+                               nonce, for the idempotency TTL
 {p}:dlv:{dlv}           hash   one live delivery: message id, url tag, event, attempt, stage,
                                the fencing token of its live message, times; deleted when it
                                is delivered or dead-lettered

@@ -6,13 +6,18 @@ slot, and no call ever touches two slots. The tags are chosen so that the shards
 spread evenly over the 16,384 (one in each 1,024), hence over the primaries. An endpoint
 lives in one shard (by its URL tag, which every delivery id ends with), with its backlog,
 rate windows, health and deliveries; an emit stores each shard's endpoints in a step of
-their own (steps.py). Readers (dead letters, stats, the log, health) go over every shard.
+their own (steps.py). An emit with a key or a throttle runs its first step, which checks and
+sets the key's marker and the throttle, on a lead shard fixed by the throttle's key (or the
+key's marker): the same key, or value of a throttled field, meets its marker there whatever
+the endpoints are then (a step of no delivery, when none of them lives there). Readers (dead
+letters, stats, the log, health) go over every shard.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import threading
 import time
@@ -25,6 +30,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from shahihooks import steps
 from shahihooks.connections import OUTAGES, cluster_client
+from shahihooks.keys import Keys
 from shahihooks.settings import Settings
 from shahihooks.state import State, state_for
 from shahihooks.statetypes import Emitted, StoredEvent, Target
@@ -53,6 +59,23 @@ def shard_prefix(prefix: str, shard: int) -> str:
 def shard_of_tag(url_tag: str) -> int:
     """The shard of an endpoint, by its URL tag (keys.url_tag)."""
     return int(url_tag[:8], 16) % N_SHARDS
+
+
+def shard_of_name(name: str) -> int:
+    """The shard of a name that is no endpoint's (a key's marker, a throttle), by its SHA-256."""
+    return shard_of_tag(hashlib.sha256(name.encode("utf-8")).hexdigest())
+
+
+def lead_shard(prefix: str, new: StoredEvent) -> int | None:
+    """The shard of an emit's first step, where its throttle and its key's marker live: by
+    the throttle (an emit of every key meets it: the Django outbox keys each row), else by
+    the key; None when it has neither (its first step is then its lowest shard's)."""
+    keys = Keys(prefix)
+    if new.throttle is not None:
+        return shard_of_name(keys.throttle(new.event, new.throttle[0]))
+    if new.key is not None:
+        return shard_of_name(keys.emitted(new.key))
+    return None
 
 
 def shard_of_delivery(delivery_id: str) -> int:
@@ -156,17 +179,21 @@ def by_shard(settings: Settings, delivery_ids: Sequence[str]) -> list[tuple[Stat
 def emit(
     settings: Settings, new: StoredEvent, targets: Sequence[Target], messages: Sequence[str]
 ) -> Emitted:
-    """Store an emit: each shard's targets by its State, in steps numbered by shard then by
-    the emit's order; what was placed comes back in the order of `targets`."""
+    """Store an emit: each shard's targets by its State, in steps numbered from the lead
+    shard's (lead_shard), then by shard and by the emit's order; what was placed comes back
+    in the order of `targets`."""
     found = shards(settings)
     if len(found) == 1:
         return found[0].emit(new, targets, messages)
-    order = sorted(range(len(targets)), key=lambda i: shard_of_tag(targets[i].tag))
+    lead = lead_shard(settings.prefix, new)
+    present = sorted({shard_of_tag(t.tag) for t in targets} - {lead})
+    order: list[int] = []
     groups: list[steps.Group] = []
-    for k in sorted({shard_of_tag(t.tag) for t in targets}):
-        mine = [i for i in order if shard_of_tag(targets[i].tag) == k]
+    for k in ([lead] if lead is not None else []) + present:
+        mine = [i for i in range(len(targets)) if shard_of_tag(targets[i].tag) == k]
         picked = [messages[i] for i in mine] if messages else []
         groups.append(steps.Group(found[k], [targets[i] for i in mine], picked))
+        order += mine
     done = steps.run(new, groups)
     if done.duplicate_of is not None or done.throttled:
         return done

@@ -6,8 +6,9 @@ first). In a Redis Cluster (shards.py) each shard's endpoints are steps of their
 by that shard's State. Steps are numbered in a stable order (by shard, then by the emit's
 order), so an emit made again with the same key, after its process died between two steps,
 runs exactly the steps that had not run, and none is lost. The key's first marker and the
-throttle go with the first step: in a Cluster, in the lowest shard among the emit's
-endpoints (the same for the same endpoints).
+throttle go with the first step: in a Cluster, on the lead shard that the throttle or the
+key names (shards.lead_shard), whatever the endpoints, so a changed endpoint set still
+meets them; a step of no delivery when none of the endpoints lives there.
 """
 
 from __future__ import annotations

@@ -33,6 +33,14 @@ if KEYS[2] ~= '' and KEYS[2] ~= P then
   redis.call('SET', KEYS[2], '1', 'EX', throttle_s)
 end
 if marker then redis.call('SET', KEYS[1], listed_json, 'EX', C.done_ttl) end
+if n == 0 then
+  -- a step of no delivery (a Cluster's lead step: the key's marker and the throttle only;
+  -- one Redis never stores an emit without targets): no delivery will release its body,
+  -- so it keeps only its nonce (a retried step answers 'again'), for the idempotency TTL
+  redis.call('HSET', key('body', msg), 'refs', 0, 'nonce', nonce)
+  redis.call('EXPIRE', key('body', msg), C.done_ttl)
+  return {'ok'}
+end
 
 local now = now_ms()
 local order = num(redis.call('INCR', K.seq))
