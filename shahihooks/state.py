@@ -54,7 +54,9 @@ from shahihooks.statetypes import (
     Emitted,
     Finish,
     Finished,
+    MaybeSent,
     MessageRef,
+    NotSent,
     Outcome,
     Placed,
     StoredEvent,
@@ -104,14 +106,6 @@ _REFUSED = (
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
 )
-
-
-class NotSent(Exception):
-    """The step never reached Redis: it did not run."""
-
-
-class MaybeSent(Exception):
-    """Redis stopped answering after the step was sent: it may have run."""
 
 
 class Route(Protocol):

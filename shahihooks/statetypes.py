@@ -224,3 +224,11 @@ class Waiting:
     retrying: int
     oldest_s: float | None  # how long the backlog's head has waited
     next_release_in_s: float | None
+
+
+class NotSent(Exception):
+    """The step never reached Redis: it did not run."""
+
+
+class MaybeSent(Exception):
+    """Redis stopped answering after the step was sent: it may have run."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shahihooks.contract import EmitArgs
-from shahihooks.statetypes import Emitted, Placed, StoredEvent, Target
+from shahihooks.statetypes import Emitted, MaybeSent, NotSent, Placed, StoredEvent, Target
 
 if TYPE_CHECKING:
     from shahihooks.state import State
@@ -104,7 +104,14 @@ def run(new: StoredEvent, groups: Sequence[Group]) -> Emitted:
             step = step.only({i for i, _ in first.duplicate_of})
             if not step.targets:
                 continue
-        found = state.emit_step(step, base, throttle_key if not n else "")
+        try:
+            found = state.emit_step(step, base, throttle_key if not n else "")
+        except NotSent as exc:
+            if first is None:
+                raise
+            # the steps before ran: the emit is partly stored, and emitting it again with its
+            # key completes it (emit says so), so it is never "nothing was enqueued"
+            raise MaybeSent(exc.__cause__) from exc.__cause__
         if first is None:
             first = found
             if found.throttled:
