@@ -108,6 +108,13 @@ _REFUSED = (
 )
 
 
+_lonely_until: dict[tuple[str, int], float] = {}  # a primary that had no replica, by address
+
+
+def _at(conn: Any) -> tuple[str, int]:
+    return str(getattr(conn, "host", "")), int(getattr(conn, "port", 0) or 0)
+
+
 class Route(Protocol):
     """Where one shard of a Redis Cluster lives (shards.py): its prefix, and the client of
     the primary serving its slot now."""
@@ -133,7 +140,6 @@ class State:
         prefix = route.prefix if route else settings.prefix
         self.keys = Keys(prefix)
         self.replicated = route is not None or is_sentinel(settings.redis_url)
-        self._lonely_until = 0.0
         self._common = Common.of(settings)._replace(prefix=prefix).packed()
         # a script's key left out: '' on one Redis; in a Cluster every key a call names must
         # lie in its shard's slot, and the prefix itself is never a key (emit.lua)
@@ -226,7 +232,7 @@ class State:
                     raise NotSent(exc) from exc
                 try:
                     result: list[Any] = roundtrip.read(conn)
-                    if self.replicated and time.monotonic() >= self._lonely_until:
+                    if self.replicated and time.monotonic() >= _lonely_until.get(_at(conn), 0):
                         self._wait_for_a_replica(conn, name)
                     return result
                 except _REFUSED as exc:  # a replica refused it, or its slot moved (a failover)
@@ -246,8 +252,8 @@ class State:
     def _wait_for_a_replica(self, conn: Any, name: str) -> None:
         """Under Sentinel or in a Cluster, an emit returns once a replica has it too: a
         failover right after does not lose it. Without a replica answering in time, it says
-        so and goes on, and stops waiting for `LONELY_S` (a primary without replicas must not
-        slow every emit)."""
+        so and goes on, and stops waiting for `LONELY_S` on that primary (one without replicas
+        must not slow every emit: in a Cluster, its shards' steps all skip the wait)."""
         try:
             roundtrip.send(conn, "WAIT", 1, REPLICA_WAIT_MS)
             replicas = int(roundtrip.read(conn))
@@ -256,7 +262,7 @@ class State:
             conn.disconnect()
             logger.warning("WAIT after %s failed: %s", name, exc)
         if replicas < 1:
-            self._lonely_until = time.monotonic() + LONELY_S
+            _lonely_until[_at(conn)] = time.monotonic() + LONELY_S
             logger.warning(
                 "no replica confirmed the %s step within %d ms: a failover now could lose it",
                 name,
