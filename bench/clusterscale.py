@@ -192,7 +192,8 @@ def table(result: dict[str, Any]) -> str:
     )
     lines = [head]
     for key, c in result["configurations"].items():
-        label = "one Redis (SR)" if key == "single" else f"cluster, {key} primaries"
+        label = "one Redis (SR)" if key == "single" else f"cluster, {key} primar"
+        label += "" if key == "single" else ("y" if key == "1" else "ies")
         us = " + ".join(f"{m['cpu_us']:.0f}" for m in c["masters"])
         fcalls = " + ".join(f"{m['fcalls']:.2f}" for m in c["masters"])
         ratio = f"{c['vs_single']:.2f}x" if "vs_single" in c else "-"
