@@ -185,11 +185,15 @@ class ShahihooksRabbit(Shahihooks):
         return world.env(SHAHIHOOKS_BROKER_URL=self.amqp, SHAHIHOOKS_QUEUE=self.queue)
 
     def enqueue(self, world: World, n: int, path: str) -> None:
+        self.purge()
+        emit_urls(world, self, n, [world.url(path)])
+
+    def purge(self) -> None:
+        """An empty queue: a cell stopped early leaves messages behind."""
         from kombu import Connection
 
         with Connection(self.amqp) as conn, contextlib.suppress(*conn.channel_errors):
             conn.default_channel.queue_purge(self.queue)  # fails before the first cell
-        emit_urls(world, self, n, [world.url(path)])
 
 
 def emit_urls(

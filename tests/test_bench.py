@@ -13,8 +13,9 @@ from unittest.mock import ANY
 
 import pytest
 
-from bench import isolation, luaprofile, redisstats
+from bench import clusterscale, isolation, luaprofile, redisstats
 from bench.budget import parse_raw, part_of
+from bench.cluster import shards_of, slot_range
 from bench.systems import Setup
 from bench.throughput import Cells, summary, table
 from bench.world import free_port
@@ -130,6 +131,36 @@ def test_redis_spent_per_delivery_splits_scripts_from_the_rest_of_its_cpu() -> N
     whole = redisstats.plus(spent, enqueue)  # the enqueue of 5 stands for the 10
     assert whole["cpu_us"] == 4_980 + 200
     assert whole["commands"]["lpush"] == [10, 20.0]
+
+
+def test_cluster_primaries_hold_whole_shards_and_the_busiest_sets_the_ceiling() -> None:
+    assert shards_of(3) == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12, 13, 14, 15]]
+    assert shards_of(1) == [list(range(16))]
+    assert slot_range([0, 1, 2, 3, 4, 5]) == (0, 6 * 1024 - 1)
+    assert slot_range([11, 12, 13, 14, 15]) == (11 * 1024, 16_383)
+    assert clusterscale.ceilings([40.0, 60.0]) == {
+        "total_us": 100.0,
+        "per_core_per_s": 10_000.0,  # 1e6 / 100 µs over both primaries
+        "ceiling_per_s": 1e6 / 60,  # the busiest primary's
+    }
+
+    def cell(us: float, fcalls: int) -> dict[str, object]:
+        return {"n": 10, "cpu_us": us * 10, "commands": {"fcall": [fcalls * 10, 50.0]}}
+
+    spent = {
+        "single": ([500.0, 700.0], [[cell(100, 3)], [cell(120, 3)]]),
+        "2": ([400.0], [[cell(70, 2), cell(50, 1)]]),
+    }
+    result = clusterscale.summary(spent, 10, 32, Setup.parse("threads 2x16"), 2)
+    one, two = result["configurations"]["single"], result["configurations"]["2"]
+    assert (one["rate"], one["total_us"], one["masters"][0]["fcalls"]) == (600, 110, 3)
+    assert [m["fcalls"] for m in two["masters"]] == [2, 1]
+    assert two["vs_single"] == pytest.approx(120 / 110)
+    assert two["ceiling_per_s"] == pytest.approx(1e6 / 70)
+    text = clusterscale.table(result)
+    assert "cluster, 2 primaries" in text
+    assert "70 + 50" in text
+    assert "is not the ceiling" in text
 
 
 def test_lua_profile_tells_a_script_own_time_from_its_commands() -> None:
