@@ -7,9 +7,9 @@ SHAHIHOOKS_URLS. A subprocess, so the shahihooks measured is the one first on PY
                                            # before its emit call, wall clock)
 
 BENCH_NO_REPLICA_WAIT=1 (the bench's Redis Cluster, which has no replicas): an emit step does
-not wait for a replica to confirm it (`WAIT 1 1000`, then none for 10 s: a second in each
-shard every 10 s, when there is none to wait for), so the emit's rate and Redis cost are a
-deployment's with replicas, less the WAIT (and the replication).
+not wait for a replica to confirm it (`WAIT 1 1000`, then none on that primary for 10 s: a
+second per primary every 10 s, when there is none to wait for), so the emit's rate and Redis
+cost are a deployment's with replicas, less the WAIT (and the replication).
 """
 
 from __future__ import annotations
