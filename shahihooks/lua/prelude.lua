@@ -113,7 +113,7 @@ local function set_stage(id, d, stage, now, ...)
 end
 
 -- The stats fields the Lua adds to "<url as shown> <event> " (logline.py names them).
-local STAT = {count = 'n', ok = 'ok', ms = 'ms', deferred = 'def'}
+local STAT = {ok = 'ok', ms = 'ms', deferred = 'def'}
 
 local function shown_url(d) return redis.call('HGET', K.urls, d.url_tag .. ':shown') or '' end
 
