@@ -35,10 +35,11 @@ store, schema, epoch and signers in every shard (or the first).
                                is the value's JSON (so 1 and "1" differ), hashed if long
 {p}:endpoints           hash   url -> JSON endpoint (events, secrets, limit, enabled)
 {p}:log                 stream every attempt and deferral, capped (MAXLEN ~ log_max_len)
-{p}:stats:{hour}        hash   "url event field" -> count, ok, ms, deferrals and latency
-                               buckets; stats retention (8 days)
+{p}:stats:{hour}        hash   "url event field" -> ok, ms, deferrals and latency buckets
+                               (attempts: the buckets' sum; data written before issue #23
+                               has their count, n, too); stats retention (8 days)
 {p}:totals              hash   the same fields as {p}:stats:{hour} but for ever: "url event
-                               field" -> count, ok, ms and latency buckets since the start;
+                               field" -> ok, ms and latency buckets since the start;
                                never expires (Prometheus counters, the dashboard)
 {p}:dead                zset   dead delivery ids by time of death
 {p}:dead:{dlv}          hash   one dead letter: its body's message id (one of the body's refs)

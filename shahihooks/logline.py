@@ -6,21 +6,24 @@ only it sees (a deferral, a dead letter at emit or begin, a lost message) with
 prelude.lua's `log_event`, in the same fields.
 
 A stats field ({p}:stats:{hour} and {p}:totals, hashes) is "<url as shown> <event> <name>",
-`name` one of COUNT, OK, MS, DEFERRED or a latency bucket (`latency_bucket`); the URL may
-hold spaces, the event and the name never do. Python gives finish.lua the prefix
-(`stats_prefix`); prelude.lua's `STAT` names the fields the Lua adds. tests/test_contract.py
-checks that the Lua's names are these.
+`name` one of OK, MS, DEFERRED or a latency bucket (`latency_bucket`); the URL may hold
+spaces, the event and the name never do. Every attempt counts in one bucket, so the
+buckets' sum is the attempts (`attempts`); COUNT held them too until issue #23 (now one
+HINCRBY fewer per hash and attempt), and data written before still has it. Python gives
+finish.lua the prefix (`stats_prefix`); prelude.lua's `STAT` names the fields the Lua adds.
+tests/test_contract.py checks that the Lua's names are these.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 LOG_FIELDS = ("ts", "id", "url", "event", "attempt", "outcome", "status", "ms", "error", "next_s")
 _NUMBERS: dict[str, Any] = {"ts": float, "attempt": int, "status": int, "ms": int, "next_s": float}
 
-COUNT = "n"  # attempts
+COUNT = "n"  # attempts, in data written before issue #23 (see `attempts`)
 OK = "ok"  # delivered
 MS = "ms"  # their total duration
 DEFERRED = "def"  # times a delivery went to the URL's backlog (not an attempt)
@@ -44,6 +47,12 @@ def latency_bucket(ms: int) -> str:
 
 def is_bucket(name: str) -> bool:
     return name.startswith("le") or name == OVER
+
+
+def attempts(count: int, buckets: Mapping[str, int]) -> int:
+    """The attempts of summed stats fields: their buckets' sum, or COUNT's (`count`) where
+    it is more (fields written before the buckets carried the count alone: none so far)."""
+    return max(count, sum(buckets.values()))
 
 
 def entry(

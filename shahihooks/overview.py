@@ -23,6 +23,7 @@ from shahihooks.logline import (
     MS,
     OK,
     OVER,
+    attempts,
     bucket_name,
     is_bucket,
     stats_field,
@@ -93,6 +94,8 @@ def cells_from_hash(raw: Mapping[Any, Any], into: Cells | None = None) -> Cells:
         if parts is None:
             continue
         cells.setdefault((parts[0], parts[1]), Cell()).add(parts[2], int(raw_value))
+    for cell in cells.values():  # the Lua counts attempts in buckets only (logline.attempts)
+        cell.n = attempts(cell.n, cell.buckets)
     return cells
 
 

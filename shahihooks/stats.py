@@ -106,7 +106,7 @@ def read_stats(
             Row(
                 row_url,
                 row_event,
-                cell.get(logline.COUNT, 0),
+                logline.attempts(cell.get(logline.COUNT, 0), buckets),
                 cell.get(logline.OK, 0),
                 cell.get(logline.MS, 0),
                 p95_from_histogram(buckets),

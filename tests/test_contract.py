@@ -16,6 +16,7 @@ from shahihooks.contract import (
     Stage,
     lua_arguments,
 )
+from shahihooks.overview import cells_from_hash
 
 LUA = resources.files("shahihooks").joinpath("lua")
 PRELUDE = LUA.joinpath("prelude.lua").read_text()
@@ -106,7 +107,6 @@ def test_the_declared_locals_follow_the_layout() -> None:
 def test_the_lua_writes_log_entries_and_stats_fields_as_logline_names_them() -> None:
     (stat,) = re.findall(r"^local STAT = \{(.*)\}$", PRELUDE, re.MULTILINE)
     assert dict(re.findall(r"(\w+) = '(\w+)'", stat)) == {
-        "count": logline.COUNT,
         "ok": logline.OK,
         "ms": logline.MS,
         "deferred": logline.DEFERRED,
@@ -119,6 +119,20 @@ def test_a_stats_field_is_read_back_whatever_its_url_holds() -> None:
     field = logline.stats_prefix("https://a.example/x y", "order.paid") + logline.COUNT
     assert logline.stats_field(field) == ("https://a.example/x y", "order.paid", "n")
     assert logline.stats_field("no-spaces") is None
+
+
+def test_attempts_are_read_from_stats_written_before_and_after_the_count_went() -> None:
+    before = {
+        "https://a.example/ e n": 3,
+        "https://a.example/ e le10": 2,
+        "https://a.example/ e inf": 1,
+    }
+    after = {"https://a.example/ e le10": 4, "https://a.example/ e ok": 4}
+    both = {"https://a.example/ e n": 1, "https://a.example/ e le10": 3}  # one hour, two versions
+    for raw, attempts in ((before, 3), (after, 4), (both, 3)):
+        (cell,) = cells_from_hash(raw).values()
+        assert cell.n == attempts
+    assert logline.attempts(0, {"le10": 2, "inf": 1}) == 3
 
 
 def test_an_entry_has_the_log_fields_in_order() -> None:

@@ -76,11 +76,11 @@ def test_finish_tried_again_after_it_ran_logs_and_counts_once(
     state = state_for(s)
     ref = MessageRef(delivery.id, 1)
     assert state.begin(ref).verdict is Verdict.GO
-    done = Outcome(Finished.DELIVERED, stats_prefix="u e ", log={"id": delivery.id})
+    done = Outcome(Finished.DELIVERED, stats_prefix="u e ", bucket="le10", log={"id": delivery.id})
     assert state.finish(ref, done)[:2] == (Finished.DELIVERED, False)
     assert state.finish(ref, done, again=True)[:2] == (Finished.DELIVERED, False)
     keys = Keys(s.prefix)
     assert len(redis_client.xrange(keys.log)) == 1
-    assert redis_client.hget(keys.totals, "u e n") == b"1"
+    assert redis_client.hget(keys.totals, "u e le10") == b"1"  # an attempt counts in its bucket
     # without `again`, a late try is an attempt that lost its delivery: logged as such
     assert state.finish(ref, done)[0] is Finished.STALE

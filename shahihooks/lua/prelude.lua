@@ -113,7 +113,7 @@ local function set_stage(id, d, stage, now, ...)
 end
 
 -- The stats fields the Lua adds to "<url as shown> <event> " (logline.py names them).
-local STAT = {count = 'n', ok = 'ok', ms = 'ms', deferred = 'def'}
+local STAT = {ok = 'ok', ms = 'ms', deferred = 'def'}
 
 local function shown_url(d) return redis.call('HGET', K.urls, d.url_tag .. ':shown') or '' end
 
@@ -224,7 +224,7 @@ local function admit(tag, limit, now)
     return nil
   end
   local used = redis.call('INCR', rate)
-  if used > limit then  -- full: the slot given back
+  if used - 1 >= limit then  -- it was full: the slot given back
     redis.call('DECR', rate)
     return nil
   end
@@ -264,7 +264,7 @@ end
 -- A new message for the delivery: a new fencing token, and a check that it is not lost.
 -- `...`: more fields to write with them (field, value, ...). `d` is the record as it is.
 local function to_queue(id, d, now, ...)
-  d.token = num(tonumber(d.token) + 1)
+  d.token = num((tonumber(d.token) or 0) + 1)
   set_stage(id, d, STAGE.queued, now, F.checks, '0', ...)
   redis.call('ZADD', K.schedule, num(now + C.grace_ms), id)
   return d.token
