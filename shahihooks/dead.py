@@ -16,6 +16,7 @@ from typing import Any
 from shahihooks import shards
 from shahihooks.payload import envelope
 from shahihooks.settings import Settings, current
+from shahihooks.state import State
 
 
 @dataclass(frozen=True)
@@ -65,20 +66,22 @@ def _text(value: Any) -> str:
 def fetch(ids: Sequence[str], settings: Settings) -> list[DeadLetter]:
     """The dead letters of `ids` that exist, in order, with their bodies (two round trips
     per shard)."""
-    found: dict[str, DeadLetter] = {}
-    for state, mine in shards.by_shard(settings, ids):
-        client, keys = state.client, state.keys
-        pipe = client.pipeline(transaction=False)
-        for delivery_id in mine:
-            pipe.hgetall(keys.dead(delivery_id))
-        letters = [raw for raw in pipe.execute() if raw]
-        pipe = client.pipeline(transaction=False)
-        for raw in letters:
+    found = shards.read_each(settings, ids, shards.shard_of_delivery, _fetch_shard)
+    return [letter for letter in found if letter is not None]
+
+
+def _fetch_shard(state: State, ids: list[str]) -> list[DeadLetter | None]:
+    client, keys = state.client, state.keys
+    pipe = client.pipeline(transaction=False)
+    for delivery_id in ids:
+        pipe.hgetall(keys.dead(delivery_id))
+    raws = pipe.execute()
+    pipe = client.pipeline(transaction=False)
+    for raw in raws:
+        if raw:
             pipe.hmget(keys.body(_text(raw.get(b"msg", b""))), BODY_PARTS)
-        for raw, parts in zip(letters, pipe.execute(), strict=True):
-            letter = DeadLetter.from_redis(raw, parts)
-            found[letter.id] = letter
-    return [found[i] for i in ids if i in found]
+    bodies = iter(pipe.execute())
+    return [DeadLetter.from_redis(raw, next(bodies)) if raw else None for raw in raws]
 
 
 def get(delivery_id: str, settings: Settings | None = None) -> DeadLetter | None:
