@@ -102,12 +102,20 @@ def get_raw(delivery_id: str, settings: Settings) -> dict[str, str] | None:
 
 
 def list_ids(settings: Settings | None = None, since: float = 0, limit: int = 1000) -> list[str]:
-    settings = settings or current()
+    """The ids of the dead letters that died at `since` or later, oldest first (the first
+    `limit`); the shards' lists merged by the time of death, over a Cluster."""
+    states = shards.shards(settings or current())
+    if len(states) == 1:  # one sorted list: no scores to read, nothing to merge
+        index = states[0].keys.dead_index
+        return [
+            _text(i)
+            for i in states[0].client.zrangebyscore(index, since, "+inf", start=0, num=limit)
+        ]
     per_shard = [
         state.client.zrangebyscore(
             state.keys.dead_index, since, "+inf", start=0, num=limit, withscores=True
         )
-        for state in shards.shards(settings)
+        for state in states
     ]
     merged: list[Any] = list(heapq.merge(*per_shard, key=lambda pair: pair[1]))  # by death
     return [_text(pair[0]) for pair in merged[:limit]]
