@@ -28,7 +28,7 @@ from shahihooks.connections import (
     server_facts,
     state_redis,
 )
-from shahihooks.epoch import lost
+from shahihooks.epoch import first_loss
 from shahihooks.errors import ShahihooksError
 from shahihooks.keys import Keys
 from shahihooks.safety import redact_url
@@ -125,8 +125,7 @@ def _memory_check(facts: ServerFacts, what: str) -> Check:
 
 
 def lost_check(settings: Settings) -> Check:
-    found = (lost(state.client, state.keys) for state in shards.shards(settings))
-    loss = next((loss for loss in found if loss is not None), None)
+    loss = first_loss(settings)
     if loss is None:
         return Check(True, "no loss of the state recorded")
     return Check(

@@ -16,6 +16,7 @@ from typing import Any
 from shahihooks import shards
 from shahihooks.payload import envelope
 from shahihooks.settings import Settings, current
+from shahihooks.state import State
 
 
 @dataclass(frozen=True)
@@ -65,20 +66,22 @@ def _text(value: Any) -> str:
 def fetch(ids: Sequence[str], settings: Settings) -> list[DeadLetter]:
     """The dead letters of `ids` that exist, in order, with their bodies (two round trips
     per shard)."""
-    found: dict[str, DeadLetter] = {}
-    for state, mine in shards.by_shard(settings, ids):
-        client, keys = state.client, state.keys
-        pipe = client.pipeline(transaction=False)
-        for delivery_id in mine:
-            pipe.hgetall(keys.dead(delivery_id))
-        letters = [raw for raw in pipe.execute() if raw]
-        pipe = client.pipeline(transaction=False)
-        for raw in letters:
+    found = shards.read_each(settings, ids, shards.shard_of_delivery, _fetch_shard)
+    return [letter for letter in found if letter is not None]
+
+
+def _fetch_shard(state: State, ids: list[str]) -> list[DeadLetter | None]:
+    client, keys = state.client, state.keys
+    pipe = client.pipeline(transaction=False)
+    for delivery_id in ids:
+        pipe.hgetall(keys.dead(delivery_id))
+    raws = pipe.execute()
+    pipe = client.pipeline(transaction=False)
+    for raw in raws:
+        if raw:
             pipe.hmget(keys.body(_text(raw.get(b"msg", b""))), BODY_PARTS)
-        for raw, parts in zip(letters, pipe.execute(), strict=True):
-            letter = DeadLetter.from_redis(raw, parts)
-            found[letter.id] = letter
-    return [found[i] for i in ids if i in found]
+    bodies = iter(pipe.execute())
+    return [DeadLetter.from_redis(raw, next(bodies)) if raw else None for raw in raws]
 
 
 def get(delivery_id: str, settings: Settings | None = None) -> DeadLetter | None:
@@ -99,12 +102,20 @@ def get_raw(delivery_id: str, settings: Settings) -> dict[str, str] | None:
 
 
 def list_ids(settings: Settings | None = None, since: float = 0, limit: int = 1000) -> list[str]:
-    settings = settings or current()
+    """The ids of the dead letters that died at `since` or later, oldest first (the first
+    `limit`); the shards' lists merged by the time of death, over a Cluster."""
+    states = shards.shards(settings or current())
+    if len(states) == 1:  # one sorted list: no scores to read, nothing to merge
+        index = states[0].keys.dead_index
+        return [
+            _text(i)
+            for i in states[0].client.zrangebyscore(index, since, "+inf", start=0, num=limit)
+        ]
     per_shard = [
         state.client.zrangebyscore(
             state.keys.dead_index, since, "+inf", start=0, num=limit, withscores=True
         )
-        for state in shards.shards(settings)
+        for state in states
     ]
     merged: list[Any] = list(heapq.merge(*per_shard, key=lambda pair: pair[1]))  # by death
     return [_text(pair[0]) for pair in merged[:limit]]

@@ -34,7 +34,7 @@ from shahihooks.publish import Message
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings, Throttle, current
 from shahihooks.signing import fingerprint
-from shahihooks.state import MaybeSent, NotSent, State, StoredEvent, Target
+from shahihooks.state import MaybeSent, NotSent, StoredEvent, Target
 
 logger = logging.getLogger("shahihooks.emit")
 
@@ -184,8 +184,7 @@ def _enqueue(p: Prepared, nonce: str, msg_id: str) -> list[Delivery]:
     if not settings.enabled:
         logger.info("webhooks are disabled (SHAHIHOOKS_ENABLED=0): %s not sent", event)
         return []
-    state = shards.shards(settings)[0]  # the endpoint store is in every shard
-    targets = _targets(p, state, msg_id)
+    targets = _targets(p, msg_id)
     if not targets:
         logger.debug("no endpoint subscribes to %s", event)
         return []
@@ -223,7 +222,7 @@ def _enqueue(p: Prepared, nonce: str, msg_id: str) -> list[Delivery]:
     ]
 
 
-def _targets(p: Prepared, state: State, msg_id: str) -> list[Target]:
+def _targets(p: Prepared, msg_id: str) -> list[Target]:
     """One target per endpoint that receives the event; one whose URL is refused is still a
     target (dead-lettered at once with the reason): it never fails the emit for the others."""
     settings = p.settings
@@ -231,7 +230,7 @@ def _targets(p: Prepared, state: State, msg_id: str) -> list[Target]:
         endpoints = [Endpoint(url, rate_limit=0) for url in settings.ops_urls]
         source = {url: "ops" for url in settings.ops_urls}
     else:
-        stored = stored_endpoints(state.client, settings, state.keys)
+        stored = _stored(settings)
         endpoints = endpoints_for(p.event, settings, stored, hooks)
         # a URL of SHAHIHOOKS_URLS is checked at every attempt against the worker's list
         source = {**{url: "urls" for url in settings.urls}, **{e.url: "store" for e in stored}}
@@ -247,6 +246,22 @@ def _targets(p: Prepared, state: State, msg_id: str) -> list[Target]:
         )
         for e in endpoints
     ]
+
+
+def _stored(settings: Settings) -> list[Endpoint]:
+    """The runtime endpoints, from the first shard whose primary answers: the store is
+    written to every shard, so one primary away (a failover) does not stop every emit."""
+    away: set[int] = set()  # the connection pools of the primaries that did not answer
+    for state in shards.shards(settings):
+        client = state.client
+        if id(client.connection_pool) in away:
+            continue  # another shard of the same primary
+        try:
+            return stored_endpoints(client, settings, state.keys)
+        except _UNREACHABLE as exc:
+            away.add(id(client.connection_pool))
+            cause = exc
+    raise cause
 
 
 def _publish(settings: Settings, messages: list[Message], event: str) -> None:

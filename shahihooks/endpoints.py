@@ -107,7 +107,8 @@ def forget_cached() -> None:
 
 class EndpointStore:
     """The runtime endpoints, one Redis hash: url -> JSON. In a Redis Cluster, one in every
-    shard (begin.lua reads its own shard's), written to all, read from the first."""
+    shard (begin.lua reads its own shard's), written to all, read from the first (by emit:
+    the first whose primary answers)."""
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.client = client

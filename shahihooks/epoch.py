@@ -18,7 +18,9 @@ from typing import Any
 
 import redis
 
+from shahihooks import shards
 from shahihooks.keys import Keys
+from shahihooks.settings import Settings
 
 logger = logging.getLogger("shahihooks.worker")
 
@@ -86,6 +88,12 @@ def lost(client: redis.Redis, keys: Keys) -> Loss | None:
         return None
     fields = {k.decode(): v.decode() for k, v in found.items()}
     return Loss(int(fields.get("at_ms", "0")), fields.get("reason", ""))
+
+
+def first_loss(settings: Settings) -> Loss | None:
+    """The loss recorded in any of the state's shards (the first found), if any."""
+    found = (lost(state.client, state.keys) for state in shards.shards(settings))
+    return next((loss for loss in found if loss is not None), None)
 
 
 def acknowledge(client: redis.Redis, keys: Keys) -> bool:

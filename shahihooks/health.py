@@ -24,6 +24,7 @@ attempt teaches is `signal_for`'s pure answer.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -129,23 +130,26 @@ _READ = (
 
 def endpoint_health(settings: Settings, urls: Iterable[str]) -> list[EndpointHealth]:
     """The health of each of `urls`, read in one pipelined round trip (per shard)."""
-    urls = list(urls)
-    groups: dict[int, tuple[State, list[str]]] = {}
+    read = functools.partial(_read_health, settings)
+    return shards.read_each(settings, list(urls), _shard_of_url, read)
+
+
+def _shard_of_url(url: str) -> int:
+    return shards.shard_of_tag(url_tag(url))
+
+
+def _read_health(settings: Settings, state: State, urls: list[str]) -> list[EndpointHealth]:
+    now_ms = state.now_ms()
+    pipe = state.client.pipeline(transaction=False)
     for url in urls:
-        state = shards.of_tag(settings, url_tag(url))
-        groups.setdefault(id(state), (state, []))[1].append(url)
-    read: dict[str, EndpointHealth] = {}
-    for state, mine in groups.values():
-        now_ms = state.now_ms()
-        pipe = state.client.pipeline(transaction=False)
-        for url in mine:
-            tag = url_tag(url)
-            pipe.hmget(state.keys.health(tag), _READ)
-            pipe.zcount(state.keys.in_flight(tag), now_ms, "+inf")
-        found = pipe.execute()
-        for i, url in enumerate(mine):
-            read[url] = _health(url, found[2 * i], int(found[2 * i + 1]), now_ms, settings)
-    return [read[url] for url in urls]
+        tag = url_tag(url)
+        pipe.hmget(state.keys.health(tag), _READ)
+        pipe.zcount(state.keys.in_flight(tag), now_ms, "+inf")
+    found = pipe.execute()
+    return [
+        _health(url, found[2 * i], int(found[2 * i + 1]), now_ms, settings)
+        for i, url in enumerate(urls)
+    ]
 
 
 def _health(
@@ -240,7 +244,7 @@ def set_limit(settings: Settings, url: str, ceiling: int | None) -> None:
 
 def _of(settings: Settings, url: str) -> State:
     """The State of `url`'s shard: its health lives there."""
-    return shards.of_tag(settings, url_tag(url))
+    return shards.of_shard(settings, _shard_of_url(url))
 
 
 def _is_ops(settings: Settings, url: str) -> bool:

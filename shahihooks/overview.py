@@ -3,7 +3,8 @@
 Counters come from `{p}:totals` (never expires: attempts, successes, milliseconds and
 latency buckets per URL and event since the start), charts from the hourly `{p}:stats:{hour}`
 hashes, waiting work from the schedule, the backlogs and the retry counts. Every read is a
-fixed number of round trips, whatever the traffic; the delivery log is not read here.
+fixed number of round trips (per shard, in a Redis Cluster), whatever the traffic; the
+delivery log is not read here.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def read_totals(settings: Settings) -> Cells:
 
 
 def read_hours(settings: Settings, hours: int, now: float | None = None) -> list[Cells]:
-    """The last `hours` hourly aggregates (the current one last), one round trip."""
+    """The last `hours` hourly aggregates (the current one last), one round trip per shard."""
     now = time.time() if now is None else now
     last = int(now // 3600)
     out: list[Cells] = [{} for _ in range(hours)]

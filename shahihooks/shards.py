@@ -21,8 +21,8 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
@@ -36,6 +36,8 @@ from shahihooks.state import State, state_for
 from shahihooks.statetypes import Emitted, StoredEvent, Target
 
 N_SHARDS = 16
+Item = TypeVar("Item", bound=Hashable)
+Read = TypeVar("Read")
 REROUTE_MIN_S = 0.5  # after an outage, the slots are looked up again at most this often
 
 
@@ -157,23 +159,47 @@ def shards(settings: Settings) -> tuple[State, ...]:
     return _shards(os.getpid(), settings)
 
 
-def of_tag(settings: Settings, url_tag: str) -> State:
+def of_shard(settings: Settings, shard: int) -> State:
+    """Shard `shard`'s State (the only one, without a Cluster)."""
     found = shards(settings)
-    return found[shard_of_tag(url_tag)] if len(found) > 1 else found[0]
+    return found[shard] if len(found) > 1 else found[0]
+
+
+def of_tag(settings: Settings, url_tag: str) -> State:
+    return of_shard(settings, shard_of_tag(url_tag))
 
 
 def of_delivery(settings: Settings, delivery_id: str) -> State:
-    found = shards(settings)
-    return found[shard_of_delivery(delivery_id)] if len(found) > 1 else found[0]
+    return of_shard(settings, shard_of_delivery(delivery_id))
+
+
+def group(
+    settings: Settings, items: Sequence[Item], shard_of: Callable[[Item], int]
+) -> list[tuple[State, list[Item]]]:
+    """`items` grouped by their shard's State, in the order first met."""
+    found: dict[int, tuple[State, list[Item]]] = {}
+    for item in items:
+        state = of_shard(settings, shard_of(item))
+        found.setdefault(id(state), (state, []))[1].append(item)
+    return list(found.values())
 
 
 def by_shard(settings: Settings, delivery_ids: Sequence[str]) -> list[tuple[State, list[str]]]:
-    """`delivery_ids` grouped by their shard's State, in the order first met."""
-    found: dict[int, tuple[State, list[str]]] = {}
-    for i in delivery_ids:
-        state = of_delivery(settings, i)
-        found.setdefault(id(state), (state, []))[1].append(i)
-    return list(found.values())
+    return group(settings, delivery_ids, shard_of_delivery)
+
+
+def read_each(
+    settings: Settings,
+    items: Sequence[Item],
+    shard_of: Callable[[Item], int],
+    read: Callable[[State, list[Item]], Sequence[Read]],
+) -> list[Read]:
+    """`read(state, mine)` for each shard's items (a pipeline per shard, not a round trip
+    per item), one result per item, given back in the order of `items`."""
+    found: dict[Item, Read] = {}
+    for state, mine in group(settings, items, shard_of):
+        found.update(zip(mine, read(state, mine), strict=True))
+    return [found[item] for item in items]
 
 
 def emit(

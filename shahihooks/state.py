@@ -100,11 +100,11 @@ BUG_TRIES = 3  # an attempt that hits a bug is tried this often, then dead-lette
 BUG_PAUSE_S = 10.0
 REPLICA_WAIT_MS = 1000  # under Sentinel or in a Cluster, an emit waits this for a replica
 LONELY_S = 10.0  # then, without a replica, how long before waiting for one again
-_REFUSED = (
-    redis.ReadOnlyError,
+_REFUSED = (  # a call refused, never run
+    redis.ReadOnlyError,  # by a replica (a demoted primary)
     redis.exceptions.AskError,  # MovedError's parent: a slot moved or migrating
-    redis.exceptions.ClusterDownError,
-    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,  # CLUSTERDOWN: the cluster serves no command now
+    redis.exceptions.TryAgainError,  # TRYAGAIN: a slot in migration, its keys split for now
 )
 
 
@@ -235,7 +235,7 @@ class State:
                     if self.replicated and time.monotonic() >= _lonely_until.get(_at(conn), 0):
                         self._wait_for_a_replica(conn, name)
                     return result
-                except _REFUSED as exc:  # a replica refused it, or its slot moved (a failover)
+                except _REFUSED as exc:  # refused, so not run: see _REFUSED
                     raise NotSent(exc) from exc
                 except redis.exceptions.ResponseError as exc:
                     if _cluster_down(exc):

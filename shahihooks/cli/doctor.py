@@ -45,10 +45,8 @@ def _acknowledge_loss() -> None:
 
 def warn_if_lost(settings: Settings) -> None:
     """A loss of the state, on stderr (stdout stays exact for --json)."""
-    from shahihooks import shards
-    from shahihooks.epoch import lost
+    from shahihooks.epoch import first_loss
 
-    found = (lost(state.client, state.keys) for state in shards.shards(settings))
-    loss = next((loss for loss in found if loss is not None), None)
+    loss = first_loss(settings)
     if loss is not None:
         click.echo(paint(f"✗ {loss.text()} (shahihooks doctor)"), err=True)

@@ -15,6 +15,7 @@ from shahihooks.health import EndpointHealth, endpoint_health
 from shahihooks.keys import url_tag
 from shahihooks.overview import Cell, Queues, by_url, endpoint_urls, read_hours, read_queues
 from shahihooks.settings import Settings
+from shahihooks.state import State
 
 HOURS = 24  # the table's window and the charts' width
 DEAD_SHOWN = 200
@@ -117,12 +118,12 @@ def dead_letters(settings: Settings) -> tuple[int, list[dead.DeadLetter]]:
 
 def dead_tags(settings: Settings, ids: list[str]) -> dict[str, str]:
     """delivery id -> the url tag of its dead letter."""
-    found: dict[str, str] = {}
-    for state, mine in shards.by_shard(settings, ids):
-        pipe = state.client.pipeline(transaction=False)
-        for delivery_id in mine:
-            pipe.hget(state.keys.dead(delivery_id), "tag")
-        found.update(
-            {i: (t.decode() if t else "") for i, t in zip(mine, pipe.execute(), strict=True)}
-        )
-    return {i: found[i] for i in ids}
+    tags = shards.read_each(settings, ids, shards.shard_of_delivery, _dead_tags)
+    return dict(zip(ids, tags, strict=True))
+
+
+def _dead_tags(state: State, ids: list[str]) -> list[str]:
+    pipe = state.client.pipeline(transaction=False)
+    for delivery_id in ids:
+        pipe.hget(state.keys.dead(delivery_id), "tag")
+    return [t.decode() if t else "" for t in pipe.execute()]

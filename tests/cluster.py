@@ -1,0 +1,250 @@
+"""A local Redis Cluster (3 primaries, 3 replicas on 127.0.0.1) with RabbitMQ as the broker,
+for the cluster tests: the cluster and world fixtures (import both into a test module: the
+cluster is then one per module), and what those tests emit and read with."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from kombu import Connection
+from redis.crc import key_slot
+
+from shahihooks import shards
+from shahihooks.connections import OUTAGES
+from shahihooks.keys import url_tag
+from shahihooks.settings import Settings
+from tests.conftest import SECRET, ScriptKeys, connects, free_port, wait_until
+from tests.faults import World
+from tests.receiver import Receiver
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672//"
+ROOT = Path(__file__).resolve().parent.parent
+EMITTER = r"""
+import json, sys
+import shahihooks
+key = sys.argv[2] if len(sys.argv) > 2 else None
+for i in range(int(sys.argv[1])):
+    found = shahihooks.emit("ticket.created", {"ticket_id": i, "n": i}, key=key)
+    print(json.dumps([[d.id, d.status] for d in found]), flush=True)
+"""
+
+
+def _cluster_port(taken: set[int]) -> int:
+    """A free port whose cluster bus (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port <= 55535 and port not in taken and not connects(port + 10000):
+            return port
+
+
+@dataclass
+class Cluster:
+    folder: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="shahihooks-cluster-"))
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, nodes: int = 6) -> None:
+        ports: set[int] = set()
+        for _ in range(nodes):
+            ports.add(_cluster_port(ports))
+        for port in sorted(ports):
+            self.procs[port] = subprocess.Popen(
+                [
+                    "redis-server",
+                    *("--port", str(port), "--bind", "127.0.0.1", "--dir", self.folder),
+                    *("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"),
+                    *("--cluster-config-file", f"{self.folder}/nodes-{port}.conf"),
+                    *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        for port in ports:
+            wait_until(lambda p=port: connects(p), timeout=10, what=f"redis-server on {port}")
+        nodes = [f"127.0.0.1:{p}" for p in sorted(ports)]
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *nodes,
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        wait_until(self.ok, timeout=30, what="cluster_state:ok")
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=5)
+
+    def ok(self) -> bool:
+        with contextlib.suppress(redis.RedisError):
+            return all(
+                self.node(p).cluster("info")["cluster_state"] == "ok" and len(self.masters(p)) == 3
+                for p in self.procs
+            )
+        return False
+
+    def masters(self, via: int | None = None) -> list[int]:
+        """The ports of the primaries, as node `via` sees them."""
+        found = self.node(via or next(iter(self.procs))).cluster("nodes")
+        return sorted(
+            int(address.split("@")[0].rsplit(":", 1)[1])
+            for address, node in found.items()
+            if "master" in node["flags"] and "fail" not in node["flags"]
+        )
+
+    def kill(self, port: int) -> None:
+        proc = self.procs.pop(port)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", name="cluster")
+def cluster_fixture() -> Iterator[Cluster]:
+    try:
+        with Connection(AMQP, connect_timeout=5) as conn:
+            conn.connect()
+    except Exception as exc:
+        pytest.fail(f"RabbitMQ does not answer at {AMQP} ({exc}): `make rabbitmq` starts it")
+    found = Cluster()
+    try:
+        found.start()
+        yield found
+    finally:
+        found.close()
+
+
+@pytest.fixture(name="world")
+def world_fixture(cluster: Cluster, receiver: Receiver, ca: tuple[object, str]) -> Iterator[World]:
+    w = World(receiver, ca[1])
+    run = uuid.uuid4().hex[:8]
+    node = next(iter(cluster.procs))
+    w.settings.update(
+        {
+            "SHAHIHOOKS_REDIS_URL": f"redis://127.0.0.1:{node}/0",
+            "SHAHIHOOKS_REDIS_CLUSTER": "1",
+            "SHAHIHOOKS_BROKER_URL": AMQP,
+            "SHAHIHOOKS_QUEUE": f"shtest-cluster-{run}",
+            "SHAHIHOOKS_PREFIX": f"cl{run}",
+            "SHAHIHOOKS_CIRCUIT_THRESHOLD": "1000",
+        }
+    )
+    try:
+        yield w
+    finally:
+        w.close()
+        with Connection(AMQP) as conn:
+            conn.default_channel.queue_delete(w.settings["SHAHIHOOKS_QUEUE"])
+
+
+def worker(world: World, concurrency: int) -> subprocess.Popen[bytes]:
+    """A worker of its own name: another's on the same RabbitMQ holds `celery@host`."""
+    name = f"cl{uuid.uuid4().hex[:8]}@%h"
+    return world.worker(concurrency, 1, "-n", name)
+
+
+def settings_of(world: World) -> Settings:
+    return Settings.from_env({k: v for k, v in world.env().items() if k.startswith("SHAHI")})
+
+
+def emit(world: World, count: int, urls: list[str]) -> list[str]:
+    return [i for i, _ in emit_rows(world, count, urls)]
+
+
+def emit_rows(world: World, count: int, urls: list[str], *key: str) -> list[tuple[str, str]]:
+    """(delivery id, status) of each delivery of `count` emits to `urls` (with `key`)."""
+    env = {**world.env(), "SHAHIHOOKS_URLS": " ".join(urls)}
+    done = subprocess.run(
+        [sys.executable, "-c", EMITTER, str(count), *key],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [(i, status) for line in done.stdout.splitlines() for i, status in json.loads(line)]
+
+
+def marks(settings: Settings, ids: list[str]) -> dict[str, str]:
+    """Each delivery's done marker ("ok", "dead") or "", read in its shard."""
+    found: dict[str, str] = {}
+    for state, mine in shards.by_shard(settings, ids):
+        keys = ScriptKeys(state.keys.prefix)
+        try:
+            values = state.client.mget([keys.done(i) for i in mine])
+        except OUTAGES:
+            state.route.lost() if state.route else None
+            values = [None] * len(mine)
+        found.update({i: (v or b"").decode() for i, v in zip(mine, values, strict=True)})
+    return found
+
+
+def wait_delivered(settings: Settings, ids: list[str], timeout: float) -> dict[str, str]:
+    def all_done() -> dict[str, str] | None:
+        found = marks(settings, ids)
+        return found if all(found.values()) else None
+
+    return wait_until(all_done, timeout=timeout, what=f"{len(ids)} deliveries done")  # type: ignore[return-value]
+
+
+def signed(r: object) -> bool:
+    headers, body = r.headers, r.body  # type: ignore[attr-defined]
+    content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    mac = base64.b64encode(hmac.new(SECRET.encode(), content, hashlib.sha256).digest()).decode()
+    return f"v1,{mac}" in headers["webhook-signature"].split()
+
+
+def fcalls(cluster: Cluster, port: int) -> int:
+    stats = cluster.node(port).info("commandstats")
+    return int(stats.get("cmdstat_fcall", {}).get("calls", 0))
+
+
+def primary_of(cluster: Cluster, key: str) -> int:
+    """The port of the primary serving `key`'s slot (CLUSTER SLOTS)."""
+    slot = key_slot(key.encode())
+    for row in cluster.node(next(iter(cluster.procs))).execute_command("CLUSTER", "SLOTS"):
+        if int(row[0]) <= slot <= int(row[1]):
+            return int(row[2][1])
+    raise AssertionError(f"no primary serves slot {slot}")
+
+
+def shard_key(settings: Settings, url: str) -> str:
+    """A key of `url`'s shard."""
+    return shards.shard_prefix(settings.prefix, shards.shard_of_tag(url_tag(url)))
+
+
+def urls_in(receiver: Receiver, name: str, shard: int, count: int = 1) -> list[str]:
+    """`count` receiver URLs whose endpoints live in `shard`."""
+    found: list[str] = []
+    for n in range(10_000):
+        url = receiver.url(f"/cl-{name}-{uuid.uuid4().hex[:6]}-{n}")
+        if shards.shard_of_tag(url_tag(url)) == shard:
+            found.append(url)
+        if len(found) == count:
+            return found
+    raise AssertionError(f"no URL in shard {shard}")
