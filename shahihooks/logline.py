@@ -8,8 +8,9 @@ prelude.lua's `log_event`, in the same fields.
 A stats field ({p}:stats:{hour} and {p}:totals, hashes) is "<url as shown> <event> <name>",
 `name` one of OK, MS, DEFERRED or a latency bucket (`latency_bucket`); the URL may hold
 spaces, the event and the name never do. Every attempt counts in one bucket, so the
-buckets' sum is the attempts (`attempts`); COUNT held them too until issue #23 (now one
-HINCRBY fewer per hash and attempt), and data written before still has it. Python gives
+buckets' sum is the attempts (`attempts`). COUNT holds them too, still written for the
+readers of an earlier version (a rolling upgrade, a rollback: they count COUNT only); this
+version reads the larger of the two. Python gives
 finish.lua the prefix (`stats_prefix`); prelude.lua's `STAT` names the fields the Lua adds.
 tests/test_contract.py checks that the Lua's names are these.
 """
@@ -23,7 +24,7 @@ from typing import Any
 LOG_FIELDS = ("ts", "id", "url", "event", "attempt", "outcome", "status", "ms", "error", "next_s")
 _NUMBERS: dict[str, Any] = {"ts": float, "attempt": int, "status": int, "ms": int, "next_s": float}
 
-COUNT = "n"  # attempts, in data written before issue #23 (see `attempts`)
+COUNT = "n"  # attempts, for earlier versions' readers (see `attempts`)
 OK = "ok"  # delivered
 MS = "ms"  # their total duration
 DEFERRED = "def"  # times a delivery went to the URL's backlog (not an attempt)

@@ -107,6 +107,7 @@ def test_the_declared_locals_follow_the_layout() -> None:
 def test_the_lua_writes_log_entries_and_stats_fields_as_logline_names_them() -> None:
     (stat,) = re.findall(r"^local STAT = \{(.*)\}$", PRELUDE, re.MULTILINE)
     assert dict(re.findall(r"(\w+) = '(\w+)'", stat)) == {
+        "count": logline.COUNT,
         "ok": logline.OK,
         "ms": logline.MS,
         "deferred": logline.DEFERRED,

@@ -82,5 +82,6 @@ def test_finish_tried_again_after_it_ran_logs_and_counts_once(
     keys = Keys(s.prefix)
     assert len(redis_client.xrange(keys.log)) == 1
     assert redis_client.hget(keys.totals, "u e le10") == b"1"  # an attempt counts in its bucket
+    assert redis_client.hget(keys.totals, "u e n") == b"1"  # and in the count earlier readers use
     # without `again`, a late try is an attempt that lost its delivery: logged as such
     assert state.finish(ref, done)[0] is Finished.STALE

@@ -30,16 +30,20 @@ if n_log > 0 then
   redis.call('XADD', K.log, 'MAXLEN', '~', C.log_max, '*',
              unpack(ARGV, REST, REST - 1 + 2 * n_log))
   local stats, p = key('stats', num(math.floor(now / 3600000))), stats_prefix
-  -- the attempts are the buckets' sum (logline.attempts): no count of their own
-  if redis.call('HINCRBY', stats, p .. bucket, '1') == 1 then  -- the hour's first there
+  -- the attempts are the buckets' sum (logline.attempts); their count `n` is still written
+  -- for the readers of an earlier version (a rolling upgrade, a rollback: theirs is
+  -- failed = n - ok, and {p}:totals never expires)
+  if redis.call('HINCRBY', stats, p .. STAT.count, '1') == 1 then  -- the hour's first
     redis.call('EXPIRE', stats, C.stats_ttl)
   end
+  if bucket ~= '' then redis.call('HINCRBY', stats, p .. bucket, '1') end
   if kind == 'delivered' then redis.call('HINCRBY', stats, p .. STAT.ok, '1') end
   redis.call('HINCRBY', stats, p .. STAT.ms, duration_ms)
   -- the same, for ever (Prometheus counters must never go down): {p}:totals
+  redis.call('HINCRBY', K.totals, p .. STAT.count, '1')
   if kind == 'delivered' then redis.call('HINCRBY', K.totals, p .. STAT.ok, '1') end
   redis.call('HINCRBY', K.totals, p .. STAT.ms, duration_ms)
-  redis.call('HINCRBY', K.totals, p .. bucket, '1')
+  if bucket ~= '' then redis.call('HINCRBY', K.totals, p .. bucket, '1') end
 end
 
 if not holds then return {'stale', ops_added and '1' or ''} end

@@ -29,14 +29,14 @@ local function key(a, b, c)
   return P .. ':' .. a
 end
 local SETUP = ''
+local WIDE  -- '%d' writes 64-bit integers here (not on a 32-bit build): set by setup
 local unwritten  -- the id of the record emit is making (set_stage writes it whole)
 
 local function setup(argv)
   unwritten = nil
   if argv[1] == SETUP then return end  -- the same settings as the call before: kept
-  SETUP = argv[1]
   local common = {}
-  for part in string.gmatch(SETUP .. '\0', '(%Z*)%z') do common[#common + 1] = part end
+  for part in string.gmatch(argv[1] .. '\0', '(%Z*)%z') do common[#common + 1] = part end
   P = common[1]
   C = {
     lease_ms = tonumber(common[2]), grace_ms = tonumber(common[3]),
@@ -53,13 +53,15 @@ local function setup(argv)
     wmhist = key('watermark', 'history'), ops = key('ops'), totals = key('totals'),
     unknown = key('unknown'),
   }
+  WIDE = string.format('%d', 2 ^ 53) == '9007199254740992'
+  SETUP = argv[1]  -- last: a call that failed above never leaves half of them kept
 end
 
 -- Lua's tostring() writes large numbers in exponent form: integers go through this (as
 -- '%d', far cheaper in C than '%.0f'; a fraction is rounded). A number given to redis.call
 -- is written by Redis with '%.17g' (as dear): the hot paths give text ('1', num(x)).
 local function num(x)
-  if x % 1 == 0 and x > -1e15 and x < 1e15 then return string.format('%d', x) end
+  if WIDE and x % 1 == 0 and x > -1e15 and x < 1e15 then return string.format('%d', x) end
   return string.format('%.0f', x)
 end
 local function secs(ms) return string.format('%.3f', ms / 1000) end
@@ -113,7 +115,7 @@ local function set_stage(id, d, stage, now, ...)
 end
 
 -- The stats fields the Lua adds to "<url as shown> <event> " (logline.py names them).
-local STAT = {ok = 'ok', ms = 'ms', deferred = 'def'}
+local STAT = {count = 'n', ok = 'ok', ms = 'ms', deferred = 'def'}
 
 local function shown_url(d) return redis.call('HGET', K.urls, d.url_tag .. ':shown') or '' end
 
