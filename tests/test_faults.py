@@ -114,12 +114,18 @@ def test_redis_restart_mid_run_no_hang_clear_errors_nothing_acknowledged_lost(
     failures = [r for r in rows if "error" in r]
     acknowledged = [r["ok"] for r in rows if "ok" in r]
     assert max(r["s"] for r in rows) < 15, "an emit must fail fast, never hang"
-    assert all(r["shahihooks"] and r["error"] == "UnavailableError" for r in failures), failures[:3]
-    assert all("nothing was enqueued" in r["message"] for r in failures)
-    assert failures, "the restart must land mid-run"
+    assert all(r["shahihooks"] for r in failures), failures[:3]
+    refused = [r for r in failures if r["error"] == "UnavailableError"]
+    # the one emit whose step was sent as Redis stopped, if any, may have run: it says so
+    unknown = [r for r in failures if r["error"] == "OutcomeUnknown"]
+    assert len(refused) + len(unknown) == len(failures), failures[:3]
+    assert len(unknown) <= 1, unknown
+    assert all("nothing was enqueued" in r["message"] for r in refused)
+    assert all("may or may not have been enqueued" in r["message"] for r in unknown)
+    assert refused, "the restart must land mid-run"
     ledger = world.wait_ledger(acknowledged, path, timeout=RECOVERY_BOUND_S)
     assert worker.poll() is None, "the worker must survive a Redis restart"
-    print(f"\nRedis restarted: {len(failures)} emits refused with UnavailableError; {ledger}")
+    print(f"\nRedis restarted: {len(refused)} emits refused, {len(unknown)} unknown; {ledger}")
     assert ledger.missing == []
     assert ledger.received_distinct == ledger.delivered
 
