@@ -15,7 +15,9 @@ leaves each event in `{p}:ops`; a worker then (right after the attempt that caus
 mover within a second) runs the Python hooks (`hooks.on_ops_event`, Django's signals) and
 sends it through the same pipeline as any delivery — signed, retried, logged, dead-lettered —
 to SHAHIHOOKS_OPS_URLS, signed with SHAHIHOOKS_OPS_SECRET (default: the secret). Each event
-is emitted with its id as the idempotency key, so two workers draining at once send it once.
+is emitted with its id as the idempotency key, so two workers draining at once send it once;
+the Python hooks run in the one whose HDEL took the event (a crash between the two: the
+event was sent, its hooks not run).
 No event is ever about an operational endpoint itself.
 """
 
@@ -71,15 +73,18 @@ def _drain(state: State, settings: Settings, hooks: Hooks) -> int:
     items = sorted(
         ((_text(k), *_event(v)) for k, v in found.items()), key=lambda item: (item[3], item[0])
     )
+    claimed = 0
     for event_id, event, data, at_ms in items:
+        if settings.ops_urls:  # first, and by its id: two drainers at once send it once
+            emit_operational(event, data, key=event_id, at_s=at_ms // 1000, settings=settings)
+        if not client.hdel(key, event_id):
+            continue  # another drainer (a thread's attempt, the mover) took it: its hooks ran there
+        claimed += 1
         hooks.run_ops(event, data)
         django_signals = sys.modules.get("shahihooks.contrib.django.signals")
         if django_signals is not None:  # loaded by the Django app's ready()
             django_signals.send(event, data)
-        if settings.ops_urls:
-            emit_operational(event, data, key=event_id, at_s=at_ms // 1000, settings=settings)
-        client.hdel(key, event_id)
-    return len(items)
+    return claimed
 
 
 def _text(value: Any) -> str:
