@@ -4,9 +4,11 @@ drain at the same moment."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
+import uuid
 from collections import Counter
 
 from shahihooks import ops, shards
@@ -14,7 +16,10 @@ from shahihooks.hooks import Hooks
 
 
 def test_drainers_at_once_run_each_events_hooks_once(settings) -> None:  # type: ignore[no-untyped-def]
-    s = settings()
+    base = settings()
+    # a prefix of its own (under the one the teardown deletes): the session worker's mover
+    # drains the configured prefix's events, with the process's hooks, not these
+    s = dataclasses.replace(base, prefix=f"{base.prefix}:drain-{uuid.uuid4().hex[:6]}")
     state = shards.shards(s)[0]
     events = {
         f"endpoint.failing:t{i}:{1000 + i}:{i}": json.dumps(
