@@ -17,6 +17,7 @@ from shahihooks.connections import (
     OUTAGES,
     ServerFacts,
     clock_warning,
+    cluster_client,
     cluster_primaries,
     eviction_warning,
     memory_text,
@@ -53,7 +54,10 @@ class Check:
 
 def redis_check(settings: Settings) -> Check:
     try:
-        state_redis(settings).ping()
+        if settings.redis_cluster:  # its URL may name several nodes: not one Redis
+            cluster_client(settings.redis_url).ping()
+        else:
+            state_redis(settings).ping()
     except Exception as exc:
         return Check(
             False,
