@@ -154,7 +154,7 @@ def state_checks(settings: Settings) -> list[Check]:
 
 def copies_check(places: list[copies.Place]) -> Check:
     """The endpoint store's copies (one per shard) alike: one that differs (a write cut
-    short) gives the emits routed to its shard other endpoints, silently."""
+    short) gives what reads it other endpoints than the rest, silently."""
     found = copies.read(places)
     best = copies.newest(found)
     stale = copies.behind(found, best)

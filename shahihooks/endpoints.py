@@ -164,10 +164,10 @@ class EndpointStore:
         limit on attempts in flight again (a write cut short may not have set it)."""
         best, stale, changed = copies.sync(self._places())
         forget_cached()
-        for raw in changed:
-            entry = best.entries.get(raw.encode())
+        for url in changed:
+            entry = best.entries.get(url.encode())
             if entry is not None:
-                health.set_limit(self.settings, raw, Endpoint.from_json(entry).concurrency)
+                health.set_limit(self.settings, url, Endpoint.from_json(entry).concurrency)
         return best, stale
 
     def add(self, endpoint: Endpoint) -> Endpoint:
