@@ -1,7 +1,7 @@
 """What one line of the troubleshooting checklist says (Check), and the lines about Redis:
 reachable; each server the configuration uses not a Cluster, never evicting, persisting
 what it holds, with room left, on a clock in step with this machine's; the state's schema
-and a recorded loss of it.
+and a recorded loss of it; in a Redis Cluster, the endpoint store's copies alike.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from dataclasses import dataclass
 
 import redis
 
-from shahihooks import shards
+from shahihooks import copies, shards
 from shahihooks.celeryconf import redis_servers
 from shahihooks.connections import (
     CLOCK_SKEW_WARN_S,
     OUTAGES,
     ServerFacts,
     clock_warning,
+    cluster_client,
     cluster_primaries,
     eviction_warning,
     memory_text,
@@ -53,7 +54,10 @@ class Check:
 
 def redis_check(settings: Settings) -> Check:
     try:
-        state_redis(settings).ping()
+        if settings.redis_cluster:  # its URL may name several nodes: not one Redis
+            cluster_client(settings.redis_url).ping()
+        else:
+            state_redis(settings).ping()
     except Exception as exc:
         return Check(
             False,
@@ -147,7 +151,31 @@ def state_checks(settings: Settings) -> list[Check]:
         out = [Check(False, str(exc), "see docs/upgrading.md")]
     for state in states:
         out += _unknown_check(state.client, state.keys)
+    if settings.redis_cluster:
+        out.append(copies_check([(s.client, s.keys) for s in states]))
     return out
+
+
+def copies_check(places: list[copies.Place]) -> Check:
+    """The endpoint store's copies (one per shard) alike: one that differs (a write cut
+    short) gives what reads it other endpoints than the rest, silently."""
+    found = copies.read(places)
+    best = copies.newest(found)
+    stale = copies.behind(found, best)
+    if not stale:
+        return Check(
+            True,
+            f"the endpoint store's {len(found)} copies (one per shard) are alike: "
+            f"version {best.version}, {len(best.entries)} endpoint(s)",
+        )
+    return Check(
+        False,
+        f"the endpoint store's copies differ: {', '.join(c.text() for c in stale)} "
+        f"differ from the newest, {best.text()}: what reads those copies (the deliveries to "
+        "endpoints of those shards; an emit, when the shards before are away) sees other "
+        "endpoints (a write was cut short, or a copy was edited by hand)",
+        f"shahihooks endpoints sync (writes shard {best.shard}'s copy over the others)",
+    )
 
 
 def _unknown_check(client: redis.Redis, keys: Keys) -> list[Check]:

@@ -12,10 +12,11 @@ from urllib.parse import urlsplit
 import kombu.exceptions
 import redis
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from shahihooks.clusterurl import startup_nodes
 from shahihooks.errors import ConfigurationError
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings
@@ -83,19 +84,20 @@ _clusters: dict[tuple[int, str], RedisCluster] = {}
 
 
 def cluster_client(url: str) -> RedisCluster:
-    """A shared client of the Redis Cluster that `url` names a node of (SHAHIHOOKS_REDIS_CLUSTER):
-    it knows which primary serves each slot (shards.py sends the scripts there itself)."""
+    """A shared client of the Redis Cluster that `url` names a node (or several: clusterurl.py)
+    of (SHAHIHOOKS_REDIS_CLUSTER): it knows which primary serves each slot (shards.py sends
+    the scripts there itself)."""
     key = (os.getpid(), url)
     with _lock:
         client = _clusters.get(key)
         if client is None:
-            options = {k: v for k, v in _OPTIONS.items() if k != "retry"}
             try:
-                client = RedisCluster.from_url(url, **options)
+                found = startup_nodes(url)
+                nodes = [ClusterNode(h, p) for h, p in found.nodes]  # type: ignore[no-untyped-call]
+                options = {k: v for k, v in _OPTIONS.items() if k != "retry"}
+                client = RedisCluster(startup_nodes=nodes, **{**options, **dict(found.options)})
             except ValueError as exc:
-                raise ConfigurationError(
-                    f"SHAHIHOOKS_REDIS_URL {redact_url(url)!r}: {exc}"
-                ) from None
+                raise ConfigurationError(f"SHAHIHOOKS_REDIS_URL: {exc}") from None
             except redis.exceptions.RedisClusterException as exc:
                 raise _cluster_refusal(url, exc) from exc
             _clusters[key] = client
@@ -118,8 +120,8 @@ def _cluster_refusal(url: str, exc: Exception) -> Exception:
     """Why a Cluster client could not be made: no node answers (an outage), or the URL."""
     if "not enabled" in str(exc):
         return ConfigurationError(
-            f"SHAHIHOOKS_REDIS_CLUSTER is set, but SHAHIHOOKS_REDIS_URL {redact_url(url)} is "
-            "not a node of a Redis Cluster"
+            f"SHAHIHOOKS_REDIS_CLUSTER is set, but SHAHIHOOKS_REDIS_URL {redact_url(url)} "
+            "names a Redis that is not a node of a Redis Cluster"
         )
     if "cannot be connected" in str(exc):
         return redis.ConnectionError(str(exc))
@@ -127,8 +129,13 @@ def _cluster_refusal(url: str, exc: Exception) -> Exception:
 
 
 def state_redis(settings: Settings) -> redis.Redis:
-    """The client of the state Redis (SHAHIHOOKS_REDIS_URL)."""
-    return redis_client(settings.redis_url, settings.sentinel_master)
+    """The client of the state Redis (SHAHIHOOKS_REDIS_URL). In a Redis Cluster, of its first
+    listed node, connected only once used: the state there is read through shards.py (the
+    endpoint store too), so this client only stands in where one is passed."""
+    url = settings.redis_url
+    if settings.redis_cluster:
+        url = url.split(",")[0].strip()
+    return redis_client(url, settings.sentinel_master)
 
 
 def is_sentinel(url: str) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from shahihooks import health, shards
+from shahihooks import copies, health, shards
 from shahihooks.bodystyle import BodyStyle, body_style
 from shahihooks.errors import ConfigurationError, ShahihooksError
 from shahihooks.events import check_name
@@ -107,8 +107,8 @@ def forget_cached() -> None:
 
 class EndpointStore:
     """The runtime endpoints, one Redis hash: url -> JSON. In a Redis Cluster, one in every
-    shard (begin.lua reads its own shard's), written to all, read from the first (by emit:
-    the first whose primary answers)."""
+    shard (begin.lua reads its own shard's), written to all with a version (copies.py),
+    read from the first (by emit: the first whose primary answers)."""
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.client = client
@@ -132,9 +132,13 @@ class EndpointStore:
 
     def _write(self, url: str, endpoint: Endpoint | None, release: bool = False) -> int:
         """`url` set to `endpoint` (None: removed) in every place; how many had it. With
-        `release`, its backlog is looked at now (a changed limit applies at once)."""
+        `release`, its backlog is looked at now (a changed limit applies at once). In a
+        Cluster each copy gets the next version; copies left behind by a write cut short
+        are brought up to the newest first (copies.py), so this write lands on alike copies."""
+        places = self._places()
+        version = self._next_version(places) if len(places) > 1 else None
         found = 0
-        for client, keys in self._places():
+        for client, keys in places:
             pipe = client.pipeline(transaction=True)
             if endpoint is None:
                 pipe.hdel(keys.endpoints, url)
@@ -142,9 +146,29 @@ class EndpointStore:
                 pipe.hset(keys.endpoints, url, endpoint.to_json())
             if endpoint is not None and release:
                 pipe.zadd(keys.releases, {url_tag(url): 0}, xx=True, lt=True)
+            if version is not None:
+                pipe.set(keys.endpoints_version, version)
             found += int(pipe.execute()[0])
         forget_cached()
         return found
+
+    def _next_version(self, places: list[copies.Place]) -> int:
+        found = copies.versions(places)
+        if len(set(found)) > 1:
+            self.sync()
+        return max(found) + 1
+
+    def sync(self) -> tuple[copies.Copy, list[copies.Copy]]:
+        """In a Cluster, the newest copy written over the copies that differ from it: the
+        newest, and the copies it replaced. An endpoint whose entry changed gets its own
+        limit on attempts in flight again (a write cut short may not have set it)."""
+        best, stale, changed = copies.sync(self._places())
+        forget_cached()
+        for url in changed:
+            entry = best.entries.get(url.encode())
+            if entry is not None:
+                health.set_limit(self.settings, url, Endpoint.from_json(entry).concurrency)
+        return best, stale
 
     def add(self, endpoint: Endpoint) -> Endpoint:
         check_target(endpoint.url, self.settings)

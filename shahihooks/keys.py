@@ -34,6 +34,9 @@ store, schema, epoch and signers in every shard (or the first).
 {p}:throttle:{ev}:{v}   string one `article.viewed` per article per window; the window. {v}
                                is the value's JSON (so 1 and "1" differ), hashed if long
 {p}:endpoints           hash   url -> JSON endpoint (events, secrets, limit, enabled)
+{p}:endpoints:version   string in a Redis Cluster, the version of the shard's copy of the
+                               endpoint store: one more at every write (copies.py); never
+                               expires
 {p}:log                 stream every attempt and deferral, capped (MAXLEN ~ log_max_len)
 {p}:stats:{hour}        hash   "url event field" -> ok, ms, deferrals and latency buckets
                                (attempts: the buckets' sum; data written before issue #23
@@ -184,6 +187,10 @@ class Keys:
     @property
     def endpoints(self) -> str:
         return self._key("endpoints")
+
+    @property
+    def endpoints_version(self) -> str:
+        return self._key("endpoints", "version")
 
     @property
     def totals(self) -> str:

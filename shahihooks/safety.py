@@ -325,6 +325,8 @@ def _redact(url: str) -> str:
     end = head.find("/", start + 2)
     end = len(head) if end < 0 else end
     authority = head[start + 2 : end]
+    if "," in authority:  # several URLs (a Redis Cluster's nodes): each masked alone
+        return ",".join(_redact(part) for part in head.split(",")) + tail
     userinfo, at, hostport = authority.rpartition("@")
     if at:
         masked = f"{_MASK}:{_MASK}" if ":" in userinfo else _MASK

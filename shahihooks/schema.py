@@ -41,6 +41,7 @@ def key_types(keys: Keys) -> dict[str, str]:
         keys.watermark: "zset",
         keys.watermark_history: "zset",
         keys.endpoints: "hash",
+        keys.endpoints_version: "string",
         keys.totals: "hash",
         keys.log: "stream",
         keys.dead_index: "zset",

@@ -14,6 +14,7 @@ from typing import Any
 
 from shahihooks import readers as read
 from shahihooks.bodystyle import BodyStyle, body_style
+from shahihooks.clusterurl import is_node_list, startup_nodes
 from shahihooks.errors import ConfigurationError, EventError
 from shahihooks.events import check_name
 from shahihooks.outcome import RetryPolicy
@@ -89,6 +90,7 @@ class Settings:
         return found
 
     def __post_init__(self) -> None:
+        _check_redis_url(self)
         if not self.broker_url:
             object.__setattr__(self, "broker_url", self.redis_url)
         object.__setattr__(self, "body_style", body_style(self.body_style))
@@ -205,6 +207,22 @@ class Settings:
 
 
 _REDIS_BROKERS = ("redis://", "rediss://", "unix://", "sentinel://")
+
+
+def _check_redis_url(settings: Settings) -> None:
+    """A list of nodes only for a Redis Cluster, and a Cluster's URL checked item by item
+    (clusterurl.py), here rather than at a worker's first connection."""
+    url, name = settings.redis_url, settings.setting_name("REDIS_URL")
+    if is_node_list(url) and not settings.redis_cluster:
+        raise ConfigurationError(
+            f"{name}={redact_url(url)!r} is a list of nodes, which only a Redis Cluster takes: "
+            f"set {settings.setting_name('REDIS_CLUSTER')}=1 for a Cluster, or name one Redis"
+        )
+    if settings.redis_cluster:
+        try:
+            startup_nodes(url)
+        except ValueError as exc:
+            raise ConfigurationError(f"{name}: {exc}") from None
 
 
 def _check_cluster_broker(settings: Settings) -> None:

@@ -1,6 +1,7 @@
-"""A local Redis Cluster (3 primaries, 3 replicas on 127.0.0.1) with RabbitMQ as the broker,
-for the cluster tests: the cluster and world fixtures (import both into a test module: the
-cluster is then one per module), and what those tests emit and read with."""
+"""A local Redis Cluster (3 primaries, 3 replicas on 127.0.0.1, its nodes started as the
+bench's are: shahihooks/localcluster.py) with RabbitMQ as the broker, for the cluster tests:
+the cluster and world fixtures (import both into a test module: the cluster is then one per
+module), and what those tests emit and read with."""
 
 from __future__ import annotations
 
@@ -9,14 +10,12 @@ import contextlib
 import hashlib
 import hmac
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,9 @@ from redis.crc import key_slot
 from shahihooks import shards
 from shahihooks.connections import OUTAGES
 from shahihooks.keys import url_tag
+from shahihooks.localcluster import LocalNodes
 from shahihooks.settings import Settings
-from tests.conftest import SECRET, ScriptKeys, connects, free_port, wait_until
+from tests.conftest import SECRET, ScriptKeys, wait_until
 from tests.faults import World
 from tests.receiver import Receiver
 
@@ -44,43 +44,18 @@ for i in range(int(sys.argv[1])):
 """
 
 
-def _cluster_port(taken: set[int]) -> int:
-    """A free port whose cluster bus (port + 10000) is free too."""
-    while True:
-        port = free_port()
-        if port <= 55535 and port not in taken and not connects(port + 10000):
-            return port
-
-
 @dataclass
-class Cluster:
-    folder: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="shahihooks-cluster-"))
-    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+class Cluster(LocalNodes):
+    """3 primaries and 3 replicas (redis-cli --cluster create); `kill` one node."""
 
     def start(self, nodes: int = 6) -> None:
-        ports: set[int] = set()
-        for _ in range(nodes):
-            ports.add(_cluster_port(ports))
-        for port in sorted(ports):
-            self.procs[port] = subprocess.Popen(
-                [
-                    "redis-server",
-                    *("--port", str(port), "--bind", "127.0.0.1", "--dir", self.folder),
-                    *("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"),
-                    *("--cluster-config-file", f"{self.folder}/nodes-{port}.conf"),
-                    *("--save", "", "--appendonly", "no", "--daemonize", "no"),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        for port in ports:
-            wait_until(lambda p=port: connects(p), timeout=10, what=f"redis-server on {port}")
-        nodes = [f"127.0.0.1:{p}" for p in sorted(ports)]
+        ports = self.start_nodes(nodes)
         subprocess.run(
             [
                 "redis-cli",
                 "--cluster",
                 "create",
-                *nodes,
+                *(f"127.0.0.1:{p}" for p in ports),
                 "--cluster-replicas",
                 "1",
                 "--cluster-yes",
@@ -90,9 +65,6 @@ class Cluster:
             timeout=60,
         )
         wait_until(self.ok, timeout=30, what="cluster_state:ok")
-
-    def node(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_timeout=5)
 
     def ok(self) -> bool:
         with contextlib.suppress(redis.RedisError):
@@ -116,11 +88,8 @@ class Cluster:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
 
-    def close(self) -> None:
-        for proc in self.procs.values():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-        shutil.rmtree(self.folder, ignore_errors=True)
+    def close(self, sig: int = signal.SIGKILL) -> None:
+        super().close(sig)  # killed: a test's cluster has nothing to shut down cleanly
 
 
 @pytest.fixture(scope="module", name="cluster")

@@ -1,6 +1,6 @@
 """An emit over a Redis Cluster's shards (tests/cluster.py): a key's marker and a throttle
 on their lead shard whatever the endpoints, an emit tried again after a lost answer or a
-crash between its steps."""
+crash between its steps; a URL of two nodes, the first down."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from shahihooks import shards
 from shahihooks.keys import Keys, url_tag
 from shahihooks.statetypes import Placed, StoredEvent, Target
 from tests.cluster import (
+    Cluster,
     cluster_fixture,  # noqa: F401 (the fixture `cluster`, one per module)
     emit_rows,
     settings_of,
@@ -19,6 +20,7 @@ from tests.cluster import (
     worker,
     world_fixture,  # noqa: F401 (the fixture `world`)
 )
+from tests.conftest import connects, free_port
 from tests.faults import World
 from tests.receiver import Receiver
 
@@ -113,3 +115,25 @@ def test_cluster_emit_again_after_a_crash_between_steps_runs_the_missing_step(
     assert again == [(i, "duplicate") for i in ids]
     assert all(state.client.exists(state.keys.delivery(i)) for i in ids[2:])
     assert state.client.hget(state.keys.body(f"{msg}.2"), "refs") == b"3"
+
+
+def test_cluster_url_of_several_nodes_starts_past_one_that_is_down(
+    world: World, receiver: Receiver, cluster: Cluster
+) -> None:
+    """SHAHIHOOKS_REDIS_URL lists two nodes, the first on a port nothing listens on: the
+    emitter and the worker find the cluster through the second, and the event is delivered."""
+    down = free_port()
+    assert not connects(down)
+    node = next(iter(cluster.procs))
+    world.settings["SHAHIHOOKS_REDIS_URL"] = f"redis://127.0.0.1:{down},redis://127.0.0.1:{node}/0"
+    paths = [f"/cl-seeds-{uuid.uuid4().hex[:6]}-{n}" for n in range(4)]
+    rows = emit_rows(world, 2, [receiver.url(p) for p in paths])
+    assert len(rows) == 8
+    assert {status for _, status in rows} == {"queued"}
+    worker(world, 4)
+    settings = settings_of(world)
+    assert settings.redis_url.startswith(f"redis://127.0.0.1:{down},")
+    ids = [i for i, _ in rows]
+    assert set(wait_delivered(settings, ids, timeout=60).values()) == {"ok"}
+    got = [r.header("webhook-id") for p in paths for r in receiver.requests_to(p)]
+    assert sorted(got) == sorted(ids)

@@ -8,7 +8,9 @@ import pytest
 import redis
 
 import shahihooks
+from shahihooks import checks
 from shahihooks.endpoints import Endpoint, EndpointStore
+from shahihooks.keys import Keys
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -49,3 +51,15 @@ def test_redacted_endpoint_never_shows_a_secret() -> None:
     shown = Endpoint("https://x.example/h", secrets=("hunter2-secret",)).redacted()
     assert "hunter2-secret" not in repr(shown)
     assert shown["secrets"] == "1 own"
+
+
+def test_one_redis_keeps_one_copy_without_a_version(settings, redis_client: redis.Redis) -> None:
+    """The copies' versions and doctor's line about them are a Redis Cluster's only."""
+    s = settings()
+    store = EndpointStore(redis_client, s)
+    store.add(Endpoint("https://127.0.0.1:9/one-copy"))
+    assert redis_client.exists(Keys(s.prefix).endpoints)
+    assert not redis_client.exists(Keys(s.prefix).endpoints_version)
+    best, stale = store.sync()
+    assert (len(best.entries), stale) == (1, [])
+    assert not any("copies" in c.what for c in checks.state_checks(s))

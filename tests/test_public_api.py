@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import shahihooks
 
@@ -60,3 +61,14 @@ def test_emit_loads_no_worker_code() -> None:
     loaded = set(json.loads(run.stdout))
     assert "shahihooks.emit" in loaded
     assert not loaded & set(WORKER_ONLY)
+
+
+def test_no_product_module_imports_the_local_cluster() -> None:
+    """shahihooks/localcluster.py starts redis-server nodes for tests and benches only."""
+    package = Path(shahihooks.__file__).parent
+    importers = [
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if p.name != "localcluster.py" and "localcluster" in p.read_text()
+    ]
+    assert importers == []

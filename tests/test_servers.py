@@ -5,9 +5,8 @@ workers can read every delivery, a RabbitMQ queue that lets a worker hold one at
 from __future__ import annotations
 
 import json
-import socket
+import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import shahihooks
 from shahihooks.celeryconf import celery_config, check_celery_config
 from shahihooks.cli import main
 from shahihooks.errors import ConfigurationError
+from shahihooks.localcluster import LocalNodes
 from shahihooks.worker import check_worker
 from tests.conftest import free_port, wait_until
 from tests.faults import World
@@ -67,35 +67,17 @@ def test_a_worker_warns_at_start_when_redis_does_not_persist(
         plain.wait()
 
 
-def cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is valid and free too."""
-    while True:
-        port = free_port()
-        if port + 10000 >= 65536:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-
-
 @pytest.fixture
 def cluster() -> Iterator[str]:
-    port = cluster_port()
-    folder = tempfile.mkdtemp(prefix="shahihooks-cluster-")
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--cluster-enabled", "yes", "--dir", folder],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: _answers(url), what="the cluster node")
+    """The URL of one cluster-enabled node (its slots unassigned: a Cluster all the same)."""
+    nodes = LocalNodes()
     try:
+        (port,) = nodes.start_nodes(1)
+        url = f"redis://127.0.0.1:{port}/0"
+        wait_until(lambda: _answers(url), what="the cluster node")
         yield url
     finally:
-        proc.kill()
-        proc.wait()
+        nodes.close(signal.SIGKILL)
 
 
 def _answers(url: str) -> bool:

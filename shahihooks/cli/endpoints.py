@@ -208,3 +208,26 @@ def endpoints_disable(url: str) -> None:
     dead-lettered with the reason (replay them with `enable --recover`)."""
     _store().set_enabled(url, False)
     click.echo(f"disabled {redact_url(url)}")
+
+
+@endpoints.command("sync")
+def endpoints_sync() -> None:
+    """In a Redis Cluster, write the store's newest copy over every shard's copy that
+    differs from it (a write cut short by a primary down or a process killed leaves them
+    different; `shahihooks doctor` says so). The newest: of the highest version, then the
+    one most shards hold. One Redis keeps one copy: nothing to do.
+
+    \b
+    Example:
+      shahihooks endpoints sync
+    """
+    store = _store()
+    if not store.settings.redis_cluster:
+        click.echo("one Redis: the endpoint store has one copy, nothing to sync")
+        return
+    best, stale = store.sync()
+    if not stale:
+        click.echo(f"the copies are alike ({best.text()} and every other): nothing to do")
+        return
+    shown = ", ".join(str(c.shard) for c in stale)
+    click.echo(f"shard(s) {shown} given the newest copy, {best.text()}")

@@ -1,0 +1,147 @@
+"""The endpoint store's copies in a Redis Cluster (one per shard, copies.py): a write cut
+short, or a copy edited by hand, is reported by `shahihooks doctor` naming the shard and the
+repair; `shahihooks endpoints sync` (and the next write) makes every copy the newest again.
+A real cluster (tests/cluster.py); the copies are made to differ directly in Redis. The
+choice of the newest copy is tested as a pure function."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+from shahihooks import copies, shards
+from shahihooks.endpoints import Endpoint, EndpointStore
+from shahihooks.settings import Settings
+from tests.cluster import (
+    ROOT,
+    cluster_fixture,  # noqa: F401 (the fixture `cluster`, one per module)
+    settings_of,
+    world_fixture,  # noqa: F401 (the fixture `world`)
+)
+from tests.faults import World
+from tests.receiver import Receiver
+
+CHECK = "endpoint store's"
+
+
+def cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shahihooks", *args],
+        env=world.env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def copies_line(world: World) -> dict[str, Any]:
+    """Doctor's line about the copies, from its --json."""
+    done = cli(world, "doctor", "--no-worker-check", "--json")
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    (line,) = [c for c in json.loads(done.stdout) if CHECK in c["what"]]
+    return line  # type: ignore[no-any-return]
+
+
+def stored(settings: Settings) -> list[tuple[bytes | None, dict[bytes, bytes]]]:
+    """Every shard's copy, as it is in Redis: its version and its hash."""
+    return [
+        (s.client.get(s.keys.endpoints_version), s.client.hgetall(s.keys.endpoints))
+        for s in shards.shards(settings)
+    ]
+
+
+def test_a_copy_left_behind_is_reported_by_doctor_and_synced(
+    world: World, receiver: Receiver
+) -> None:
+    settings = settings_of(world)
+    store = EndpointStore(shards.shards(settings)[0].client, settings)
+    urls = [receiver.url(f"/copies-{uuid.uuid4().hex[:6]}-{n}") for n in range(3)]
+    for url in urls:
+        store.add(Endpoint(url, description=url[-8:]))
+    written = stored(settings)
+    assert len(written) == 16
+    assert all(copy == (b"3", written[0][1]) for copy in written), written
+    assert set(written[0][1]) == {u.encode() for u in urls}
+    line = copies_line(world)
+    assert line["ok"], line
+    assert "16 copies" in line["what"]
+    assert "version 3, 3 endpoint(s)" in line["what"]
+
+    # the third add cut short before shard 7: its copy has the second write's version and
+    # lacks the third URL (what a primary down or a process killed midway leaves)
+    behind = shards.shards(settings)[7]
+    behind.client.hdel(behind.keys.endpoints, urls[2])
+    behind.client.set(behind.keys.endpoints_version, 2)
+    line = copies_line(world)
+    assert not line["ok"], line
+    assert "shard 7 (version 2, 2 endpoint(s))" in line["what"], line
+    assert "shard 0 (version 3, 3 endpoint(s))" in line["what"], line
+    assert "shard 1 " not in line["what"], line
+    assert line["fix"].startswith("shahihooks endpoints sync"), line
+
+    done = cli(world, "endpoints", "sync")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "shard(s) 7 given the newest copy, " + (
+        "shard 0 (version 3, 3 endpoint(s))"
+    )
+    assert stored(settings) == written
+    assert copies_line(world)["ok"]
+    again = cli(world, "endpoints", "sync")
+    assert "nothing to do" in again.stdout, again.stdout
+
+
+def test_a_copy_edited_by_hand_is_reported_and_the_majority_kept(
+    world: World, receiver: Receiver
+) -> None:
+    settings = settings_of(world)
+    store = EndpointStore(shards.shards(settings)[0].client, settings)
+    url = receiver.url(f"/copies-hand-{uuid.uuid4().hex[:6]}")
+    store.add(Endpoint(url))
+    written = stored(settings)
+    edited = shards.shards(settings)[12]
+    edited.client.hset(edited.keys.endpoints, "https://stray.example/x", Endpoint("x").to_json())
+    line = copies_line(world)
+    assert not line["ok"], line
+    assert "shard 12 (version 1, 2 endpoint(s))" in line["what"], line
+    assert "shard 0 (version 1, 1 endpoint(s))" in line["what"], line
+    assert "sync (writes shard 0's copy" in line["fix"], line
+    best, stale = store.sync()
+    assert (best.shard, [c.shard for c in stale]) == (0, [12])
+    assert stored(settings) == written
+
+
+def test_the_next_write_brings_copies_left_behind_up_first(
+    world: World, receiver: Receiver
+) -> None:
+    settings = settings_of(world)
+    store = EndpointStore(shards.shards(settings)[0].client, settings)
+    first, second = (receiver.url(f"/copies-next-{uuid.uuid4().hex[:6]}-{n}") for n in range(2))
+    store.add(Endpoint(first))
+    behind = shards.shards(settings)[15]
+    behind.client.delete(behind.keys.endpoints, behind.keys.endpoints_version)
+    store.add(Endpoint(second))
+    found = stored(settings)
+    assert {version for version, _ in found} == {b"2"}
+    assert all(entries == found[0][1] for _, entries in found)
+    assert set(found[15][1]) == {first.encode(), second.encode()}
+    assert copies_line(world)["ok"]
+
+
+def copy(shard: int, version: int, **entries: str) -> copies.Copy:
+    return copies.Copy(shard, version, {k.encode(): v.encode() for k, v in entries.items()})
+
+
+def test_the_newest_copy_is_of_the_highest_version_then_the_most_held() -> None:
+    found = [copy(0, 3, a="1"), copy(1, 4, a="2"), copy(2, 4, a="3"), copy(3, 4, a="3")]
+    assert copies.newest(found).shard == 2
+    assert [c.shard for c in copies.behind(found, copies.newest(found))] == [0, 1]
+    tie = [copy(0, 1, a="1"), copy(1, 1, a="2")]
+    assert copies.newest(tie).shard == 0
+    # the digest is the same whatever the hash's order, and length-prefixed parts never meet
+    assert copy(0, 1, a="1", b="2").digest == copy(1, 1, b="2", a="1").digest
+    assert copy(0, 1, ab="1").digest != copy(0, 1, a="b1").digest
+    assert [c.shard for c in copies.behind(tie, tie[0])] == [1]

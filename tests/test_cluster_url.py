@@ -1,0 +1,99 @@
+"""SHAHIHOOKS_REDIS_URL naming several nodes of a Redis Cluster (clusterurl.py): what a list
+means, what it refuses (naming the item, credentials masked), and where it is refused."""
+
+from __future__ import annotations
+
+import pytest
+from redis.connection import SSLConnection
+
+from shahihooks.clusterurl import startup_nodes
+from shahihooks.errors import ConfigurationError
+from shahihooks.safety import redact_url
+from shahihooks.settings import Settings
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672//"
+PW = "s3cret-pw"
+
+
+def cluster(url: str) -> Settings:
+    return Settings.from_env(
+        {
+            "SHAHIHOOKS_REDIS_URL": url,
+            "SHAHIHOOKS_REDIS_CLUSTER": "1",
+            "SHAHIHOOKS_BROKER_URL": AMQP,
+        }
+    )
+
+
+def test_a_list_names_every_node_with_the_first_urls_options() -> None:
+    found = startup_nodes(f"redis://app:{PW}@10.0.0.1:7000/0, redis://10.0.0.2:7001,redis://h3")
+    assert found.nodes == (("10.0.0.1", 7000), ("10.0.0.2", 7001), ("h3", 6379))
+    assert dict(found.options) == {"username": "app", "password": PW}
+    # the same credentials again on a later item are fine
+    again = startup_nodes(f"redis://:{PW}@a:7000,redis://:{PW}@b:7000")
+    assert again.nodes == (("a", 7000), ("b", 7000))
+    assert dict(again.options) == {"password": PW}
+
+
+def test_one_url_is_a_list_of_one_and_tls_carries_over() -> None:
+    assert startup_nodes("redis://node1:7000").nodes == (("node1", 7000),)
+    found = startup_nodes("rediss://a:7000?ssl_cert_reqs=none,rediss://b:7000")
+    assert found.nodes == (("a", 7000), ("b", 7000))
+    assert dict(found.options) == {"ssl_cert_reqs": "none", "connection_class": SSLConnection}
+
+
+@pytest.mark.parametrize(
+    ("url", "bad", "why"),
+    [
+        (f"redis://:{PW}@a:7000,b:7000", "b:7000", "is not a redis:// or rediss:// URL"),
+        (f"redis://:{PW}@a:7000,redis://b:7000/1", "redis://b:7000/1", "a db other than 0"),
+        (f"redis://:{PW}@a:7000,rediss://b:7000", "rediss://b:7000", "not in the first URL's"),
+        (f"redis://:{PW}@a:7000,redis://:pw2@b:7000", "redis://***:***@b:7000", "password"),
+        (f"redis://:{PW}@a:7000,redis://b:x", "redis://b:x", "Port could not be cast"),
+        (f"redis://:{PW}@a:7000,redis://", "redis://", "names no host"),
+        (f"redis://:{PW}@a:7000,,redis://b:7000", "", "an empty item"),
+        (f"sentinel://:{PW}@a:26379,redis://b:7000", "sentinel://***:***@a:26379", "redis://"),
+    ],
+)
+def test_a_bad_item_is_refused_at_load_naming_it_masked(url: str, bad: str, why: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        cluster(url)
+    message = str(caught.value)
+    assert message.startswith("SHAHIHOOKS_REDIS_URL: ")
+    assert why in message
+    assert bad in message
+    assert PW not in message
+    assert "pw2" not in message
+
+
+def test_a_list_without_the_cluster_setting_is_refused_naming_it_masked() -> None:
+    url = f"redis://:{PW}@10.0.0.1:7000,redis://:{PW}@10.0.0.2:7000"
+    with pytest.raises(ConfigurationError, match="only a Redis Cluster takes") as caught:
+        Settings.from_env({"SHAHIHOOKS_REDIS_URL": url})
+    message = str(caught.value)
+    assert "redis://***:***@10.0.0.1:7000,redis://***:***@10.0.0.2:7000" in message
+    assert "SHAHIHOOKS_REDIS_CLUSTER=1" in message
+    assert PW not in message
+    # in Django, named as Django's setting is written
+    with pytest.raises(ConfigurationError, match=r'settings.SHAHIHOOKS\["REDIS_URL"\]='):
+        Settings.from_mapping({"REDIS_URL": url}, source='settings.SHAHIHOOKS["{}"]')
+
+
+def test_a_list_is_not_the_broker_and_is_shown_masked() -> None:
+    url = f"redis://:{PW}@10.0.0.1:7000,redis://:{PW}@10.0.0.2:7000"
+    with pytest.raises(ConfigurationError, match="must be RabbitMQ") as caught:
+        Settings(redis_url=url, redis_cluster=True)  # the broker defaults to the state's URL
+    assert PW not in str(caught.value)
+    assert "redis://***:***@10.0.0.2:7000" in str(caught.value)
+    settings = cluster(url)
+    assert settings.redis_url == url
+    assert PW not in repr(settings)
+    assert "redis://***:***@10.0.0.1:7000,redis://***:***@10.0.0.2:7000" in repr(settings)
+
+
+def test_redact_url_masks_each_url_of_a_list() -> None:
+    shown = redact_url(f"redis://app:{PW}@a:7000,rediss://app:{PW}@b:7000/0?ssl_cert_reqs=none")
+    assert shown == "redis://***:***@a:7000,rediss://***:***@b:7000/0?***"
+    assert redact_url(f"redis://a:7000,app:{PW}@b:7000") == "redis://a:7000,***@b:7000"
+    # a comma in a webhook URL's path is not a list
+    assert redact_url("https://example.com/a,b/c") == "https://example.com/a,b/c"
