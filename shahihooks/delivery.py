@@ -332,8 +332,8 @@ def recorded(job: Job, response: Response, judgement: Judgement, signal: str = "
 def _log(job: Job, response: Response, judgement: Judgement, finished: Finished) -> None:
     if finished is Finished.STALE:
         logger.warning(
-            "%s -> %s attempt %d ended after its lease ran out (%s): the delivery had been "
-            "handed on, so this outcome changes nothing",
+            "%s -> %s attempt %d ended (%s) after its delivery was handed on (its lease ran "
+            "out) or removed (its state deleted): this outcome changes nothing",
             job.delivery_id,
             job.shown_url,
             job.attempt,

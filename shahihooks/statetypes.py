@@ -36,7 +36,7 @@ class Finished(StrEnum):
     RETRY = "retry"
     DEAD = "dead"
     BUG = "bug"
-    STALE = "stale"  # the attempt had lost its delivery (its lease ran out): only logged
+    STALE = "stale"  # the attempt had lost its delivery (lease ran out, record gone): logged
 
 
 @dataclass(frozen=True)
