@@ -110,7 +110,10 @@ def test_redis_restart_mid_run_no_hang_clear_errors_nothing_acknowledged_lost(
     path = f"/restart-{uuid.uuid4().hex[:6]}"
     worker = world.worker()
     emitter = world.emitter(300, path, pause_s=0.02)
-    time.sleep(2.0)
+    # Redis stops once emits are flowing (its emit counter: 10 of 300 stored), however long
+    # the emitter took to start on a loaded machine; the rest (~6 s of them) meet the restart
+    client = world.client
+    wait_until(lambda: int(client.get(world.keys.seq) or 0) >= 10, timeout=60, what="10 emits")
     world.stop_redis()
     time.sleep(1.5)
     world.start_redis()
