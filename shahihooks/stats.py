@@ -217,9 +217,9 @@ def follow_log(
     shard's log in turn, every `block_ms` (one read cannot span their slots)."""
     states = shards.shards(settings)
     block = block_ms if len(states) == 1 else None
-    # "$" means "after the newest" only in a read that blocks: the shards' are not blocking,
-    # so each starts after its newest entry by id
-    last = ["$"] if block else [_newest_id(state) for state in states]
+    # each log is read from after its newest entry by id, then after the last one read: never
+    # "$", which a read after an empty one would take as a new start, losing what came between
+    last = [_newest_id(state) for state in states]
     deadline = None if stop_after_s is None else time.monotonic() + stop_after_s
     while deadline is None or time.monotonic() < deadline:
         rows: list[dict[str, str]] = []

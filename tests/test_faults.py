@@ -58,7 +58,10 @@ def test_sigterm_leaves_waiting_retries_in_redis_and_a_new_worker_sends_them(
     world: World, receiver: Receiver
 ) -> None:
     path = f"/held-{uuid.uuid4().hex[:6]}"
-    world.settings["SHAHIHOOKS_RETRY_SCHEDULE"] = "6"
+    # 500s halve the endpoint's limit to 1 attempt in flight: the 50 first attempts go one
+    # after another (~1.1 s in all, measured) and all must have failed before the first one's
+    # retry is due; 25 s is over 20 times that, for a loaded CI machine, and is waited out once
+    world.settings["SHAHIHOOKS_RETRY_SCHEDULE"] = "25"
     # every first attempt fails and waits for its retry: no circuit holds them back here
     world.settings["SHAHIHOOKS_CIRCUIT_THRESHOLD"] = "1000"
     receiver.rule(path, lambda n: 500 if n <= 50 else 200)
@@ -73,7 +76,7 @@ def test_sigterm_leaves_waiting_retries_in_redis_and_a_new_worker_sends_them(
     assert client.hlen("unacked") == 0, "no message is held while a retry waits"
     assert client.zcard(world.keys.schedule) == 50
     world.worker()
-    ledger = world.wait_ledger(ids, path, timeout=40)
+    ledger = world.wait_ledger(ids, path, timeout=90)
     print(f"\nSIGTERM with 50 waiting retries: {ledger}")
     assert ledger.missing == []
     assert ledger.delivered == 50
@@ -82,7 +85,9 @@ def test_sigterm_leaves_waiting_retries_in_redis_and_a_new_worker_sends_them(
 
 def test_waiting_retries_survive_a_redis_restart_with_aof(world: World, receiver: Receiver) -> None:
     path = f"/aof-{uuid.uuid4().hex[:6]}"
-    world.settings["SHAHIHOOKS_RETRY_SCHEDULE"] = "8"
+    # as above: at 1 attempt in flight, all 30 first attempts must have failed (and Redis
+    # restarted) before the first retry is due; 25 s is over 20 times what they take
+    world.settings["SHAHIHOOKS_RETRY_SCHEDULE"] = "25"
     # every first attempt fails and waits for its retry: no circuit holds them back here
     world.settings["SHAHIHOOKS_CIRCUIT_THRESHOLD"] = "1000"
     receiver.rule(path, lambda n: 500 if n <= 30 else 200)
@@ -92,7 +97,7 @@ def test_waiting_retries_survive_a_redis_restart_with_aof(world: World, receiver
     world.stop_redis()
     world.start_redis()
     assert world.client.zcard(world.keys.schedule) == 30, "the schedule is on disk"
-    ledger = world.wait_ledger(ids, path, timeout=60)
+    ledger = world.wait_ledger(ids, path, timeout=90)
     assert worker.poll() is None, "the worker must survive a Redis restart"
     print(f"\nRedis restarted with 30 waiting retries: {ledger}")
     assert ledger.missing == []
@@ -105,7 +110,10 @@ def test_redis_restart_mid_run_no_hang_clear_errors_nothing_acknowledged_lost(
     path = f"/restart-{uuid.uuid4().hex[:6]}"
     worker = world.worker()
     emitter = world.emitter(300, path, pause_s=0.02)
-    time.sleep(2.0)
+    # Redis stops once emits are flowing (its emit counter: 10 of 300 stored), however long
+    # the emitter took to start on a loaded machine; the rest (~6 s of them) meet the restart
+    client = world.client
+    wait_until(lambda: int(client.get(world.keys.seq) or 0) >= 10, timeout=60, what="10 emits")
     world.stop_redis()
     time.sleep(1.5)
     world.start_redis()

@@ -130,8 +130,11 @@ def test_rate_limited_deliveries_are_deferred_to_the_next_window_none_lost(
     # the receiver answers before the worker logs the attempt: poll for the last entry
     log = ScriptKeys(s.prefix).log
 
-    def outcomes() -> list[bytes]:  # (held back by the endpoint's limit, 2 at first: not these)
-        entries = [e[1] for e in redis_client.xrange(log)]
+    # (held back by the endpoint's limit, 2 at first: not these; and only this test's, not
+    # those an earlier test's attempts still in flight log after it)
+    def outcomes() -> list[bytes]:
+        url = receiver.url(path).encode()
+        entries = [e[1] for e in redis_client.xrange(log) if e[1][b"url"] == url]
         return sorted(
             e[b"outcome"]
             for e in entries

@@ -17,6 +17,7 @@ import shahihooks
 from shahihooks import dead
 from shahihooks.app import app, publisher
 from shahihooks.cli import main
+from shahihooks.contract import HealthField
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.keys import Keys, url_tag
 from shahihooks.mover import Mover
@@ -49,11 +50,11 @@ def test_a_waiting_retry_is_held_by_redis_not_by_a_worker(
     assert due is not None
     assert abs(due / 1000 - (first.at + 4)) < 1.0
     # no message anywhere while it waits: not in the queue, not held unacknowledged
-    assert redis_client.llen(s.queue) == 0
+    assert not [m for m in redis_client.lrange(s.queue, 0, -1) if delivery.id.encode() in m]
     assert not [m for m in redis_client.hvals("unacked") if delivery.id.encode() in m]
     assert redis_client.hget(keys.retrying, url_tag(receiver.url(path))) == b"1"
     first, second = receiver.wait_for(path, 2, timeout=15)
-    assert 3.9 <= second.at - first.at <= 5.5
+    assert 3.9 <= second.at - first.at <= 8.0
     wait_until(lambda: redis_client.get(keys.done(delivery.id)) == b"ok", what="delivered")
     assert not redis_client.exists(keys.delivery(delivery.id))
     assert redis_client.zscore(keys.schedule, delivery.id) is None
@@ -67,6 +68,11 @@ def test_backlog_is_released_in_emit_order_never_over_the_limit_per_window(
     (path,) = paths("fifo")
     window, limit, count = 2, 20, 100
     s = settings(urls=(receiver.url(path),), rate_limit=limit, rate_window_s=window)
+    # the endpoint's adaptive limit on attempts in flight starts at the rate limit, not at 2:
+    # admitted deliveries it held back would be admitted again spread over the window, and
+    # one sent at its end arrive in the next (no public setting starts it: its health hash)
+    health = ScriptKeys(s.prefix).health(url_tag(receiver.url(path)))
+    redis_client.hset(health, HealthField.LIMIT.value, limit)
     # emitted at a window's start: the first window's sends (admitted at emit) arrive in it,
     # not in the next (arrivals are counted by the receiver's clock, admissions by Redis's)
     wait_until(lambda: time.time() % window < 0.1, timeout=window + 1, what="a window's start")

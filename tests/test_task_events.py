@@ -28,8 +28,10 @@ def test_every_task_event_arrives_and_they_leave_the_worker_in_batches(
         try:
             client = world.client
             wait_until(lambda: client.execute_command("PUBSUB", "NUMPAT"), 10, "a subscriber")
+            # all queued before the worker starts, so they go as fast as it can send them (not
+            # spread out by a loaded machine's emitter: one batch per delivery at worst)
+            ids = world.emit(300, path)
             world.worker(8, 1, "-E")
-            ids = world.emit(60, path)
             ledger = world.wait_ledger(ids, path, timeout=60)
             assert ledger.missing == []
 
@@ -47,5 +49,6 @@ def test_every_task_event_arrives_and_they_leave_the_worker_in_batches(
             listener.should_stop = True
             reading.join(timeout=10)
     publishes: Any = client.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
-    # 180 task events (and the worker's own heartbeats) in far fewer messages than deliveries
-    assert publishes < len(ids), publishes
+    # 900 task events (and the worker's own heartbeats) in far fewer messages than deliveries
+    print(f"\n{publishes} publishes for {len(ids)} deliveries")
+    assert publishes < len(ids) // 2, publishes

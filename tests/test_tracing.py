@@ -109,7 +109,13 @@ def test_an_emit_in_a_span_is_traced_to_its_attempt_and_the_receiver(
     (got,) = receiver.wait_for(path, 1)
 
     def attempt_spans() -> list[object]:
-        return [s for s in spans.get_finished_spans() if s.name == "shahihooks.deliver"]
+        """This delivery's (an earlier test's attempts still in flight may end during it)."""
+        return [
+            s
+            for s in spans.get_finished_spans()
+            if s.name == "shahihooks.deliver"
+            and (s.attributes or {}).get("shahihooks.delivery_id") == delivery.id
+        ]
 
     wait_until(attempt_spans, what="the attempt's span")
     (attempt,) = attempt_spans()
