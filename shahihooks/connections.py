@@ -16,7 +16,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from shahihooks.clusterurl import startup_nodes
+from shahihooks.clusterurl import node_urls, startup_nodes
 from shahihooks.errors import ConfigurationError
 from shahihooks.safety import redact_url
 from shahihooks.settings import Settings
@@ -92,10 +92,11 @@ def cluster_client(url: str) -> RedisCluster:
         client = _clusters.get(key)
         if client is None:
             try:
-                found = startup_nodes(url)
-                nodes = [ClusterNode(h, p) for h, p in found.nodes]  # type: ignore[no-untyped-call]
+                found = startup_nodes(url)  # checked; the first URL's options reach every
+                # node through redis-py's own reading of it (rediss://: its SSL connections)
+                others = [ClusterNode(h, p) for h, p in found.nodes[1:]]  # type: ignore[no-untyped-call]
                 options = {k: v for k, v in _OPTIONS.items() if k != "retry"}
-                client = RedisCluster(startup_nodes=nodes, **{**options, **dict(found.options)})
+                client = RedisCluster(url=node_urls(url)[0], startup_nodes=others, **options)
             except ValueError as exc:
                 raise ConfigurationError(f"SHAHIHOOKS_REDIS_URL: {exc}") from None
             except redis.exceptions.RedisClusterException as exc:
@@ -134,7 +135,7 @@ def state_redis(settings: Settings) -> redis.Redis:
     endpoint store too), so this client only stands in where one is passed."""
     url = settings.redis_url
     if settings.redis_cluster:
-        url = url.split(",")[0].strip()
+        url = node_urls(url)[0]
     return redis_client(url, settings.sentinel_master)
 
 

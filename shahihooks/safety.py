@@ -276,6 +276,9 @@ def check_target(url: str, rules: TargetRules) -> None:
 
 
 _MASK = "***"
+# a comma followed by a scheme starts the next URL of a list (a Redis Cluster's nodes); any
+# other comma (in a password, a path, a query) belongs to the URL it is in
+NEXT_URL = re.compile(r",(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)")
 _KNOWN_SCHEMES = frozenset({"http", "https", "redis", "rediss", "unix", "amqp", "amqps"})
 
 # Hosts whose webhook URLs carry their secret in the path: host -> (the path's fixed
@@ -313,6 +316,9 @@ def _redact(url: str) -> str:
     head, hashed, fragment = url.partition("#")
     head, asked, query = head.partition("?")
     tail = ("?" + _MASK if query else asked) + ("#" + _MASK if fragment else hashed)
+    items = NEXT_URL.split(head)  # a list's query, after the first '?', masked whole
+    if len(items) > 1:  # several URLs (a Redis Cluster's nodes): each masked alone
+        return ",".join(_redact(item) for item in items) + tail
     start = head.find("//")
     if start < 0:
         # no authority: anything before an '@' may still be userinfo ("https:user:pw@host")
@@ -325,8 +331,6 @@ def _redact(url: str) -> str:
     end = head.find("/", start + 2)
     end = len(head) if end < 0 else end
     authority = head[start + 2 : end]
-    if "," in authority:  # several URLs (a Redis Cluster's nodes): each masked alone
-        return ",".join(_redact(part) for part in head.split(",")) + tail
     userinfo, at, hostport = authority.rpartition("@")
     if at:
         masked = f"{_MASK}:{_MASK}" if ":" in userinfo else _MASK

@@ -174,6 +174,10 @@ def worker(ca: tuple[trustme.CA, str]) -> Iterator[object]:
         task_events=True,  # as `shahihooks worker -E`: Flower's tests watch these
     ) as running:
         yield running
+    # each test's teardown keeps the epoch marker (deleting it would report a loss to the
+    # next test); the worker gone, it goes too
+    keys = Keys(f"shtest{RUN}")
+    redis.Redis.from_url(REDIS_URL).delete(keys.epoch, keys.lost)
 
 
 @pytest.fixture(scope="session")

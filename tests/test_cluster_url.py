@@ -45,7 +45,7 @@ def test_one_url_is_a_list_of_one_and_tls_carries_over() -> None:
 @pytest.mark.parametrize(
     ("url", "bad", "why"),
     [
-        (f"redis://:{PW}@a:7000,b:7000", "b:7000", "is not a redis:// or rediss:// URL"),
+        (f"redis://:{PW}@a:7000,b:7000", "b:7000", "each node is a redis:// or rediss:// URL"),
         (f"redis://:{PW}@a:7000,redis://b:7000/1", "redis://b:7000/1", "a db other than 0"),
         (f"redis://:{PW}@a:7000,rediss://b:7000", "rediss://b:7000", "not in the first URL's"),
         (f"redis://:{PW}@a:7000,redis://:pw2@b:7000", "redis://***:***@b:7000", "password"),
@@ -94,6 +94,68 @@ def test_a_list_is_not_the_broker_and_is_shown_masked() -> None:
 def test_redact_url_masks_each_url_of_a_list() -> None:
     shown = redact_url(f"redis://app:{PW}@a:7000,rediss://app:{PW}@b:7000/0?ssl_cert_reqs=none")
     assert shown == "redis://***:***@a:7000,rediss://***:***@b:7000/0?***"
-    assert redact_url(f"redis://a:7000,app:{PW}@b:7000") == "redis://a:7000,***@b:7000"
+    # no scheme after the comma: one URL, whose userinfo is everything before the last '@'
+    assert redact_url(f"redis://a:7000,app:{PW}@b:7000") == "redis://***:***@b:7000"
     # a comma in a webhook URL's path is not a list
     assert redact_url("https://example.com/a,b/c") == "https://example.com/a,b/c"
+
+
+def test_a_list_after_a_path_and_commas_inside_a_url_are_masked() -> None:
+    # a first item with a db path: the second's credentials are still its own to mask
+    listed = redact_url(f"redis://:{PW}@h1:7000/0,redis://:{PW}@h2:7000")
+    assert listed == "redis://***:***@h1:7000/0,redis://***:***@h2:7000"
+    # a comma inside a password is not a list: the whole userinfo is masked, as before
+    for url in (
+        "https://user:s3cr,et@hooks.example.com/x",
+        "redis://:pa,ss@host:6379/0",
+        "sentinel://:pa,ss@h1:26379;sentinel://h2:26379/0",
+    ):
+        shown = redact_url(url)
+        for fragment in ("s3cr", "et@", "pa,", ",ss", "ss@"):
+            assert fragment not in shown, shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:pa,ss@127.0.0.1:6379/0",
+        "redis://127.0.0.1:6379/0?client_name=a,b",
+        "unix:///run/redis,a.sock",
+    ],
+)
+def test_a_comma_inside_one_url_is_not_a_list(url: str) -> None:
+    settings = Settings.from_env({"SHAHIHOOKS_REDIS_URL": url})
+    assert settings.redis_url == url
+
+
+def test_a_password_with_a_comma_and_an_upper_case_scheme_name_one_node() -> None:
+    found = startup_nodes("REDIS://:pa,ss@a:7000,redis://b:7001")
+    assert found.nodes == (("a", 7000), ("b", 7001))
+    assert dict(found.options) == {"password": "pa,ss"}
+
+
+def test_an_unreadable_item_with_a_password_is_refused_without_repeating_it() -> None:
+    with pytest.raises(ConfigurationError, match="percent-encoded") as caught:
+        cluster(f"redis://:{PW}@a:7000,redis://:{PW}:x@b:port")
+    assert PW not in str(caught.value)
+
+
+def test_a_tls_cluster_client_is_built_and_an_unreachable_one_is_an_outage() -> None:
+    import redis
+
+    from shahihooks.connections import cluster_client
+    from tests.conftest import free_port
+
+    # redis-py reads a rediss:// URL into SSL connections for every node; given as startup
+    # nodes with its options, it refused them ("unexpected keyword connection_class")
+    for url in (
+        f"rediss://:{PW}@127.0.0.1:{free_port()}?ssl_cert_reqs=none",
+        f"rediss://127.0.0.1:{free_port()},rediss://127.0.0.1:{free_port()}",
+    ):
+        with pytest.raises(redis.ConnectionError) as caught:
+            cluster_client(url)
+        message = str(caught.value)
+        assert "connection_class" not in message
+        assert "unexpected keyword" not in message
+        assert "Error 111" in message or "refused" in message.lower(), message
+        assert PW not in message
