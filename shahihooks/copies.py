@@ -86,18 +86,27 @@ def sync(places: Sequence[Place]) -> tuple[Copy, list[Copy], set[str]]:
     changed: set[str] = set()
     for copy in stale:
         client, keys = places[copy.shard]
-        pipe = client.pipeline(transaction=True)
-        pipe.delete(keys.endpoints)
-        if best.entries:
-            pipe.hset(keys.endpoints, mapping=best.entries)  # type: ignore[arg-type]
-        pipe.set(keys.endpoints_version, best.version)
         mine = {
             url.decode()
             for url in best.entries.keys() | copy.entries.keys()
             if best.entries.get(url) != copy.entries.get(url)
         }
-        for url in mine:
-            pipe.zadd(keys.releases, {url_tag(url): 0}, xx=True, lt=True)
-        pipe.execute()
+        with client.pipeline(transaction=True) as pipe:
+            # a copy written since it was read (a write at once with this sync) is newer
+            # than `best`: left as that write made it
+            pipe.watch(keys.endpoints, keys.endpoints_version)  # type: ignore[no-untyped-call]
+            if int(pipe.get(keys.endpoints_version) or 0) != copy.version:
+                continue
+            pipe.multi()
+            pipe.delete(keys.endpoints)
+            if best.entries:
+                pipe.hset(keys.endpoints, mapping=best.entries)  # type: ignore[arg-type]
+            pipe.set(keys.endpoints_version, best.version)
+            for url in mine:
+                pipe.zadd(keys.releases, {url_tag(url): 0}, xx=True, lt=True)
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                continue
         changed |= mine
     return best, stale, changed

@@ -145,3 +145,35 @@ def test_the_newest_copy_is_of_the_highest_version_then_the_most_held() -> None:
     assert copy(0, 1, a="1", b="2").digest == copy(1, 1, b="2", a="1").digest
     assert copy(0, 1, ab="1").digest != copy(0, 1, a="b1").digest
     assert [c.shard for c in copies.behind(tie, tie[0])] == [1]
+
+
+def test_a_sync_leaves_a_copy_written_since_it_read_them(redis_client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Three copies under prefixes of their own on one Redis (the copies' code takes any
+    clients): a write reaches shard 2 after the sync read every copy, before it writes."""
+    from shahihooks.keys import Keys
+
+    run = uuid.uuid4().hex[:8]
+    places = [(redis_client, Keys(f"shtestcopies{run}-{i}")) for i in range(3)]
+    stored = [(2, {"a": "1", "b": "1"}), (1, {"a": "1"}), (1, {"a": "1"})]
+    for (client, keys), (version, entries) in zip(places, stored, strict=True):
+        client.hset(keys.endpoints, mapping=entries)
+        client.set(keys.endpoints_version, version)
+    read = copies.read
+
+    def read_then_a_write(found_in):  # type: ignore[no-untyped-def]
+        found = read(found_in)
+        client, keys = places[2]
+        client.hset(keys.endpoints, "c", "1")  # a write at once: version 3 in shard 2
+        client.set(keys.endpoints_version, 3)
+        return found
+
+    monkeypatch.setattr(copies, "read", read_then_a_write)
+    try:
+        copies.sync(places)
+        after = read(places)
+        assert [c.version for c in after] == [2, 2, 3]
+        assert after[1].entries == {b"a": b"1", b"b": b"1"}  # brought to the newest read
+        assert after[2].entries == {b"a": b"1", b"c": b"1"}  # the later write, kept
+    finally:
+        for client, keys in places:
+            client.delete(keys.endpoints, keys.endpoints_version)
