@@ -115,6 +115,26 @@ class QoS(kombu_redis.QoS):
             self._run(_FORGET, delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
 
+    def renew_held(self) -> None:
+        """Renew the unacknowledged record of every message this worker holds (running, or
+        waiting in its buffer), so that no other worker gives it back to the queue while
+        this one lives: the visibility timeout counts from the moment it stops renewing.
+        `XX`: a message acknowledged meanwhile (its record removed) stays removed."""
+        taken: Any = self._delivered
+        acknowledged: Any = self._dirty  # acknowledged, not yet taken out of `taken`
+        try:
+            held = [tag for tag in list(taken) if tag not in acknowledged]
+        except RuntimeError:  # taken or acknowledged while read: the next renewal
+            return
+        if not held:
+            return
+        channel: Any = self.channel
+        try:
+            with channel.conn_or_acquire() as client:
+                client.zadd(self.unacked_index_key, dict.fromkeys(held, time.time()), xx=True)
+        except redis.RedisError as exc:  # an outage: the next renewal, or the timeout
+            logger.debug("held messages not renewed: %s", exc)
+
     def _run(self, source: str, *args: str) -> None:
         keys = (self.unacked_index_key, self.unacked_key)
         channel: Any = self.channel
