@@ -96,24 +96,30 @@ class QoS(kombu_redis.QoS):
         virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        if delivery_tag in _acknowledged:  # done with the attempt's outcome (finish.lua)
-            _acknowledged.discard(delivery_tag)
-        else:
-            self._run(_FORGET, delivery_tag)
-        virtual.QoS.ack(self, delivery_tag)
+        # no longer held, even if Redis refused: not renewed, its record (if left) comes
+        # back after the visibility timeout
+        try:
+            if delivery_tag in _acknowledged:  # done with the attempt's outcome (finish.lua)
+                _acknowledged.discard(delivery_tag)
+            else:
+                self._run(_FORGET, delivery_tag)
+        finally:
+            virtual.QoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        if requeue:
-            try:
-                self.restore_by_tag(delivery_tag, leftmost=True)
-            except redis.exceptions.OutOfMemoryError:  # still recorded as unacknowledged:
-                logger.warning(  # the scan gives it back after the visibility timeout
-                    "broker Redis is full: message %s requeued after the visibility timeout",
-                    delivery_tag,
-                )
-        else:
-            self._run(_FORGET, delivery_tag)
-        virtual.QoS.ack(self, delivery_tag)
+        try:
+            if requeue:
+                try:
+                    self.restore_by_tag(delivery_tag, leftmost=True)
+                except redis.exceptions.OutOfMemoryError:  # still recorded as unacknowledged:
+                    logger.warning(  # the scan gives it back after the visibility timeout
+                        "broker Redis is full: message %s requeued after the visibility timeout",
+                        delivery_tag,
+                    )
+            else:
+                self._run(_FORGET, delivery_tag)
+        finally:  # as in ack
+            virtual.QoS.ack(self, delivery_tag)
 
     def renew_held(self) -> None:
         """Renew the unacknowledged record of every message this worker holds (running, or
@@ -131,7 +137,8 @@ class QoS(kombu_redis.QoS):
         channel: Any = self.channel
         try:
             with channel.conn_or_acquire() as client:
-                client.zadd(self.unacked_index_key, dict.fromkeys(held, time.time()), xx=True)
+                renewed = dict.fromkeys(held, time.time())
+                client.zadd(self.unacked_index_key, renewed, xx=True, gt=True)
         except redis.RedisError as exc:  # an outage: the next renewal, or the timeout
             logger.debug("held messages not renewed: %s", exc)
 

@@ -98,8 +98,10 @@ def _content_type(name: str) -> str:
 def _check_consumer_timeout(conf: Any, settings: Settings) -> None:
     """RabbitMQ closes a channel that holds a message past its consumer_timeout (30 min by
     default; a queue's `x-consumer-timeout` may lower it): a worker holds one for at most
-    two attempts' leases (waiting in its buffer behind one, then its own)."""
-    held_s = PREFETCH_MULTIPLIER * lease_s(settings)
+    two attempts' leases (waiting in its buffer behind one, then its own; more if the
+    prefetch is raised)."""
+    per_slot = int(conf.get("worker_prefetch_multiplier") or PREFETCH_MULTIPLIER)
+    held_s = per_slot * lease_s(settings)
     for queue in conf.get("task_queues") or ():
         if getattr(queue, "name", None) != settings.queue:
             continue
