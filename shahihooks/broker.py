@@ -96,24 +96,51 @@ class QoS(kombu_redis.QoS):
         virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        if delivery_tag in _acknowledged:  # done with the attempt's outcome (finish.lua)
-            _acknowledged.discard(delivery_tag)
-        else:
-            self._run(_FORGET, delivery_tag)
-        virtual.QoS.ack(self, delivery_tag)
+        # no longer held, even if Redis refused: not renewed, its record (if left) comes
+        # back after the visibility timeout
+        try:
+            if delivery_tag in _acknowledged:  # done with the attempt's outcome (finish.lua)
+                _acknowledged.discard(delivery_tag)
+            else:
+                self._run(_FORGET, delivery_tag)
+        finally:
+            virtual.QoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        if requeue:
-            try:
-                self.restore_by_tag(delivery_tag, leftmost=True)
-            except redis.exceptions.OutOfMemoryError:  # still recorded as unacknowledged:
-                logger.warning(  # the scan gives it back after the visibility timeout
-                    "broker Redis is full: message %s requeued after the visibility timeout",
-                    delivery_tag,
-                )
-        else:
-            self._run(_FORGET, delivery_tag)
-        virtual.QoS.ack(self, delivery_tag)
+        try:
+            if requeue:
+                try:
+                    self.restore_by_tag(delivery_tag, leftmost=True)
+                except redis.exceptions.OutOfMemoryError:  # still recorded as unacknowledged:
+                    logger.warning(  # the scan gives it back after the visibility timeout
+                        "broker Redis is full: message %s requeued after the visibility timeout",
+                        delivery_tag,
+                    )
+            else:
+                self._run(_FORGET, delivery_tag)
+        finally:  # as in ack
+            virtual.QoS.ack(self, delivery_tag)
+
+    def renew_held(self) -> None:
+        """Renew the unacknowledged record of every message this worker holds (running, or
+        waiting in its buffer), so that no other worker gives it back to the queue while
+        this one lives: the visibility timeout counts from the moment it stops renewing.
+        `XX`: a message acknowledged meanwhile (its record removed) stays removed."""
+        taken: Any = self._delivered
+        acknowledged: Any = self._dirty  # acknowledged, not yet taken out of `taken`
+        try:
+            held = [tag for tag in list(taken) if tag not in acknowledged]
+        except RuntimeError:  # taken or acknowledged while read: the next renewal
+            return
+        if not held:
+            return
+        channel: Any = self.channel
+        try:
+            with channel.conn_or_acquire() as client:
+                renewed = dict.fromkeys(held, time.time())
+                client.zadd(self.unacked_index_key, renewed, xx=True, gt=True)
+        except redis.RedisError as exc:  # an outage: the next renewal, or the timeout
+            logger.debug("held messages not renewed: %s", exc)
 
     def _run(self, source: str, *args: str) -> None:
         keys = (self.unacked_index_key, self.unacked_key)

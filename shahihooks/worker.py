@@ -34,6 +34,7 @@ from shahihooks.mover import Mover
 from shahihooks.safety import redact_url
 from shahihooks.schema import check_state
 from shahihooks.settings import Settings, current
+from shahihooks.timings import restore_interval_s
 
 logger = logging.getLogger("shahihooks.worker")
 
@@ -146,6 +147,36 @@ class MoverStep(bootsteps.StartStopStep):
     def stop(self, parent: Any) -> None:
         if self.stop_mover is not None:
             self.stop_mover.set()
+
+
+class HeldMessages(bootsteps.StartStopStep):
+    """With a Redis broker, the messages this worker holds (two per execution slot: one
+    running, one waiting for it) are renewed every restore interval (`QoS.renew_held`): a
+    message waiting in a live worker's buffer is never given back to the queue, and one a
+    killed worker held is, a visibility timeout after its last renewal. Started with the
+    task consumer, again whenever it restarts (a new connection)."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer: Any = None
+
+    def start(self, parent: Any) -> None:
+        qos = getattr(getattr(parent.task_consumer, "channel", None), "qos", None)
+        renew = getattr(qos, "renew_held", None)
+        if parent.hub is None or renew is None:
+            return  # not kombu's Redis transport (RabbitMQ holds them itself), or no loop
+        self.stop(parent)
+        self.timer = parent.hub.call_repeatedly(restore_interval_s(current()), renew)
+
+    def stop(self, parent: Any) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def shutdown(self, parent: Any) -> None:
+        self.stop(parent)
 
 
 EVENTS_FLUSH_S = 0.1  # task events for Flower reach it within this, in batches

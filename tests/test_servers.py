@@ -106,15 +106,15 @@ def test_a_worker_that_would_discard_deliveries_refuses_to_start() -> None:
     check_celery_config(both, settings)
 
 
-def test_a_rabbitmq_queue_must_let_a_worker_hold_one_attempt() -> None:
+def test_a_rabbitmq_queue_must_let_a_worker_hold_a_message_two_attempts() -> None:
     settings = shahihooks.Settings()
-    short = Queue(settings.queue, queue_arguments={"x-consumer-timeout": 20_000})
+    short = Queue(settings.queue, queue_arguments={"x-consumer-timeout": 40_000})
     conf = {
         **celery_config(settings),
         "broker_url": "amqp://guest:guest@127.0.0.1:5672//",
         "task_queues": [short],
     }
-    with pytest.raises(ConfigurationError, match="x-consumer-timeout 20000 ms"):
+    with pytest.raises(ConfigurationError, match="x-consumer-timeout 40000 ms"):
         check_celery_config(conf, settings)
-    conf["task_queues"] = [Queue(settings.queue, queue_arguments={"x-consumer-timeout": 60_000})]
+    conf["task_queues"] = [Queue(settings.queue, queue_arguments={"x-consumer-timeout": 80_000})]
     check_celery_config(conf, settings)
