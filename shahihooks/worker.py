@@ -1,4 +1,5 @@
-"""What runs in a worker only: the startup check, the mover, task events in batches.
+"""What runs in a worker only: the startup check, the mover, task events in batches, the
+renewal of the messages it holds.
 
 The app (app.py) names these steps; a worker loads this module as it builds its
 blueprint, so `import shahihooks` (and `emit`) loads none of it.
@@ -149,26 +150,16 @@ class MoverStep(bootsteps.StartStopStep):
             self.stop_mover.set()
 
 
-class HeldMessages(bootsteps.StartStopStep):
-    """With a Redis broker, the messages this worker holds (two per execution slot: one
-    running, one waiting for it) are renewed every restore interval (`QoS.renew_held`): a
-    message waiting in a live worker's buffer is never given back to the queue, and one a
-    killed worker held is, a visibility timeout after its last renewal. Started with the
-    task consumer, again whenever it restarts (a new connection)."""
-
-    requires = ("celery.worker.consumer.tasks:Tasks",)
+class _TimerStep(bootsteps.StartStopStep):
+    """A consumer step that runs one call on the event loop's timer while it is started."""
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.timer: Any = None
 
-    def start(self, parent: Any) -> None:
-        qos = getattr(getattr(parent.task_consumer, "channel", None), "qos", None)
-        renew = getattr(qos, "renew_held", None)
-        if parent.hub is None or renew is None:
-            return  # not kombu's Redis transport (RabbitMQ holds them itself), or no loop
+    def repeat(self, parent: Any, every_s: float, call: Any) -> None:
         self.stop(parent)
-        self.timer = parent.hub.call_repeatedly(restore_interval_s(current()), renew)
+        self.timer = parent.hub.call_repeatedly(every_s, call)
 
     def stop(self, parent: Any) -> None:
         if self.timer is not None:
@@ -179,11 +170,28 @@ class HeldMessages(bootsteps.StartStopStep):
         self.stop(parent)
 
 
+class HeldMessages(_TimerStep):
+    """With a Redis broker, the messages this worker holds (two per execution slot: one
+    running, one waiting for it) are renewed every restore interval (`QoS.renew_held`): a
+    message waiting in a live worker's buffer is never given back to the queue, and one a
+    killed worker held is, a visibility timeout after its last renewal. Started with the
+    task consumer, again whenever it restarts (a new connection)."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def start(self, parent: Any) -> None:
+        qos = getattr(getattr(parent.task_consumer, "channel", None), "qos", None)
+        renew = getattr(qos, "renew_held", None)
+        if parent.hub is None or renew is None:
+            return  # not kombu's Redis transport (RabbitMQ holds them itself), or no loop
+        self.repeat(parent, restore_interval_s(current()), renew)
+
+
 EVENTS_FLUSH_S = 0.1  # task events for Flower reach it within this, in batches
 EVENTS_BUFFER_LIMIT = 500  # or sooner, once this many wait
 
 
-class EventBatches(bootsteps.StartStopStep):
+class EventBatches(_TimerStep):
     """Task events (`-E`, for Flower) leave the worker in batches, every EVENTS_FLUSH_S.
 
     Celery buffers a worker's task events already, but flushes the buffer on the event
@@ -195,23 +203,11 @@ class EventBatches(bootsteps.StartStopStep):
 
     requires = ("celery.worker.consumer.events:Events",)
 
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self.timer: Any = None
-
     def start(self, parent: Any) -> None:
         dispatcher = parent.event_dispatcher
         if parent.hub is None or dispatcher is None or not dispatcher.enabled:
             return  # no events, or no event loop (Celery then sends each at once)
         dispatcher.on_send_buffered = None  # not on the loop's next turn: on the timer
         dispatcher.buffer_limit = EVENTS_BUFFER_LIMIT
-        self.stop(parent)
-        self.timer = parent.hub.call_repeatedly(EVENTS_FLUSH_S, parent._flush_events)
-
-    def stop(self, parent: Any) -> None:
-        if self.timer is not None:  # Celery's events step flushes what is left as it stops
-            self.timer.cancel()
-            self.timer = None
-
-    def shutdown(self, parent: Any) -> None:
-        self.stop(parent)
+        # Celery's events step flushes what is left as it stops
+        self.repeat(parent, EVENTS_FLUSH_S, parent._flush_events)
