@@ -152,7 +152,25 @@ def redis_lines(spent: dict[str, Any]) -> list[str]:
             f"  {pair.replace('/', ' / ')} Redis CPU per delivery: {ratios[pair]:.2f}x{verdict}; "
             f"delivering only {ratios[f'{pair} delivering']:.2f}x; by setup {by_setup}"
         )
-    return out
+    return out + floor_lines(systems)
+
+
+def floor_lines(systems: dict[str, Any]) -> list[str]:
+    """What SR's round trips alone cost, priced at one round trip of N's: N's enqueue (one
+    LPUSH, answered). A bound from below that no cheaper script can pass."""
+    sr, n = systems.get("SR"), systems.get("N")
+    if not sr or not n or not n["enqueue"] or not n["cpu_us"]:
+        return []
+    trip = n["enqueue"]["cpu_us"]
+    calls = sum(sr["whole"]["by_command"].get(c, {}).get("calls", 0) for c in ("fcall", "evalsha"))
+    floor = calls * trip / n["cpu_us"]
+    most = 0.5 * n["cpu_us"] / trip
+    return [
+        f"  SR floor: {calls:.2f} calls per delivery (emit, begin, finish), each a round trip; "
+        f"priced at one round trip of N's (its enqueue, one LPUSH: {trip:.0f} µs) they come to "
+        f"{calls * trip:.0f} µs = {floor:.2f}x N before any script runs; <= 0.5x N allows "
+        f"{most:.1f} round trips per delivery"
+    ]
 
 
 def top(per: dict[str, Any]) -> str:

@@ -230,3 +230,17 @@ def get(port: int, path: str) -> dict[str, object] | None:
             return json.loads(resp.read())  # type: ignore[no-any-return]
     except OSError:
         return None
+
+
+def test_the_sr_floor_prices_each_of_its_calls_at_one_round_trip_of_the_naive_task() -> None:
+    from bench.report import floor_lines
+
+    systems = {
+        "N": {"cpu_us": 140.0, "enqueue": {"cpu_us": 28.0}},
+        "SR": {"whole": {"by_command": {"fcall": {"calls": 3.0}, "hmget": {"calls": 7.0}}}},
+    }
+    (line,) = floor_lines(systems)
+    assert "3.00 calls per delivery" in line
+    assert "84 µs = 0.60x N" in line  # 3 x 28 / 140
+    assert "allows 2.5 round trips" in line  # 0.5 x 140 / 28
+    assert floor_lines({"N": systems["N"]}) == []
