@@ -229,3 +229,21 @@ def test_a_listed_redis_that_is_no_cluster_node_is_named_whatever_the_order() ->
             message = str(e.value)
             assert f"redis://127.0.0.1:{dead} (" in message, message
             assert f"{plain.hostname}:{plain.port} (not a node of a Redis Cluster" in message
+
+
+def test_a_worker_starting_with_no_node_answering_logs_each_node(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker waits for its state Redis as for the broker; what it logs names each node."""
+    from shahihooks.worker import check_worker
+
+    ports = two_dead_ports()
+    url = ",".join(f"redis://:{PW}@127.0.0.1:{port}" for port in ports)
+    settings = cluster(url).with_(secret="s" * 32)
+    with caplog.at_level("WARNING", logger="shahihooks.worker"):
+        check_worker(settings)
+    (logged,) = [r.getMessage() for r in caplog.records if "state Redis yet" in r.getMessage()]
+    assert "no node of the Redis Cluster answers" in logged, logged
+    for port in ports:
+        assert f"redis://***:***@127.0.0.1:{port} (" in logged, logged
+    assert PW not in caplog.text
