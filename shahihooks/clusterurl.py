@@ -23,7 +23,8 @@ SCHEMES = ("redis://", "rediss://")
 
 @dataclass(frozen=True)
 class StartupNodes:
-    """Where a Cluster client starts: the nodes, tried in order, and the options of all."""
+    """Where a Cluster client starts: the nodes (redis-py asks them in a random order until
+    one answers) and the options of all."""
 
     nodes: tuple[tuple[str, int], ...]  # (host, port)
     options: tuple[tuple[str, Any], ...]  # the first URL's, as redis-py's parse_url gives them

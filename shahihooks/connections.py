@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -117,16 +118,49 @@ def node_address(client: redis.Redis) -> str:
     return f"{kwargs.get('host')}:{kwargs.get('port')}"
 
 
+NOT_A_NODE = "not a node of a Redis Cluster: cluster mode is not enabled on it"
+
+
 def _cluster_refusal(url: str, exc: Exception) -> Exception:
-    """Why a Cluster client could not be made: no node answers (an outage), or the URL."""
-    if "not enabled" in str(exc):
+    """Why a Cluster client could not be made: a listed Redis is not a Cluster node (the
+    URL), or no node answers (an outage). redis-py's refusal names only the last node it
+    asked (in a random order), so each is asked again and named with what went wrong."""
+    if "cannot be connected" not in str(exc):
+        return ConfigurationError(f"SHAHIHOOKS_REDIS_URL {redact_url(url)!r}: {exc}")
+    whys = _ask_each(url)
+    each = ", ".join(f"{redact_url(item)} ({why})" for item, why in whys)
+    if any(why == NOT_A_NODE for _, why in whys):
         return ConfigurationError(
             f"SHAHIHOOKS_REDIS_CLUSTER is set, but SHAHIHOOKS_REDIS_URL {redact_url(url)} "
             "names a Redis that is not a node of a Redis Cluster"
+            + (f": {each}" if len(whys) > 1 else "")
         )
-    if "cannot be connected" in str(exc):
-        return redis.ConnectionError(str(exc))
-    return ConfigurationError(f"SHAHIHOOKS_REDIS_URL {redact_url(url)!r}: {exc}")
+    return redis.ConnectionError(f"no node of the Redis Cluster answers: {each}")
+
+
+def _ask_each(url: str) -> list[tuple[str, str]]:
+    """Every node `url` lists and what went wrong asking it, asked at once (nodes that do
+    not answer cost one connect timeout, not one each)."""
+    found = startup_nodes(url)
+    options = dict(found.options)
+    with ThreadPoolExecutor(len(found.nodes)) as pool:
+        whys = list(pool.map(lambda node: _ask_node(node, options), found.nodes))
+    return list(zip(node_urls(url), whys, strict=True))
+
+
+def _ask_node(node: tuple[str, int], options: dict[str, Any]) -> str:
+    """What went wrong asking a node for the Cluster's slots, as redis-py asks a startup node."""
+    once = {k: _OPTIONS[k] for k in ("socket_timeout", "socket_connect_timeout", "retry")}
+    pool = redis.ConnectionPool(host=node[0], port=node[1], **options, **once)
+    try:
+        redis.Redis(connection_pool=pool).execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+    except redis.ResponseError:
+        return NOT_A_NODE
+    except (redis.RedisError, OSError) as exc:
+        return str(exc).strip().rstrip(".") or type(exc).__name__
+    finally:
+        pool.disconnect()
+    return "answered only when asked again"
 
 
 def state_redis(settings: Settings) -> redis.Redis:

@@ -6,7 +6,8 @@ delivery's begin reads its own shard's), written one shard after another: a writ
 different shards would see different endpoints. So each copy carries a version, one more at
 every write, written with it; `doctor` compares the copies' versions and digests, and a sync
 writes the newest copy over every copy that differs from it (`shahihooks endpoints sync`,
-and every write first when the versions differ).
+and every write first when the versions differ), leaving, and naming, a copy that a write at
+once with the sync reached after it was read.
 """
 
 from __future__ import annotations
@@ -76,37 +77,59 @@ def behind(copies: Sequence[Copy], best: Copy) -> list[Copy]:
     return [c for c in copies if (c.version, c.digest) != (best.version, best.digest)]
 
 
-def sync(places: Sequence[Place]) -> tuple[Copy, list[Copy], set[str]]:
-    """Write the newest copy over every copy that differs from it, each in one transaction:
-    the newest, the copies it replaced (as they were) and the URLs whose entry changed in
-    some copy. A URL whose limit changed is looked at now, as a write does."""
+@dataclass(frozen=True)
+class Synced:
+    """What a sync did: the newest copy; the copies it wrote it over (as they were read);
+    the copies it left because a write reached them after they were read (a write at once
+    with the sync: a sync again finds them as that write left them); and the URLs whose entry
+    it changed in some copy."""
+
+    best: Copy
+    written: list[Copy]
+    skipped: list[Copy]
+    changed: frozenset[str]
+
+
+def sync(places: Sequence[Place]) -> Synced:
+    """Write the newest copy over every copy that differs from it, each in one transaction
+    that a write to the copy since it was read cancels. A URL whose limit changed is looked
+    at now, as a write does."""
     found = read(places)
     best = newest(found)
-    stale = behind(found, best)
+    written: list[Copy] = []
+    skipped: list[Copy] = []
     changed: set[str] = set()
-    for copy in stale:
-        client, keys = places[copy.shard]
+    for copy in behind(found, best):
         mine = {
             url.decode()
             for url in best.entries.keys() | copy.entries.keys()
             if best.entries.get(url) != copy.entries.get(url)
         }
-        with client.pipeline(transaction=True) as pipe:
-            # a copy written since it was read (a write at once with this sync) is newer
-            # than `best`: left as that write made it
-            pipe.watch(keys.endpoints, keys.endpoints_version)  # type: ignore[no-untyped-call]
-            if int(pipe.get(keys.endpoints_version) or 0) != copy.version:
-                continue
-            pipe.multi()
-            pipe.delete(keys.endpoints)
-            if best.entries:
-                pipe.hset(keys.endpoints, mapping=best.entries)  # type: ignore[arg-type]
-            pipe.set(keys.endpoints_version, best.version)
-            for url in mine:
-                pipe.zadd(keys.releases, {url_tag(url): 0}, xx=True, lt=True)
-            try:
-                pipe.execute()
-            except redis.WatchError:
-                continue
-        changed |= mine
-    return best, stale, changed
+        if _overwrite(places[copy.shard], copy, best, mine):
+            written.append(copy)
+            changed |= mine
+        else:
+            skipped.append(copy)
+    return Synced(best, written, skipped, frozenset(changed))
+
+
+def _overwrite(place: Place, copy: Copy, best: Copy, urls: set[str]) -> bool:
+    """`best` written over `copy`, unless the copy was written since it was read (its
+    version moved before the WATCH, or anything of it before the EXEC): False then."""
+    client, keys = place
+    with client.pipeline(transaction=True) as pipe:
+        pipe.watch(keys.endpoints, keys.endpoints_version)  # type: ignore[no-untyped-call]
+        if int(pipe.get(keys.endpoints_version) or 0) != copy.version:
+            return False
+        pipe.multi()
+        pipe.delete(keys.endpoints)
+        if best.entries:
+            pipe.hset(keys.endpoints, mapping=best.entries)  # type: ignore[arg-type]
+        pipe.set(keys.endpoints_version, best.version)
+        for url in urls:
+            pipe.zadd(keys.releases, {url_tag(url): 0}, xx=True, lt=True)
+        try:
+            pipe.execute()
+        except redis.WatchError:
+            return False
+    return True

@@ -158,17 +158,18 @@ class EndpointStore:
             self.sync()
         return max(found) + 1
 
-    def sync(self) -> tuple[copies.Copy, list[copies.Copy]]:
-        """In a Cluster, the newest copy written over the copies that differ from it: the
-        newest, and the copies it replaced. An endpoint whose entry changed gets its own
-        limit on attempts in flight again (a write cut short may not have set it)."""
-        best, stale, changed = copies.sync(self._places())
+    def sync(self) -> copies.Synced:
+        """In a Cluster, the newest copy written over the copies that differ from it (those
+        a write reached meanwhile left as it made them: `skipped`). An endpoint whose entry
+        changed gets its own limit on attempts in flight again (a write cut short may not
+        have set it)."""
+        synced = copies.sync(self._places())
         forget_cached()
-        for url in changed:
-            entry = best.entries.get(url.encode())
+        for url in synced.changed:
+            entry = synced.best.entries.get(url.encode())
             if entry is not None:
                 health.set_limit(self.settings, url, Endpoint.from_json(entry).concurrency)
-        return best, stale
+        return synced
 
     def add(self, endpoint: Endpoint) -> Endpoint:
         check_target(endpoint.url, self.settings)

@@ -65,12 +65,12 @@ def check_worker(settings: Settings) -> None:
                 _check_server(server_facts(client), where, url, cluster=True)
                 load_library(client)
         except OUTAGES as exc:  # the worker waits for it like for the broker
-            logger.warning("could not check the %s yet (%s)", what, type(exc).__name__)
+            logger.warning("could not check the %s yet (%s: %s)", what, type(exc).__name__, exc)
     try:
         for state in shards.shards(settings):  # written by another version?
             check_state(state.client, state.keys)
     except OUTAGES as exc:
-        logger.warning("could not check the state's schema yet (%s)", type(exc).__name__)
+        logger.warning("could not check the state's schema yet (%s: %s)", type(exc).__name__, exc)
 
 
 def _check_server(facts: ServerFacts, what: str, url: str, cluster: bool = False) -> None:

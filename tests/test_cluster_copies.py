@@ -12,9 +12,15 @@ import sys
 import uuid
 from typing import Any
 
+import pytest
+import redis
+from click.testing import CliRunner
+
+import shahihooks
 from shahihooks import copies, shards
+from shahihooks.cli import main
 from shahihooks.endpoints import Endpoint, EndpointStore
-from shahihooks.settings import Settings
+from shahihooks.settings import Settings, current
 from tests.cluster import (
     ROOT,
     cluster_fixture,  # noqa: F401 (the fixture `cluster`, one per module)
@@ -109,8 +115,9 @@ def test_a_copy_edited_by_hand_is_reported_and_the_majority_kept(
     assert "shard 12 (version 1, 2 endpoint(s))" in line["what"], line
     assert "shard 0 (version 1, 1 endpoint(s))" in line["what"], line
     assert "sync (writes shard 0's copy" in line["fix"], line
-    best, stale = store.sync()
-    assert (best.shard, [c.shard for c in stale]) == (0, [12])
+    synced = store.sync()
+    assert (synced.best.shard, [c.shard for c in synced.written]) == (0, [12])
+    assert synced.skipped == []
     assert stored(settings) == written
 
 
@@ -129,6 +136,96 @@ def test_the_next_write_brings_copies_left_behind_up_first(
     assert all(entries == found[0][1] for _, entries in found)
     assert set(found[15][1]) == {first.encode(), second.encode()}
     assert copies_line(world)["ok"]
+
+
+def test_sync_names_apart_the_shards_a_write_reached_while_it_ran(
+    world: World, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shards 7 and 9 left behind; another write reaches shard 9 after the sync read the
+    copies: sync overwrites 7 only, says 9 changed meanwhile, exits 1; a sync again ends it."""
+    settings = settings_of(world)
+    store = EndpointStore(shards.shards(settings)[0].client, settings)
+    urls = [receiver.url(f"/copies-meanwhile-{uuid.uuid4().hex[:6]}-{n}") for n in range(4)]
+    for url in urls[:3]:
+        store.add(Endpoint(url))
+    written = stored(settings)
+    for shard in (7, 9):
+        behind = shards.shards(settings)[shard]
+        behind.client.hdel(behind.keys.endpoints, urls[2])
+        behind.client.set(behind.keys.endpoints_version, 2)
+    read = copies.read
+
+    def read_then_a_write(places):  # type: ignore[no-untyped-def]
+        found = read(places)
+        client, keys = places[9]  # the other write: version 4, adding urls[3], shard 9 first
+        client.hset(keys.endpoints, urls[3], Endpoint(urls[3]).to_json())
+        client.set(keys.endpoints_version, 4)
+        return found
+
+    monkeypatch.setattr(copies, "read", read_then_a_write)
+    previous = current()
+    shahihooks.configure(settings)
+    try:
+        done = CliRunner().invoke(main, ["endpoints", "sync"])
+        monkeypatch.undo()
+        assert done.exit_code == 1, done.output
+        newest = "shard 0 (version 3, 3 endpoint(s))"
+        assert done.stdout.strip() == f"shard(s) 7 given the newest copy, {newest}"
+        assert done.stderr.strip() == (
+            "Error: shard(s) 9 changed while syncing (another write to the store at the same "
+            "time): not overwritten; run `shahihooks endpoints sync` again"
+        )
+        after = stored(settings)
+        assert after[7] == written[7]
+        assert after[9][0] == b"4"  # as the other write left it
+        assert set(after[9][1]) == {urls[0].encode(), urls[1].encode(), urls[3].encode()}
+        again = CliRunner().invoke(main, ["endpoints", "sync"])
+        assert again.exit_code == 0, again.output
+        assert "given the newest copy, shard 9 (version 4, 3 endpoint(s))" in again.stdout
+        assert all(copy == after[9] for copy in stored(settings))
+    finally:
+        shahihooks.configure(previous)
+
+
+def test_a_sync_leaves_a_copy_written_between_its_watch_and_its_exec(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """The write reaches shard 2 after the sync checked its version, before its transaction
+    ran (a client whose transactions meet another connection's write after their WATCH):
+    the transaction is cancelled, and the copy is named as skipped, not as written."""
+    from shahihooks.keys import Keys
+
+    run = uuid.uuid4().hex[:8]
+    keys = [Keys(f"shtestcopies{run}-{i}") for i in range(3)]
+
+    class WrittenMeanwhile(redis.Redis):
+        def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+            pipe = super().pipeline(transaction, shard_hint)
+            multi = pipe.multi
+
+            def a_write_then_multi() -> None:
+                other = redis.Redis(connection_pool=self.connection_pool)
+                other.hset(keys[2].endpoints, "c", "1")
+                other.set(keys[2].endpoints_version, 3)
+                multi()
+
+            pipe.multi = a_write_then_multi  # type: ignore[method-assign]
+            return pipe
+
+    meanwhile = WrittenMeanwhile(connection_pool=redis_client.connection_pool)
+    places = [(redis_client, keys[0]), (redis_client, keys[1]), (meanwhile, keys[2])]
+    for (client, mine), (version, entries) in zip(
+        places, [(2, {"a": "1", "b": "1"}), (1, {"a": "1"}), (1, {"a": "1"})], strict=True
+    ):
+        client.hset(mine.endpoints, mapping=entries)
+        client.set(mine.endpoints_version, version)
+    try:
+        synced = copies.sync(places)
+        assert ([c.shard for c in synced.written], [c.shard for c in synced.skipped]) == ([1], [2])
+        after = copies.read(places)
+        assert [c.version for c in after] == [2, 2, 3]
+        assert after[2].entries == {b"a": b"1", b"c": b"1"}  # the other write's, not the sync's
+    finally:
+        for mine in keys:
+            redis_client.delete(mine.endpoints, mine.endpoints_version)
 
 
 def copy(shard: int, version: int, **entries: str) -> copies.Copy:
@@ -169,7 +266,8 @@ def test_a_sync_leaves_a_copy_written_since_it_read_them(redis_client, monkeypat
 
     monkeypatch.setattr(copies, "read", read_then_a_write)
     try:
-        copies.sync(places)
+        synced = copies.sync(places)
+        assert ([c.shard for c in synced.written], [c.shard for c in synced.skipped]) == ([1], [2])
         after = read(places)
         assert [c.version for c in after] == [2, 2, 3]
         assert after[1].entries == {b"a": b"1", b"b": b"1"}  # brought to the newest read

@@ -159,3 +159,91 @@ def test_a_tls_cluster_client_is_built_and_an_unreachable_one_is_an_outage() -> 
         assert "unexpected keyword" not in message
         assert "Error 111" in message or "refused" in message.lower(), message
         assert PW not in message
+
+
+def two_dead_ports() -> tuple[int, int]:
+    from tests.conftest import free_port
+
+    first = free_port()
+    second = free_port()
+    while second == first:
+        second = free_port()
+    return first, second
+
+
+def test_no_listed_node_answering_names_each_node_and_why_masked() -> None:
+    """redis-py's refusal names only the last node it asked (in a random order): the error
+    names every node, with what went wrong, passwords masked; so does the command line."""
+    import subprocess
+    import sys
+
+    import redis
+
+    from shahihooks.connections import cluster_client
+    from tests.conftest import clean_env
+
+    ports = two_dead_ports()
+    url = ",".join(f"redis://:{PW}@127.0.0.1:{port}" for port in ports)
+    with pytest.raises(redis.ConnectionError) as caught:
+        cluster_client(url)
+    message = str(caught.value)
+    assert message.startswith("no node of the Redis Cluster answers: "), message
+    for port in ports:  # each named, masked, with why (on Linux: Error 111 ... refused)
+        assert f"redis://***:***@127.0.0.1:{port} (" in message, message
+    assert message.lower().count("refused") == 2, message
+    assert PW not in message
+
+    env = clean_env(
+        SHAHIHOOKS_REDIS_URL=url, SHAHIHOOKS_REDIS_CLUSTER="1", SHAHIHOOKS_BROKER_URL=AMQP
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "shahihooks", "endpoints", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "no node of the Redis Cluster answers" in done.stderr, done.stderr
+    for port in ports:
+        assert f"redis://***:***@127.0.0.1:{port} (" in done.stderr, done.stderr
+    assert PW not in done.stderr + done.stdout
+
+
+def test_a_listed_redis_that_is_no_cluster_node_is_named_whatever_the_order() -> None:
+    """One node down and one a plain Redis: a configuration error naming both, whichever
+    redis-py happened to ask last."""
+    from urllib.parse import urlsplit
+
+    from shahihooks.connections import cluster_client
+    from tests.conftest import REDIS_URL
+
+    plain = urlsplit(REDIS_URL)
+    dead = two_dead_ports()[0]
+    items = [f"redis://127.0.0.1:{dead}", f"redis://{plain.hostname}:{plain.port}"]
+    for url in (",".join(items), ",".join(reversed(items))):
+        for _ in range(3):  # redis-py asks the nodes in a random order
+            with pytest.raises(ConfigurationError, match="is not a node of a Redis Cluster") as e:
+                cluster_client(url)
+            message = str(e.value)
+            assert f"redis://127.0.0.1:{dead} (" in message, message
+            assert f"{plain.hostname}:{plain.port} (not a node of a Redis Cluster" in message
+
+
+def test_a_worker_starting_with_no_node_answering_logs_each_node(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker waits for its state Redis as for the broker; what it logs names each node."""
+    from shahihooks.worker import check_worker
+
+    ports = two_dead_ports()
+    url = ",".join(f"redis://:{PW}@127.0.0.1:{port}" for port in ports)
+    settings = cluster(url).with_(secret="s" * 32)
+    with caplog.at_level("WARNING", logger="shahihooks.worker"):
+        check_worker(settings)
+    (logged,) = [r.getMessage() for r in caplog.records if "state Redis yet" in r.getMessage()]
+    assert "no node of the Redis Cluster answers" in logged, logged
+    for port in ports:
+        assert f"redis://***:***@127.0.0.1:{port} (" in logged, logged
+    assert PW not in caplog.text

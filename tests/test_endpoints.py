@@ -60,6 +60,6 @@ def test_one_redis_keeps_one_copy_without_a_version(settings, redis_client: redi
     store.add(Endpoint("https://127.0.0.1:9/one-copy"))
     assert redis_client.exists(Keys(s.prefix).endpoints)
     assert not redis_client.exists(Keys(s.prefix).endpoints_version)
-    best, stale = store.sync()
-    assert (len(best.entries), stale) == (1, [])
+    synced = store.sync()
+    assert (len(synced.best.entries), synced.written, synced.skipped) == (1, [], [])
     assert not any("copies" in c.what for c in checks.state_checks(s))

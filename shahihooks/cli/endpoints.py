@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -10,6 +10,9 @@ from shahihooks.cli.commands import BODY_STYLES
 from shahihooks.cli.output import print_result, table
 from shahihooks.safety import redact_url
 from shahihooks.settings import current
+
+if TYPE_CHECKING:
+    from shahihooks.copies import Copy
 
 
 @click.group()
@@ -217,6 +220,9 @@ def endpoints_sync() -> None:
     different; `shahihooks doctor` says so). The newest: of the highest version, then the
     one most shards hold. One Redis keeps one copy: nothing to do.
 
+    A shard's copy that another write reached while syncing is left as that write made it
+    and named; the exit status is then 1: run it again.
+
     \b
     Example:
       shahihooks endpoints sync
@@ -225,9 +231,19 @@ def endpoints_sync() -> None:
     if not store.settings.redis_cluster:
         click.echo("one Redis: the endpoint store has one copy, nothing to sync")
         return
-    best, stale = store.sync()
-    if not stale:
+    synced = store.sync()
+    best = synced.best
+    if not synced.written and not synced.skipped:
         click.echo(f"the copies are alike ({best.text()} and every other): nothing to do")
         return
-    shown = ", ".join(str(c.shard) for c in stale)
-    click.echo(f"shard(s) {shown} given the newest copy, {best.text()}")
+    if synced.written:
+        click.echo(f"shard(s) {_shards(synced.written)} given the newest copy, {best.text()}")
+    if synced.skipped:
+        raise click.ClickException(
+            f"shard(s) {_shards(synced.skipped)} changed while syncing (another write to the "
+            "store at the same time): not overwritten; run `shahihooks endpoints sync` again"
+        )
+
+
+def _shards(found: list[Copy]) -> str:
+    return ", ".join(str(c.shard) for c in found)
