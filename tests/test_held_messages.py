@@ -5,9 +5,13 @@ stopped, never while it lives; an acknowledged one stays gone."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import signal
 import threading
 import time
 import uuid
+from collections import Counter
 
 import pytest
 import redis
@@ -15,8 +19,9 @@ import redis
 import shahihooks
 from shahihooks.celeryconf import PREFETCH_MULTIPLIER, celery_config
 from shahihooks.timings import restore_interval_s
-from tests.conftest import wait_until
-from tests.receiver import Receiver
+from tests.conftest import SECRET, wait_until
+from tests.faults import World, halt
+from tests.receiver import Received, Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -68,3 +73,50 @@ def test_a_held_message_is_renewed_while_its_attempt_runs_and_gone_once_done(
     time.sleep(interval + 1)  # a renewal after the acknowledgement does not bring it back
     assert redis_client.zscore(UNACKED_INDEX, tag) is None
     assert redis_client.hget(UNACKED, tag) is None
+
+
+def _signed(request: Received) -> bool:
+    """Signed with the test secret over its exact body (the page's scheme)."""
+    mac = hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(request.header("x-shahi-assist-signature"), f"sha256={mac}")
+
+
+def test_a_message_held_by_a_killed_worker_is_sent_once_by_the_next_worker(
+    world: World, receiver: Receiver
+) -> None:
+    """One slot (concurrency 1) holds two messages: the first in an attempt the receiver
+    keeps waiting, the second behind it. The worker is SIGKILLed; a new worker sends
+    everything. The held message comes back a visibility timeout after its last renewal and
+    is sent once; the attempt in flight had reached the receiver, which answered after the
+    kill: its outcome never recorded, its lease ends and it is sent again, with the same id
+    (README, Idempotency: the one duplicate a killed worker may cause)."""
+    world.settings = {"SHAHIHOOKS_TIMEOUT": "5"}  # lease 15 s, visibility 35 s
+    path = f"/held-kill-{uuid.uuid4().hex[:6]}"
+    release = threading.Event()
+    receiver.rule(path, lambda n: (release.wait(4) if n == 1 else None, 200)[1])
+    ids = world.emit(5, path)
+    first = world.worker(1)
+    try:
+        (in_flight,) = receiver.wait_for(path, 1, timeout=30)
+        running = in_flight.header("webhook-id")
+        client = world.client
+        held = wait_until(
+            lambda: [i for i in ids if i != running and _tag_of(client, i)],
+            timeout=3,
+            what="the second message held behind the running attempt",
+        )
+        assert len(held) == 1, "two messages in the one slot"
+        assert client.llen("faults") == 3
+        halt(first, signal.SIGKILL)
+    finally:
+        release.set()  # the receiver answers the attempt the kill cut off
+    world.worker(1)
+    ledger = world.wait_ledger(ids, path, timeout=120)
+    print(f"\nheld {held[0]}, in flight {running}: {ledger}")
+    assert ledger.missing == []
+    assert ledger.dead == 0
+    assert ledger.delivered == 5
+    got = receiver.requests_to(path)
+    assert all(_signed(r) for r in got)
+    seen = Counter(r.header("webhook-id") for r in got if r.status == 200)
+    assert seen == {i: 2 if i == running else 1 for i in ids}
