@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import re
 import signal
 import threading
 import time
@@ -15,8 +17,11 @@ from collections import Counter
 
 import pytest
 import redis
+from kombu import Connection
+from kombu.simple import SimpleQueue
 
 import shahihooks
+from shahihooks.broker import RenewalStreak, Transport
 from shahihooks.celeryconf import PREFETCH_MULTIPLIER, celery_config
 from shahihooks.timings import restore_interval_s
 from tests.conftest import SECRET, wait_until
@@ -120,3 +125,46 @@ def test_a_message_held_by_a_killed_worker_is_sent_once_by_the_next_worker(
     assert all(_signed(r) for r in got)
     seen = Counter(r.header("webhook-id") for r in got if r.status == 200)
     assert seen == {i: 2 if i == running else 1 for i in ids}
+
+
+def test_failed_renewals_are_told_once_per_streak_and_their_end_too(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A warning at the first failed renewal (what it risks), none for the next ones of the
+    streak, and one when a renewal reaches Redis again; the held message's record is then
+    renewed. The broker is a private Redis that the test stops and starts again."""
+    caplog.set_level(logging.WARNING, logger="shahihooks.broker")
+    connection = Connection(
+        world.url, transport=Transport, transport_options={"visibility_timeout": 35}
+    )
+    try:
+        channel = connection.channel()
+        queue = SimpleQueue(channel, f"renewals-{uuid.uuid4().hex[:6]}")
+        queue.put({"n": 1})
+        held = queue.get(timeout=5)  # taken, not acknowledged: held
+        qos, streak = channel.qos, RenewalStreak()
+        tag = held.delivery_tag
+        recorded = world.client.zscore(UNACKED_INDEX, tag)
+        assert recorded is not None
+        world.stop_redis()
+        for _ in range(3):
+            qos.renew_held(streak)
+        said = [r.getMessage() for r in caplog.records if r.name == "shahihooks.broker"]
+        assert len(said) == 1, said
+        assert "held messages not renewed (ConnectionError" in said[0]
+        assert "35 s (the visibility timeout)" in said[0]
+        world.start_redis()  # append-only: the record survives
+        renewed_at = time.time()
+
+        def renewed() -> bool:
+            qos.renew_held(streak)
+            return streak.failures == 0
+
+        wait_until(renewed, timeout=10, what="a renewal after the restart")
+        said = [r.getMessage() for r in caplog.records if r.name == "shahihooks.broker"]
+        assert len(said) == 2, said
+        assert re.fullmatch(r"held messages: renewal resumed after (\d+) failures", said[1])
+        assert int(said[1].split()[-2]) >= 3
+        assert (world.client.zscore(UNACKED_INDEX, tag) or 0) >= renewed_at > recorded
+    finally:
+        connection.release()
