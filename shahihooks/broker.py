@@ -70,6 +70,34 @@ _RECORD = (
 _FORGET = "redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('HDEL', KEYS[2], ARGV[1])"
 
 
+class RenewalStreak:
+    """Renewals of the held messages that failed in a row. An operator hears of a streak
+    twice, however long it lasts: a warning at its first failure, and a line when a renewal
+    reaches Redis again. A worker holding nothing renews nothing: the streak then ends with
+    the next renewal it makes."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def failed(self, exc: redis.RedisError, visibility_timeout_s: float) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            logger.warning(
+                "held messages not renewed (%s: %s): a message this worker holds that goes "
+                "%g s (the visibility timeout) without a renewal is given back to the queue "
+                "and taken again; its delivery is still sent once (a copy of one begun or "
+                "done is dropped). Said once until renewals resume",
+                type(exc).__name__,
+                exc,
+                visibility_timeout_s,
+            )
+
+    def succeeded(self) -> None:
+        if self.failures:
+            logger.warning("held messages: renewal resumed after %d failures", self.failures)
+        self.failures = 0
+
+
 class QoS(kombu_redis.QoS):
     """kombu's record of unacknowledged messages, written as kombu writes it (the same keys
     and values, atomically), by one script call instead of a MULTI pipeline per message.
@@ -121,11 +149,12 @@ class QoS(kombu_redis.QoS):
         finally:  # as in ack
             virtual.QoS.ack(self, delivery_tag)
 
-    def renew_held(self) -> None:
+    def renew_held(self, streak: RenewalStreak) -> None:
         """Renew the unacknowledged record of every message this worker holds (running, or
         waiting in its buffer), so that no other worker gives it back to the queue while
         this one lives: the visibility timeout counts from the moment it stops renewing.
-        `XX`: a message acknowledged meanwhile (its record removed) stays removed."""
+        `XX`: a message acknowledged meanwhile (its record removed) stays removed. A failure
+        is counted in `streak` (the worker's, across its reconnections)."""
         taken: Any = self._delivered
         acknowledged: Any = self._dirty  # acknowledged, not yet taken out of `taken`
         try:
@@ -140,7 +169,9 @@ class QoS(kombu_redis.QoS):
                 renewed = dict.fromkeys(held, time.time())
                 client.zadd(self.unacked_index_key, renewed, xx=True, gt=True)
         except redis.RedisError as exc:  # an outage: the next renewal, or the timeout
-            logger.debug("held messages not renewed: %s", exc)
+            streak.failed(exc, self.visibility_timeout)
+        else:
+            streak.succeeded()
 
     def _run(self, source: str, *args: str) -> None:
         keys = (self.unacked_index_key, self.unacked_key)

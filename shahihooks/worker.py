@@ -7,6 +7,7 @@ blueprint, so `import shahihooks` (and `emit`) loads none of it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import warnings
@@ -16,6 +17,7 @@ from celery import bootsteps
 
 from shahihooks import shards
 from shahihooks.app import app, publisher
+from shahihooks.broker import RenewalStreak
 from shahihooks.celeryconf import check_celery_config, redis_servers
 from shahihooks.connections import (
     OUTAGES,
@@ -179,12 +181,16 @@ class HeldMessages(_TimerStep):
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.streak = RenewalStreak()  # failed renewals, told once however long they last
+
     def start(self, parent: Any) -> None:
         qos = getattr(getattr(parent.task_consumer, "channel", None), "qos", None)
         renew = getattr(qos, "renew_held", None)
         if parent.hub is None or renew is None:
             return  # not kombu's Redis transport (RabbitMQ holds them itself), or no loop
-        self.repeat(parent, restore_interval_s(current()), renew)
+        self.repeat(parent, restore_interval_s(current()), functools.partial(renew, self.streak))
 
 
 EVENTS_FLUSH_S = 0.1  # task events for Flower reach it within this, in batches
