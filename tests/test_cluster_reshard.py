@@ -1,0 +1,151 @@
+"""A Redis Cluster resharded under running workers (SHAHIHOOKS_REDIS_CLUSTER): the slots of
+the shards of one primary move to another (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE in
+batches, SETSLOT NODE: the steps of `redis-cli --cluster reshard`) while their endpoints'
+deliveries and retries are in flight. A shard whose slot is split between two primaries
+serves nothing (each call names a key of the shard that is never stored, so the old primary
+answers ASK, the new one MOVED: an outage, waited out; an emit to it raises UnavailableError);
+once it has moved, a process follows the MOVED its next call meets to the new primary, every
+delivery arrives once, verified, and nothing is dead-lettered."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from redis.crc import key_slot
+
+from shahihooks import dead, shards
+from shahihooks.keys import url_tag
+from tests.cluster import (
+    App,
+    Cluster,
+    cluster_fixture,  # noqa: F401 (the fixture `cluster`, one per module)
+    emit,
+    primary_of,
+    settings_of,
+    signed,
+    wait_delivered,
+    worker,
+    world_fixture,  # noqa: F401 (the fixture `world`)
+)
+from tests.conftest import ScriptKeys, wait_until
+from tests.faults import World
+from tests.receiver import Receiver
+
+MIGRATE_BATCH = 20  # keys per MIGRATE: the slot is split between the two primaries meanwhile
+
+
+def node_id(cluster: Cluster, port: int) -> str:
+    return bytes(cluster.node(port).execute_command("CLUSTER", "MYID")).decode()
+
+
+def refusals(cluster: Cluster, port: int) -> int:
+    """How many commands node `port` has refused with ASK or TRYAGAIN (a slot migrating)."""
+    found = cluster.node(port).info("errorstats")
+    return sum(int(found.get(f"errorstat_{e}", {}).get("count", 0)) for e in ("ASK", "TRYAGAIN"))
+
+
+def move_slot(
+    cluster: Cluster, slot: int, source: int, target: int, split: Callable[[int], None]
+) -> int:
+    """Slot `slot` moved from primary `source` to `target` as `redis-cli --cluster reshard`
+    moves one; `split(slot)` is called once the first batch of keys has moved (the slot is then
+    split: some of its keys on each primary). Returns how many keys moved."""
+    src, dst = cluster.node(source), cluster.node(target)
+    target_id = node_id(cluster, target)
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", node_id(cluster, source))
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    moved = 0
+    while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH):
+        src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        if not moved:
+            split(slot)
+        moved += len(keys)
+    for port in [target, source, *(p for p in cluster.masters() if p not in (source, target))]:
+        cluster.node(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    return moved
+
+
+def paths_in(receiver: Receiver, moving: list[int], each: int) -> list[str]:
+    """`each` receiver paths whose endpoints live in each shard of `moving`."""
+    found: dict[int, list[str]] = {k: [] for k in moving}
+    while min(len(p) for p in found.values()) < each:
+        path = f"/cl-reshard-{uuid.uuid4().hex[:8]}"
+        shard = shards.shard_of_tag(url_tag(receiver.url(path)))
+        if shard in found:
+            found[shard].append(path)
+    return [p for k in moving for p in found[k][:each]]
+
+
+def delivered(receiver: Receiver, paths: list[str]) -> set[str]:
+    """The webhook-ids `paths` have answered 200."""
+    return {
+        r.header("webhook-id") for p in paths for r in receiver.requests_to(p) if r.status == 200
+    }
+
+
+def test_cluster_reshard_under_deliveries_and_retries_loses_nothing(
+    world: World, receiver: Receiver, cluster: Cluster
+) -> None:
+    settings = settings_of(world)
+    prefix = lambda k: shards.shard_prefix(settings.prefix, k)  # noqa: E731
+    slot_of = lambda url: key_slot(prefix(shards.shard_of_tag(url_tag(url))).encode())  # noqa: E731
+    slot_of_id = lambda i: key_slot(prefix(shards.shard_of_delivery(i)).encode())  # noqa: E731
+    source = primary_of(cluster, prefix(0))
+    target = next(p for p in cluster.masters() if p != source)
+    moving = [k for k in range(shards.N_SHARDS) if primary_of(cluster, prefix(k)) == source]
+    paths = paths_in(receiver, moving, 2)
+    flaky = paths[0]  # its first 10 requests fail (first attempts, retried 1 s later)
+    receiver.rule(flaky, lambda n: 500 if n <= 10 else 200)
+    for p in paths[1:]:
+        receiver.rule(p, lambda n: (time.sleep(0.1), 200)[1])
+    urls = [receiver.url(p) for p in paths]
+    worker(world, 4)
+    before = emit(world, 20, urls)
+    wait_until(lambda: len(receiver.requests_to(flaky)) >= 5, timeout=30, what="first tries")
+    app = App(world)
+    refused_emits: list[str] = []
+    left_at_split: dict[int, int] = {}  # per slot: its deliveries not delivered when it split
+
+    def split(slot: int) -> None:
+        """While `slot` is split: a worker's call meets it, an emit to its shard fails."""
+        mine = {i for i in before if slot_of_id(i) == slot}
+        left_at_split[slot] = len(mine - delivered(receiver, paths))
+        seen = refusals(cluster, source) + refusals(cluster, target)
+        wait_until(
+            lambda: refusals(cluster, source) + refusals(cluster, target) > seen,
+            timeout=15,
+            what="a call refused by the split slot",
+        )
+        found = app.emit([u for u in urls if slot_of(u) == slot], 0)
+        refused_emits.append(found if isinstance(found, str) else "taken")
+
+    first = slot_of(receiver.url(flaky))  # moved first: its retries are still due
+    slots = [first, *sorted({key_slot(prefix(k).encode()) for k in moving} - {first})]
+    started = time.monotonic()
+    moved = [move_slot(cluster, s, source, target, split) for s in slots]
+    took = time.monotonic() - started
+    assert all(keys > MIGRATE_BATCH for keys in moved)  # each slot was split a while
+    assert left_at_split[first] > 0  # the flaky endpoint's retries were in flight
+    assert all("UnavailableError" in e and "AskError" in e for e in refused_emits), refused_emits
+    # the app met the split slots: its next emits follow their MOVED to the new primary
+    after = [app.emit(urls, 100 + n) for n in range(3)]
+    assert all(isinstance(ids, list) for ids in after), after
+    sent = before + [i for ids in after for i in ids]
+    done = wait_delivered(settings, sent, timeout=40)
+    assert {i: v for i, v in done.items() if v != "ok"} == {}
+    got = [r for p in paths for r in receiver.requests_to(p) if r.status == 200]
+    assert sorted(r.header("webhook-id") for r in got) == sorted(sent)  # each once
+    assert all(signed(r) for r in got)
+    assert [r.status for r in receiver.requests_to(flaky)].count(500) == 10  # retried, then ok
+    assert not dead.list_ids(settings)
+    assert all(primary_of(cluster, prefix(k)) == target for k in moving)
+    for i in sent:  # each delivery's state is on the new primary
+        keys = ScriptKeys(prefix(shards.shard_of_delivery(i)))
+        assert cluster.node(target).get(keys.done(i)) == b"ok"
+    print(
+        f"\nresharded {len(slots)} slots ({sum(moved)} keys) in {took:.1f} s, with"
+        f" {sum(left_at_split.values())} of {len(before)} deliveries not yet delivered as"
+        f" their slot split; {len(sent)} delivered once each"
+    )
