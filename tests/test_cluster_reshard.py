@@ -9,6 +9,7 @@ delivery arrives once, verified, and nothing is dead-lettered."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -104,6 +105,23 @@ def delivered(receiver: Receiver, paths: list[str]) -> set[str]:
     }
 
 
+def delivered_once(
+    world: World, receiver: Receiver, paths: list[str], sent: list[str], cluster: Cluster, at: int
+) -> None:
+    """Each delivery of `sent` done, answered 200 once, signed, none dead-lettered, and its
+    state (its done marker) on primary `at`."""
+    settings = settings_of(world)
+    done = wait_delivered(settings, sent, timeout=40)
+    assert {i: v for i, v in done.items() if v != "ok"} == {}
+    got = [r for p in paths for r in receiver.requests_to(p) if r.status == 200]
+    assert sorted(r.header("webhook-id") for r in got) == sorted(sent)
+    assert all(signed(r) for r in got)
+    assert not dead.list_ids(settings)
+    for i in sent:
+        keys = ScriptKeys(shards.shard_prefix(settings.prefix, shards.shard_of_delivery(i)))
+        assert cluster.node(at).get(keys.done(i)) == b"ok"
+
+
 def test_cluster_reshard_under_deliveries_and_retries_loses_nothing(
     world: World, receiver: Receiver, cluster: Cluster
 ) -> None:
@@ -152,21 +170,59 @@ def test_cluster_reshard_under_deliveries_and_retries_loses_nothing(
     after = [app.emit(urls, 100 + n) for n in range(3)]
     assert all(isinstance(ids, list) for ids in after), after
     sent = before + [i for ids in after for i in ids]
-    done = wait_delivered(settings, sent, timeout=40)
-    assert {i: v for i, v in done.items() if v != "ok"} == {}
-    got = [r for p in paths for r in receiver.requests_to(p) if r.status == 200]
-    assert sorted(r.header("webhook-id") for r in got) == sorted(sent)  # each once
-    assert all(signed(r) for r in got)
+    delivered_once(world, receiver, paths, sent, cluster, target)
     assert [r.status for r in receiver.requests_to(flaky)].count(500) == 10  # retried, then ok
-    assert not dead.list_ids(settings)
     assert all(primary_of(cluster, prefix(k)) == target for k in moving)
-    for i in sent:  # each delivery's state is on the new primary
-        keys = ScriptKeys(prefix(shards.shard_of_delivery(i)))
-        assert cluster.node(target).get(keys.done(i)) == b"ok"
     print(
         f"\nresharded {len(slots)} slots ({sum(moved)} keys) in {took:.1f} s, with"
         f" {sum(left_at_split.values())} of {len(before)} deliveries not yet delivered as"
         f" their slot split; {len(sent)} delivered once each"
+    )
+
+
+def test_cluster_redis_cli_reshard_of_a_primary_under_deliveries_loses_nothing(
+    world: World, receiver: Receiver, cluster: Cluster
+) -> None:
+    """`redis-cli --cluster reshard` moves every slot of a primary, its shards' among them, to
+    another while their deliveries are in flight: each is delivered once, from there."""
+    settings = settings_of(world)
+    prefix = lambda k: shards.shard_prefix(settings.prefix, k)  # noqa: E731
+    on: dict[int, list[int]] = {port: [] for port in cluster.masters()}
+    for k in range(shards.N_SHARDS):
+        on[primary_of(cluster, prefix(k))].append(k)
+    source = max(on, key=lambda port: len(on[port]))
+    target = next(p for p in on if p != source)
+    paths = paths_in(receiver, on[source], 2)
+    for p in paths:
+        receiver.rule(p, lambda n: (time.sleep(0.1), 200)[1])
+    urls = [receiver.url(p) for p in paths]
+    worker(world, 4)
+    before = emit(world, 20, urls)
+    wait_until(lambda: delivered(receiver, paths), timeout=30, what="a first delivery")
+    left = len(set(before) - delivered(receiver, paths))
+    rows = cluster.node(source).execute_command("CLUSTER", "SLOTS")
+    n_slots = sum(int(r[1]) - int(r[0]) + 1 for r in rows if int(r[2][1]) == source)
+    started = time.monotonic()
+    subprocess.run(
+        [
+            *("redis-cli", "--cluster", "reshard", f"127.0.0.1:{source}"),
+            *("--cluster-from", node_id(cluster, source), "--cluster-to", node_id(cluster, target)),
+            *("--cluster-slots", str(n_slots), "--cluster-yes"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    took = time.monotonic() - started
+    rows = cluster.node(target).execute_command("CLUSTER", "SLOTS")
+    assert not [r for r in rows if int(r[2][1]) == source]  # it serves no slot now
+    assert left > 0
+    sent = before + emit(world, 3, urls)
+    delivered_once(world, receiver, paths, sent, cluster, target)
+    assert all(primary_of(cluster, prefix(k)) == target for k in on[source])
+    print(
+        f"\nredis-cli moved {n_slots} slots ({len(on[source])} shards) in {took:.1f} s with"
+        f" {left} of {len(before)} deliveries not yet delivered; {len(sent)} delivered once each"
     )
 
 
