@@ -107,8 +107,11 @@ class ClusterRoute:
             client = self._client = _Rerouting(self, pool)
         return client
 
-    def lost(self) -> None:
-        _reroute(self.cluster)
+    def lost(self, cause: BaseException | None = None) -> None:
+        if isinstance(cause, redis.exceptions.MovedError):
+            _follow(self.cluster, cause)
+        else:
+            _reroute(self.cluster)
 
 
 class _Rerouting(redis.Redis):
@@ -123,8 +126,8 @@ class _Rerouting(redis.Redis):
     def execute_command(self, *args: Any, **options: Any) -> Any:
         try:
             return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        except OUTAGES:
-            self.route.lost()
+        except OUTAGES as exc:
+            self.route.lost(exc)
             raise
 
 
@@ -141,6 +144,18 @@ def _reroute(cluster: RedisCluster) -> None:
     # none answers (or not every slot is served yet): the next outage asks again
     with contextlib.suppress(redis.RedisError, redis.exceptions.RedisClusterException, OSError):
         cluster.nodes_manager.initialize(disconnect_startup_nodes_pools=False)
+
+
+def _follow(cluster: RedisCluster, moved: redis.exceptions.MovedError) -> None:
+    """The slot's new primary, as MOVED names it, put in the cluster's slot table (what
+    RedisCluster itself does on MOVED): a slot moved by a reshard is followed at once, where
+    _reroute waits REROUTE_MIN_S, and could ask a replica that has not heard of the move yet
+    (an emit's three tries then all met MOVED)."""
+    nodes: Any = cluster.nodes_manager
+    if hasattr(nodes, "move_slot"):  # redis-py 8
+        nodes.move_slot(moved)
+    else:  # earlier: applied at the next lookup
+        nodes.update_moved_exception(moved)
 
 
 @functools.lru_cache(maxsize=64)

@@ -123,8 +123,8 @@ class Route(Protocol):
 
     def client(self) -> redis.Redis: ...
 
-    def lost(self) -> None:
-        """A call met an outage or a moved slot: look the primary up again."""
+    def lost(self, cause: BaseException | None = None) -> None:
+        """A call met an outage or a moved slot (`cause`): look the primary up again."""
 
 
 class State:
@@ -152,9 +152,9 @@ class State:
         assert self._client is not None
         return self._client
 
-    def _lost(self) -> None:
+    def _lost(self, cause: BaseException | None) -> None:
         if self.route is not None:
-            self.route.lost()
+            self.route.lost(cause)
 
     def _command(
         self, name: str, args: tuple[Any, ...], keys: Sequence[str], rest: Sequence[Any] = ()
@@ -183,8 +183,8 @@ class State:
                     raise
                 load_library(client)  # not run: loaded now, and called again
                 found = roundtrip.call(client.connection_pool, *command)
-        except OUTAGES:
-            self._lost()
+        except OUTAGES as exc:
+            self._lost(exc)
             raise
         return found
 
@@ -214,8 +214,8 @@ class State:
         command = self._command(name, args, keys, rest)
         try:
             return self._tracked_on(self.client, name, command)
-        except (NotSent, MaybeSent):
-            self._lost()
+        except (NotSent, MaybeSent) as exc:
+            self._lost(exc.__cause__)
             raise
 
     def _tracked_on(self, client: redis.Redis, name: str, command: tuple[Any, ...]) -> list[Any]:
@@ -370,8 +370,12 @@ def state_for(settings: Settings) -> State:
 
 
 def _cluster_down(exc: redis.exceptions.ResponseError) -> bool:
-    """A script stopped by a Redis Cluster that lost a primary (a failover): an outage."""
-    return "cluster is down" in str(exc).lower()
+    """A script stopped by a Redis Cluster: one that lost a primary (a failover), or whose
+    slot is migrating (a reshard), a key it touches moved already: an outage, the script
+    maybe part run. (A call runs on a migrating slot's old primary only if every key it
+    names is there still: an emit naming its key's marker and its throttle's.)"""
+    text = str(exc).lower()
+    return "cluster is down" in text or "non local key" in text
 
 
 def _text(value: Any) -> str:

@@ -217,3 +217,55 @@ def urls_in(receiver: Receiver, name: str, shard: int, count: int = 1) -> list[s
         if len(found) == count:
             return found
     raise AssertionError(f"no URL in shard {shard}")
+
+
+APP = r"""
+import json, os, sys
+import shahihooks
+from shahihooks.settings import Settings
+settings = {}
+for line in sys.stdin:
+    urls, n, key = json.loads(line)
+    env = {**os.environ, "SHAHIHOOKS_URLS": " ".join(urls)}
+    mine = settings.setdefault(tuple(urls), Settings.from_env(env))
+    try:
+        found = shahihooks.emit("ticket.created", {"n": n}, key=key, settings=mine)
+        print(json.dumps([[d.id, d.status] for d in found]), flush=True)
+    except Exception as exc:
+        print(json.dumps(f"{type(exc).__name__}: {exc}"), flush=True)
+"""
+
+
+class App:
+    """An app that keeps running and emitting: one emit per request, through one process."""
+
+    def __init__(self, world: World) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", APP],
+            env=world.env(),
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        world.procs.append(self.proc)  # type: ignore[arg-type]
+
+    def emit(self, urls: list[str], n: int, key: str | None = None) -> list[str] | str:
+        """The emit's delivery ids, or the error it raised."""
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps([urls, n, key]) + "\n")
+        self.proc.stdin.flush()
+        found = json.loads(self.proc.stdout.readline())
+        return found if isinstance(found, str) else [i for i, _ in found]
+
+    def emit_until_taken(self, urls: list[str], n: int, timeout: float) -> list[str]:
+        """Emit with a key until an emit is taken (a try taken before its answer was lost is
+        met again as a duplicate, with its ids)."""
+        key = f"after-{n}-{uuid.uuid4().hex[:6]}"
+
+        def taken() -> list[str] | None:
+            found = self.emit(urls, n, key)
+            return None if isinstance(found, str) else found
+
+        return wait_until(taken, timeout=timeout, what=f"emit {n} taken")  # type: ignore[return-value]

@@ -5,10 +5,7 @@ worker killed, a primary's failover under a running app."""
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -16,7 +13,7 @@ from shahihooks import checks, dead, health, shards, stats
 from shahihooks.endpoints import Endpoint, EndpointStore
 from shahihooks.keys import url_tag
 from tests.cluster import (
-    ROOT,
+    App,
     Cluster,
     cluster_fixture,  # noqa: F401 (the fixture `cluster`, one per module)
     emit,
@@ -135,58 +132,6 @@ def test_cluster_worker_sigkill_loses_nothing(world: World, receiver: Receiver) 
     assert set(wait_delivered(settings_of(world), ids, timeout=150).values()) == {"ok"}
     got = {r.header("webhook-id") for p in paths for r in receiver.requests_to(p)}
     assert got == set(ids)
-
-
-APP = r"""
-import json, os, sys
-import shahihooks
-from shahihooks.settings import Settings
-settings = {}
-for line in sys.stdin:
-    urls, n, key = json.loads(line)
-    env = {**os.environ, "SHAHIHOOKS_URLS": " ".join(urls)}
-    mine = settings.setdefault(tuple(urls), Settings.from_env(env))
-    try:
-        found = shahihooks.emit("ticket.created", {"n": n}, key=key, settings=mine)
-        print(json.dumps([[d.id, d.status] for d in found]), flush=True)
-    except Exception as exc:
-        print(json.dumps(f"{type(exc).__name__}: {exc}"), flush=True)
-"""
-
-
-class App:
-    """An app that keeps running and emitting: one emit per request, through one process."""
-
-    def __init__(self, world: World) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", APP],
-            env=world.env(),
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        world.procs.append(self.proc)  # type: ignore[arg-type]
-
-    def emit(self, urls: list[str], n: int, key: str | None = None) -> list[str] | str:
-        """The emit's delivery ids, or the error it raised."""
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps([urls, n, key]) + "\n")
-        self.proc.stdin.flush()
-        found = json.loads(self.proc.stdout.readline())
-        return found if isinstance(found, str) else [i for i, _ in found]
-
-    def emit_until_taken(self, urls: list[str], n: int, timeout: float) -> list[str]:
-        """Emit with a key until an emit is taken (a try taken before its answer was lost is
-        met again as a duplicate, with its ids)."""
-        key = f"after-{n}-{uuid.uuid4().hex[:6]}"
-
-        def taken() -> list[str] | None:
-            found = self.emit(urls, n, key)
-            return None if isinstance(found, str) else found
-
-        return wait_until(taken, timeout=timeout, what=f"emit {n} taken")  # type: ignore[return-value]
 
 
 def test_cluster_primary_failover_loses_nothing(
