@@ -40,8 +40,21 @@ publisher = Publisher(app)
 
 
 def _reconfigure(settings: Settings) -> None:
+    before = (app.conf.broker_url, app.conf.broker_transport_options)
     app.conf.update({**celery_config(settings), **user_config()})
     publisher.forget()
+    if (app.conf.broker_url, app.conf.broker_transport_options) != before:
+        _forget_broker_connections()
+
+
+def _forget_broker_connections() -> None:
+    """Celery keeps the pools it publishes through (of connections, of producers) for the
+    broker it first met: another broker configured, it takes them anew, as after a fork.
+    Not closed: kombu keeps them, per broker, for whoever meets that broker again."""
+    vars(app)["_pool"] = None
+    amqp = vars(app).get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
 
 
 on_configure(_reconfigure)

@@ -84,3 +84,24 @@ def test_a_publish_signal_receiver_sends_messages_through_kombu(queue: str) -> N
     finally:
         signals.before_task_publish.disconnect(seen)
     assert publisher.direct_queue() == queue
+
+
+def test_a_broker_configured_anew_is_the_one_published_to(
+    settings, redis_client: redis.Redis, queue: str
+) -> None:
+    """configure() with another broker: Celery's pools for the first one are not kept."""
+    from kombu import Connection
+
+    amqp = "amqp://guest:guest@127.0.0.1:5672//"
+    m = Message("evt_abc-123456789012", 1, "ticket.created", "https://h.example/x", 1)
+    try:
+        settings(queue=queue, broker_url=amqp)
+        publisher.publish_through_kombu([m])
+        with Connection(amqp) as conn:
+            assert conn.default_channel.queue_declare(queue, passive=True).message_count == 1
+        settings(queue=queue)  # the Redis broker again
+        publisher.publish_through_kombu([m])
+        assert redis_client.llen(queue) == 1
+    finally:
+        with Connection(amqp) as conn:
+            conn.default_channel.queue_delete(queue)
