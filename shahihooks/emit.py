@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,11 +150,12 @@ def _send(p: Prepared) -> list[Delivery]:
     msg_id = message_id(p.key)  # one for every try: a try whose step had run is found again
     may_have_run = False
     cause: BaseException | None = None
+    stored: dict[str, Message] = {}  # queued by steps that ran, in tries that then failed
     for tried in range(EMIT_TRIES):
         if tried:
             time.sleep(0.1 * 2**tried)
         try:
-            return _enqueue(p, nonce, msg_id)
+            return _enqueue(p, nonce, msg_id, stored)
         except MaybeSent as exc:
             may_have_run, cause = True, exc.__cause__
         except NotSent as exc:
@@ -166,6 +167,8 @@ def _send(p: Prepared) -> list[Delivery]:
             raise RedisFull(full_message(url, f"nothing was enqueued for {p.event}")) from exc
     where = f"Redis at {redact_url(p.settings.redis_url)}"
     why = f"{type(cause).__name__}: {cause}"
+    if stored:  # no try got through: what is stored is sent all the same (not in a minute)
+        _publish(p.settings, list(stored.values()), p.event)
     if may_have_run:
         again = (
             f"emit it again with the same key ({p.key!r}): a duplicate is dropped"
@@ -179,7 +182,9 @@ def _send(p: Prepared) -> list[Delivery]:
     raise UnavailableError(f"{where} is unreachable ({why}); nothing was enqueued for {p.event}")
 
 
-def _enqueue(p: Prepared, nonce: str, msg_id: str) -> list[Delivery]:
+def _enqueue(p: Prepared, nonce: str, msg_id: str, stored: dict[str, Message]) -> list[Delivery]:
+    """One try; the messages of what a try that failed partway had queued go to `stored`
+    (a broker that is not the state Redis: published by `_send` if no try succeeds)."""
     settings, event, key, throttle = p.settings, p.event, p.key, p.throttle
     if not settings.enabled:
         logger.info("webhooks are disabled (SHAHIHOOKS_ENABLED=0): %s not sent", event)
@@ -203,9 +208,16 @@ def _enqueue(p: Prepared, nonce: str, msg_id: str) -> list[Delivery]:
         traceparent=tracing.current_traceparent() or "",
     )
     encoded = publisher.encode(messages, queue) if queue else []
-    emitted = shards.emit(settings, new, targets, encoded)
+    try:
+        emitted = shards.emit(settings, new, targets, encoded)
+    except MaybeSent as exc:
+        if not queue:
+            stored.update((m.delivery_id, m) for m in _of(messages, exc.stored))
+        raise
     if emitted.duplicate_of is not None:
         logger.info("%s with key %r was emitted before: nothing enqueued", event, key)
+        if not queue and emitted.completed:  # steps its first emit never ran, run now
+            _publish(settings, _of(messages, emitted.completed), event)
         return [Delivery(i, u, event, "duplicate") for i, u in emitted.duplicate_of]
     if emitted.throttled:
         logger.debug("%s throttled for %s=%r", event, throttle and throttle.field, p.throttle_value)
@@ -220,6 +232,11 @@ def _enqueue(p: Prepared, nonce: str, msg_id: str) -> list[Delivery]:
         Delivery(t.delivery_id, t.url, event, placed.value, t.refused)
         for t, placed in zip(targets, emitted.placed, strict=True)
     ]
+
+
+def _of(messages: list[Message], ids: Sequence[str]) -> list[Message]:
+    wanted = set(ids)
+    return [m for m in messages if m.delivery_id in wanted]
 
 
 def _targets(p: Prepared, msg_id: str) -> list[Target]:

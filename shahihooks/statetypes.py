@@ -93,6 +93,9 @@ class Emitted:
     duplicate_of: list[tuple[str, str]] | None = None  # (id, url) of the first emit
     throttled: bool = False
     placed: tuple[Placed, ...] = ()
+    # a duplicate's deliveries stored now, queued (steps the first emit never ran): their
+    # messages are published by this emit
+    completed: tuple[str, ...] = ()
 
 
 def emitted(found: Sequence[str]) -> Emitted:
@@ -231,4 +234,10 @@ class NotSent(Exception):
 
 
 class MaybeSent(Exception):
-    """Redis stopped answering after the step was sent: it may have run."""
+    """Redis stopped answering after the step was sent: it may have run. `stored`: the
+    deliveries queued by the steps of the same emit that ran before it (their messages are
+    still to publish)."""
+
+    def __init__(self, *args: object, stored: tuple[str, ...] = ()) -> None:
+        super().__init__(*args)
+        self.stored = stored

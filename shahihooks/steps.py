@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from shahihooks.contract import EmitArgs
@@ -98,6 +98,7 @@ def run(new: StoredEvent, groups: Sequence[Group]) -> Emitted:
     )
     first: Emitted | None = None
     placed: list[Placed] = []
+    ran: list[Target] = []  # the targets of the steps that ran, as `placed`
     for n, (state, step) in enumerate(steps):
         if first is not None and first.duplicate_of is not None:
             # the same key again: a later step completes only the first emit's own
@@ -106,21 +107,30 @@ def run(new: StoredEvent, groups: Sequence[Group]) -> Emitted:
                 continue
         try:
             found = state.emit_step(step, base, throttle_key if not n else "")
-        except NotSent as exc:
+        except (NotSent, MaybeSent) as exc:
             if first is None:
                 raise
             # the steps before ran: the emit is partly stored, and emitting it again with its
-            # key completes it (emit says so), so it is never "nothing was enqueued"
-            raise MaybeSent(exc.__cause__) from exc.__cause__
+            # key completes it (emit says so), so it is never "nothing was enqueued"; what
+            # they queued is said, for its messages to be published all the same
+            stored = _queued(ran, placed)
+            raise MaybeSent(exc.__cause__, stored=stored) from exc.__cause__
         if first is None:
             first = found
             if found.throttled:
                 return found
+        ran += step.targets
         if found.duplicate_of is not None:  # a later step made before: its own marker
             placed += [Placed.DUPLICATE] * len(step.targets)
         else:
             placed += found.placed
     assert first is not None
     if first.duplicate_of is not None:
-        return first
+        # the steps its first emit never ran (it stopped between two) ran now: their
+        # deliveries' messages are this emit's to publish
+        return replace(first, completed=_queued(ran, placed))
     return Emitted(placed=tuple(placed))
+
+
+def _queued(targets: Sequence[Target], placed: Sequence[Placed]) -> tuple[str, ...]:
+    return tuple(t.delivery_id for t, p in zip(targets, placed, strict=True) if p == Placed.QUEUED)
