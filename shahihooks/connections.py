@@ -151,7 +151,7 @@ def _ask_each(url: str) -> list[tuple[str, str]]:
 def _ask_node(node: tuple[str, int], options: dict[str, Any]) -> str:
     """What went wrong asking a node for the Cluster's slots, as redis-py asks a startup node."""
     once = {k: _OPTIONS[k] for k in ("socket_timeout", "socket_connect_timeout", "retry")}
-    pool = redis.ConnectionPool(host=node[0], port=node[1], **options, **once)
+    pool = redis.ConnectionPool(host=node[0], port=node[1], **{**once, **options})  # the URL wins
     try:
         redis.Redis(connection_pool=pool).execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
     except redis.ResponseError:

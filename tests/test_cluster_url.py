@@ -247,3 +247,22 @@ def test_a_worker_starting_with_no_node_answering_logs_each_node(
     for port in ports:
         assert f"redis://***:***@127.0.0.1:{port} (" in logged, logged
     assert PW not in caplog.text
+
+
+def test_no_listed_node_answering_with_timeouts_in_the_url_still_names_each_node() -> None:
+    """A URL's own socket timeouts (parse_url takes them) are the ones each node is asked
+    again with: not given twice (a TypeError instead of the outage)."""
+    import redis
+
+    from shahihooks.connections import cluster_client
+
+    ports = two_dead_ports()
+    query = "?socket_connect_timeout=1&socket_timeout=1"
+    url = ",".join(f"redis://:{PW}@127.0.0.1:{port}/{query}" for port in ports)
+    with pytest.raises(redis.ConnectionError) as caught:
+        cluster_client(url)
+    message = str(caught.value)
+    assert message.startswith("no node of the Redis Cluster answers: "), message
+    for port in ports:
+        assert f"127.0.0.1:{port}" in message, message
+    assert PW not in message
