@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import redis
+
 from shahihooks.contract import EmitArgs
 from shahihooks.statetypes import Emitted, MaybeSent, NotSent, Placed, StoredEvent, Target
 
@@ -107,14 +109,15 @@ def run(new: StoredEvent, groups: Sequence[Group]) -> Emitted:
                 continue
         try:
             found = state.emit_step(step, base, throttle_key if not n else "")
-        except (NotSent, MaybeSent) as exc:
+        except (NotSent, MaybeSent, redis.exceptions.OutOfMemoryError) as exc:
             if first is None:
                 raise
             # the steps before ran: the emit is partly stored, and emitting it again with its
-            # key completes it (emit says so), so it is never "nothing was enqueued"; what
-            # they queued is said, for its messages to be published all the same
-            stored = _queued(ran, placed)
-            raise MaybeSent(exc.__cause__, stored=stored) from exc.__cause__
+            # key completes it (emit says so), so it is never "nothing was enqueued" (nor is
+            # a full Redis met by a later step: RedisFull says so); what they queued is said,
+            # for its messages to be published all the same
+            cause = exc if isinstance(exc, redis.RedisError) else exc.__cause__
+            raise MaybeSent(cause, stored=_queued(ran, placed)) from cause
         if first is None:
             first = found
             if found.throttled:

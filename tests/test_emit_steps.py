@@ -145,8 +145,20 @@ def test_an_emit_again_publishes_the_steps_its_first_emit_never_ran(
     assert _all_stored(redis_client, keys, lost)
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        NotSent(redis.ConnectionError("Redis went away (injected)")),
+        redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+    ],
+    ids=["unreachable", "full"],
+)
 def test_an_emit_that_fails_after_its_first_step_still_publishes_that_step(
-    settings, redis_client: redis.Redis, amqp_queue: str, monkeypatch: pytest.MonkeyPatch
+    settings,
+    redis_client: redis.Redis,
+    amqp_queue: str,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
 ) -> None:
     n = EMIT_CHUNK + 100
     s = settings(urls=_urls(n), rate_limit=0, queue=amqp_queue, broker_url=AMQP)
@@ -154,8 +166,8 @@ def test_an_emit_that_fails_after_its_first_step_still_publishes_that_step(
     real = State.emit_step
 
     def second_step_unreachable(self: State, step: Any, *args: Any) -> Any:
-        if "." in step.msg_id:  # a later step (`<msg>.<n>`): Redis went away before it
-            raise NotSent(redis.ConnectionError("Redis went away (injected)"))
+        if "." in step.msg_id:  # a later step (`<msg>.<n>`): Redis away, or full
+            raise failure
         return real(self, step, *args)
 
     monkeypatch.setattr(State, "emit_step", second_step_unreachable)
