@@ -17,6 +17,7 @@ from kombu import Exchange, Queue
 from shahihooks.app import app, create_app, publisher
 from shahihooks.publish import Message, Publisher
 from shahihooks.settings import current
+from tests.conftest import wait_until
 
 
 def decoded(raw: bytes) -> dict[str, Any]:
@@ -97,8 +98,12 @@ def test_a_broker_configured_anew_is_the_one_published_to(
     try:
         settings(queue=queue, broker_url=amqp)
         publisher.publish_through_kombu([m])
-        with Connection(amqp) as conn:
-            assert conn.default_channel.queue_declare(queue, passive=True).message_count == 1
+
+        def depth() -> int:
+            with Connection(amqp) as conn:
+                return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
+
+        assert wait_until(lambda: depth() == 1, timeout=10)
         settings(queue=queue)  # the Redis broker again
         publisher.publish_through_kombu([m])
         assert redis_client.llen(queue) == 1
