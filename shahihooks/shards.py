@@ -101,7 +101,8 @@ class ClusterRoute:
 
     def client(self) -> redis.Redis:
         node: Any = self.cluster.get_node_from_key(self.prefix)  # type: ignore[no-untyped-call]
-        pool = node.redis_connection.connection_pool
+        # a primary first met in a MOVED (a node added, then given slots) has no client yet
+        pool = self.cluster.get_redis_connection(node).connection_pool
         client = self._client
         if client is None or client.connection_pool is not pool:  # built once per primary
             client = self._client = _Rerouting(self, pool)

@@ -253,3 +253,90 @@ def test_cluster_emit_whose_script_meets_a_moved_key_is_an_outage(
     finish_move(cluster, slot, source, target)
     (again,) = shahihooks.emit("article.viewed", {"article_id": 1}, key=key, settings=settings)
     assert (again.id, again.status) == (first.id, "duplicate")
+
+
+def add_primary(cluster: Cluster) -> int:
+    """A new node joined to the cluster as a primary of no slot (`redis-cli --cluster
+    add-node`): no client knows it yet, a client learns the primaries that serve slots."""
+    (port,) = cluster.start_nodes(1)
+    via = next(p for p in cluster.procs if p != port)
+    subprocess.run(
+        ["redis-cli", "--cluster", "add-node", f"127.0.0.1:{port}", f"127.0.0.1:{via}"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+    def joined() -> bool:  # every node, the new one too, knows it and is ready
+        return all(
+            port in cluster.masters(p) and cluster.node(p).cluster("info")["cluster_state"] == "ok"
+            for p in cluster.procs
+        )
+
+    wait_until(joined, timeout=15, what=f"node {port} joined")
+    return port
+
+
+def remove_primary(cluster: Cluster, port: int, keys: list[str], to: int) -> None:
+    """The slots of `keys` that primary `port` serves moved back to primary `to` (a move left
+    halfway, undone), then the node forgotten (`redis-cli --cluster del-node`) and stopped."""
+    for key in keys:
+        slot = key_slot(key.encode())
+        if primary_of(cluster, key) == port:
+            start_move(cluster, slot, port, to)
+            finish_move(cluster, slot, port, to)
+        else:
+            for p in (to, port):
+                cluster.node(p).execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+    subprocess.run(
+        ["redis-cli", "--cluster", "del-node", f"127.0.0.1:{to}", node_id(cluster, port)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    proc = cluster.procs.pop(port)
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def test_cluster_reshard_to_an_added_primary_is_followed_by_a_running_app(
+    world: World, receiver: Receiver, cluster: Cluster
+) -> None:
+    """A primary added with `redis-cli --cluster add-node` is given two shards' slots while
+    their deliveries are in flight: an app that emitted before, and a worker, meet MOVED
+    naming a primary they have never met and follow it there (it was an AttributeError on
+    every later call to those shards, until the process restarted); each delivery arrives
+    once, from the new primary."""
+    settings = settings_of(world)
+    prefix = lambda k: shards.shard_prefix(settings.prefix, k)  # noqa: E731
+    source = primary_of(cluster, prefix(0))
+    moving = [k for k in range(shards.N_SHARDS) if primary_of(cluster, prefix(k)) == source][:2]
+    paths = paths_in(receiver, moving, 2)
+    for p in paths:
+        receiver.rule(p, lambda n: (time.sleep(0.2), 200)[1])
+    urls = [receiver.url(p) for p in paths]
+    app = App(world)
+    first = app.emit(urls, 0)
+    assert isinstance(first, list), first
+    added = add_primary(cluster)
+    try:
+        worker(world, 4)
+        more = [app.emit(urls, n) for n in range(1, 20)]
+        assert all(isinstance(ids, list) for ids in more), more
+        before = first + [i for ids in more for i in ids]
+        wait_until(lambda: delivered(receiver, paths), timeout=30, what="a first delivery")
+        for k in moving:
+            move_slot(cluster, key_slot(prefix(k).encode()), source, added, lambda slot: None)
+        left = len(set(before) - delivered(receiver, paths))
+        assert left > 0  # the worker had deliveries of the moved shards still to send
+        assert all(primary_of(cluster, prefix(k)) == added for k in moving)
+        after = [app.emit(urls, 100 + n) for n in range(3)]
+        assert all(isinstance(ids, list) for ids in after), after
+        sent = before + [i for ids in after for i in ids]
+        delivered_once(world, receiver, paths, sent, cluster, added)
+    finally:
+        remove_primary(cluster, added, [prefix(k) for k in moving], source)
+    print(
+        f"\nmoved {len(moving)} shards to an added primary with {left} of {len(before)}"
+        f" deliveries not yet delivered; {len(sent)} delivered once each"
+    )
