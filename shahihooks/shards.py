@@ -153,10 +153,11 @@ def _follow(cluster: RedisCluster, moved: redis.exceptions.MovedError) -> None:
     _reroute waits REROUTE_MIN_S, and could ask a replica that has not heard of the move yet
     (an emit's three tries then all met MOVED)."""
     nodes: Any = cluster.nodes_manager
-    if hasattr(nodes, "move_slot"):  # redis-py 8
+    if hasattr(nodes, "move_slot"):
         nodes.move_slot(moved)
-    else:  # earlier: applied at the next lookup
+    else:  # redis-py 5.2: kept until a slot lookup applies it, which client()'s does not
         nodes.update_moved_exception(moved)
+        nodes.get_node_from_slot(moved.slot_id)  # so applied here
 
 
 @functools.lru_cache(maxsize=64)
