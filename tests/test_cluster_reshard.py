@@ -262,12 +262,13 @@ def add_primary(cluster: Cluster) -> int:
     add-node`): no client knows it yet, a client learns the primaries that serve slots."""
     (port,) = cluster.start_nodes(1)
     via = next(p for p in cluster.procs if p != port)
-    subprocess.run(
+    done = subprocess.run(
         ["redis-cli", "--cluster", "add-node", f"127.0.0.1:{port}", f"127.0.0.1:{via}"],
-        check=True,
         capture_output=True,
         timeout=30,
+        text=True,
     )
+    assert done.returncode == 0, done.stdout + done.stderr
 
     def joined() -> bool:  # every node, the new one too, knows it and is ready
         return all(
@@ -285,6 +286,7 @@ def remove_primary(cluster: Cluster, port: int, keys: list[str], to: int) -> Non
     Once it has no slot left it becomes a replica (of `to`), which refuses SETSLOT: told
     by gossip, it may be one already when told the last slot moved."""
     owner = node_id(cluster, to)
+    primaries = [p for p in cluster.masters(to) if p != port]
     for key in keys:
         slot = key_slot(key.encode())
         if primary_of(cluster, key) != port:
@@ -309,7 +311,15 @@ def remove_primary(cluster: Cluster, port: int, keys: list[str], to: int) -> Non
     proc = cluster.procs.pop(port)
     proc.kill()
     proc.wait(timeout=10)
-    wait_until(cluster.ok, timeout=15, what="the cluster as it was, for the next tests")
+
+    def as_before() -> bool:  # for the next tests
+        return all(
+            cluster.masters(p) == primaries
+            and cluster.node(p).cluster("info")["cluster_state"] == "ok"
+            for p in cluster.procs
+        )
+
+    wait_until(as_before, timeout=15, what=f"the cluster's primaries {primaries} alone")
 
 
 def test_cluster_reshard_to_an_added_primary_is_followed_by_a_running_app(
