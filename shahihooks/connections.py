@@ -108,8 +108,10 @@ def cluster_client(url: str) -> RedisCluster:
 
 def cluster_primaries(url: str) -> list[redis.Redis]:
     """A client of every primary of the Redis Cluster that `url` names a node of."""
-    nodes: Any = cluster_client(url).get_primaries()  # type: ignore[no-untyped-call]
-    return [node.redis_connection for node in nodes]
+    cluster = cluster_client(url)
+    nodes: Any = cluster.get_primaries()  # type: ignore[no-untyped-call]
+    # a primary first met in a MOVED has no client yet (shards.ClusterRoute.client)
+    return [cluster.get_redis_connection(node) for node in nodes]
 
 
 def node_address(client: redis.Redis) -> str:

@@ -79,6 +79,9 @@ class LocalNodes:
             *("--port", str(port), "--bind", "127.0.0.1", "--dir", self.folder),
             *("--cluster-enabled", "yes", "--cluster-node-timeout", str(self.NODE_TIMEOUT_MS)),
             *("--cluster-config-file", f"{self.folder}/nodes-{port}.conf"),
+            # its own: a replica writes the RDB of its full sync, which a node started later
+            # in the folder would load (and claim the slots of its keys)
+            *("--dbfilename", f"dump-{port}.rdb"),
             *("--save", "", "--appendonly", "no", "--daemonize", "no"),
         ]
 

@@ -101,7 +101,8 @@ class ClusterRoute:
 
     def client(self) -> redis.Redis:
         node: Any = self.cluster.get_node_from_key(self.prefix)  # type: ignore[no-untyped-call]
-        pool = node.redis_connection.connection_pool
+        # a primary first met in a MOVED (a node added, then given slots) has no client yet
+        pool = self.cluster.get_redis_connection(node).connection_pool
         client = self._client
         if client is None or client.connection_pool is not pool:  # built once per primary
             client = self._client = _Rerouting(self, pool)
@@ -152,10 +153,11 @@ def _follow(cluster: RedisCluster, moved: redis.exceptions.MovedError) -> None:
     _reroute waits REROUTE_MIN_S, and could ask a replica that has not heard of the move yet
     (an emit's three tries then all met MOVED)."""
     nodes: Any = cluster.nodes_manager
-    if hasattr(nodes, "move_slot"):  # redis-py 8
+    if hasattr(nodes, "move_slot"):
         nodes.move_slot(moved)
-    else:  # earlier: applied at the next lookup
+    else:  # redis-py 5.2: kept until a slot lookup applies it, which client()'s does not
         nodes.update_moved_exception(moved)
+        nodes.get_node_from_slot(moved.slot_id)  # so applied here
 
 
 @functools.lru_cache(maxsize=64)

@@ -9,12 +9,14 @@ delivery arrives once, verified, and nothing is dead-lettered."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 import shahihooks
@@ -253,3 +255,111 @@ def test_cluster_emit_whose_script_meets_a_moved_key_is_an_outage(
     finish_move(cluster, slot, source, target)
     (again,) = shahihooks.emit("article.viewed", {"article_id": 1}, key=key, settings=settings)
     assert (again.id, again.status) == (first.id, "duplicate")
+
+
+def add_primary(cluster: Cluster) -> int:
+    """A new node joined to the cluster as a primary of no slot (`redis-cli --cluster
+    add-node`): no client knows it yet, a client learns the primaries that serve slots."""
+    (port,) = cluster.start_nodes(1)
+    via = next(p for p in cluster.procs if p != port)
+    done = subprocess.run(
+        ["redis-cli", "--cluster", "add-node", f"127.0.0.1:{port}", f"127.0.0.1:{via}"],
+        capture_output=True,
+        timeout=30,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    def joined() -> bool:  # every node, the new one too, knows it and is ready
+        return all(
+            port in cluster.masters(p) and cluster.node(p).cluster("info")["cluster_state"] == "ok"
+            for p in cluster.procs
+        )
+
+    wait_until(joined, timeout=15, what=f"node {port} joined")
+    return port
+
+
+def remove_primary(cluster: Cluster, port: int, keys: list[str], to: int) -> None:
+    """The slots of `keys` that primary `port` serves moved back to primary `to` (a move left
+    halfway, undone), then the node forgotten (`redis-cli --cluster del-node`) and stopped.
+    Once it has no slot left it becomes a replica (of `to`), which refuses SETSLOT: told
+    by gossip, it may be one already when told the last slot moved."""
+    owner = node_id(cluster, to)
+    primaries = [p for p in cluster.masters(to) if p != port]
+    for key in keys:
+        slot = key_slot(key.encode())
+        if primary_of(cluster, key) != port:
+            cluster.node(to).cluster("setslot", slot, "STABLE")
+            continue
+        start_move(cluster, slot, port, to)
+        while found := cluster.node(port).cluster("getkeysinslot", slot, 100):
+            migrate(cluster, port, to, found)
+        others = [p for p in cluster.masters(to) if p not in (port, to)]
+        cluster.node(to).cluster("setslot", slot, "NODE", owner)
+        with contextlib.suppress(redis.ResponseError):  # a replica already: it knows
+            cluster.node(port).cluster("setslot", slot, "NODE", owner)
+        for p in others:
+            cluster.node(p).cluster("setslot", slot, "NODE", owner)
+    done = subprocess.run(
+        ["redis-cli", "--cluster", "del-node", f"127.0.0.1:{to}", node_id(cluster, port)],
+        capture_output=True,
+        timeout=30,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    proc = cluster.procs.pop(port)
+    proc.kill()
+    proc.wait(timeout=10)
+
+    def as_before() -> bool:  # for the next tests
+        return all(
+            cluster.masters(p) == primaries
+            and cluster.node(p).cluster("info")["cluster_state"] == "ok"
+            for p in cluster.procs
+        )
+
+    wait_until(as_before, timeout=15, what=f"the cluster's primaries {primaries} alone")
+
+
+def test_cluster_reshard_to_an_added_primary_is_followed_by_a_running_app(
+    world: World, receiver: Receiver, cluster: Cluster
+) -> None:
+    """A primary added with `redis-cli --cluster add-node` is given two shards' slots while
+    their deliveries are in flight: an app that emitted before, and a worker, meet MOVED
+    naming a primary they have never met and follow it there (it was an AttributeError on
+    every later call to those shards, until the process restarted); each delivery arrives
+    once, from the new primary."""
+    settings = settings_of(world)
+    prefix = lambda k: shards.shard_prefix(settings.prefix, k)  # noqa: E731
+    source = primary_of(cluster, prefix(0))
+    moving = [k for k in range(shards.N_SHARDS) if primary_of(cluster, prefix(k)) == source][:2]
+    paths = paths_in(receiver, moving, 2)
+    for p in paths:
+        receiver.rule(p, lambda n: (time.sleep(0.2), 200)[1])
+    urls = [receiver.url(p) for p in paths]
+    app = App(world)
+    first = app.emit(urls, 0)
+    assert isinstance(first, list), first
+    added = add_primary(cluster)
+    try:
+        worker(world, 4)
+        more = [app.emit(urls, n) for n in range(1, 20)]
+        assert all(isinstance(ids, list) for ids in more), more
+        before = first + [i for ids in more for i in ids]
+        wait_until(lambda: delivered(receiver, paths), timeout=30, what="a first delivery")
+        for k in moving:
+            move_slot(cluster, key_slot(prefix(k).encode()), source, added, lambda slot: None)
+        left = len(set(before) - delivered(receiver, paths))
+        assert left > 0  # the worker had deliveries of the moved shards still to send
+        assert all(primary_of(cluster, prefix(k)) == added for k in moving)
+        after = [app.emit(urls, 100 + n) for n in range(3)]
+        assert all(isinstance(ids, list) for ids in after), after
+        sent = before + [i for ids in after for i in ids]
+        delivered_once(world, receiver, paths, sent, cluster, added)
+    finally:
+        remove_primary(cluster, added, [prefix(k) for k in moving], source)
+    print(
+        f"\nmoved {len(moving)} shards to an added primary with {left} of {len(before)}"
+        f" deliveries not yet delivered; {len(sent)} delivered once each"
+    )
